@@ -1,0 +1,272 @@
+"""Checkpoint files: read any of the authors' formats safely, recognise them, write our own.
+
+Reading never executes code: ``.safetensors`` holds only tensors, and pickled ``.pth``/``.pt``
+files go through ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+containers. A refused pickle is reported, not retried unsafely.
+
+Our own format is a ``.safetensors`` file whose metadata (architecture, constructor config,
+variant and its settings, input range, padding rule, source hash) is enough to rebuild the
+network, so a converted or trained file runs with no other knowledge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .errors import CheckpointError
+from .models import create, detect_arch, get_arch
+
+FORMAT_NAME = "deblurcli"
+FORMAT_VERSION = "1"
+# Keys under which training frameworks nest the weights, most specific first: BasicSR's EMA
+# weights are the ones its authors evaluate, so they win over plain `params`.
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "net", "generator")
+SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild and drive a network, as stored in our file's metadata."""
+
+    arch: str
+    config: dict[str, Any]
+    variant: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    input_range: str = "[0, 1]"
+    pad_multiple: int = 16
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, str]:
+        meta = dict(self.metadata)
+        meta.update(
+            format=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            arch=self.arch,
+            config=json.dumps(self.config, sort_keys=True),
+            variant=self.variant,
+            settings=json.dumps(self.settings, sort_keys=True),
+            input_range=self.input_range,
+            pad_multiple=str(self.pad_multiple),
+        )
+        return meta
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such weights file; check the path or use a model name (deblur models)")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a weights file; name the .safetensors/.pth file inside it")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: file is empty; download it again")
+
+
+def _load_pickle(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise CheckpointError(
+            f"{path}: refused to load: the pickle holds more than tensors ({first[:160]}); loading it "
+            "could run code. If you trust its source, re-save its state_dict with safetensors"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]}); "
+            "it may be truncated: download it again"
+        ) from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The raw state dict (unwrapped, ``module.`` stripped) and any safetensors metadata."""
+    path = Path(path)
+    _check_file(path)
+    meta: dict[str, str] = {}
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; anything else is a pickle/zip.
+    if path.suffix == ".safetensors" or head[8:9] == b"{":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as sf:
+                meta = dict(sf.metadata() or {})
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path}: not a valid safetensors file ({str(exc)[:120]}); it may be truncated: download it again"
+            ) from None
+        return unwrap(tensors, path), meta
+    return unwrap(_load_pickle(path), path), meta
+
+
+def unwrap(obj: Any, path: Path | str = "checkpoint") -> dict[str, Tensor]:
+    """Find the state dict inside the containers training frameworks wrap it in."""
+    for _ in range(4):
+        if isinstance(obj, dict) and not _is_state_dict(obj):
+            for key in WRAPPER_KEYS:
+                if key in obj and isinstance(obj[key], dict):
+                    obj = obj[key]
+                    break
+            else:
+                break
+        else:
+            break
+    if not isinstance(obj, dict) or not _is_state_dict(obj):
+        keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: found no weights in this file (top-level: {keys})")
+    sd = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_state_dict(d: dict[Any, Any]) -> bool:
+    return bool(d) and sum(isinstance(v, Tensor) for v in d.values()) >= max(1, len(d) // 2)
+
+
+def spec_from_state_dict(
+    sd: dict[str, Tensor], meta: dict[str, str] | None = None, *, arch: str | None = None,
+    variant: str | None = None, settings: dict[str, Any] | None = None,
+) -> ModelSpec:
+    """Our metadata when present, else the architecture and config inferred from keys and shapes."""
+    meta = dict(meta or {})
+    if meta.get("format") == FORMAT_NAME and not arch:
+        arch = meta["arch"]
+        config = json.loads(meta["config"])
+        stored_variant = meta.get("variant")
+        stored_settings = json.loads(meta.get("settings") or "{}")
+    else:
+        arch = arch or detect_arch(sd)
+        mod = get_arch(arch)
+        if not mod.detect(sd):
+            raise CheckpointError(f"these weights are not {arch}'s (detected: {_safe_detect(sd)}); check --arch")
+        config = mod.infer_config(sd)
+        stored_variant, stored_settings = None, {}
+    mod = get_arch(arch)
+    v = variant or stored_variant or mod.DEFAULT_VARIANT
+    if v not in mod.VARIANTS:
+        raise CheckpointError(f"{arch} has no variant {v!r}: choose {', '.join(mod.VARIANTS)}")
+    s = dict(stored_settings if v == stored_variant else {})
+    s.update(settings or {})
+    return ModelSpec(
+        arch=arch, config=config, variant=v, settings=s, input_range=mod.INPUT_RANGE,
+        pad_multiple=int(mod.pad_multiple(config, v)),
+        metadata={k: val for k, val in meta.items() if k not in ("config", "settings")},
+    )
+
+
+def _safe_detect(sd: dict[str, Tensor]) -> str:
+    try:
+        return detect_arch(sd)
+    except CheckpointError:
+        return "unknown"
+
+
+def build_model(spec: ModelSpec, sd: dict[str, Tensor], *, source: str = "weights") -> nn.Module:
+    """Instantiate the network and load the weights strictly, naming any mismatch."""
+    model = create(spec.arch, spec.config, spec.variant, **spec.settings)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            k = wrong[0]
+            shapes = f"file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+            parts.append(f"{len(wrong)} of wrong shape (e.g. {k}: {shapes})")
+        raise CheckpointError(f"{source}: weights do not fit {spec.arch} {spec.config}: " + "; ".join(parts))
+    model.load_state_dict({k: sd[k].to(own[k].dtype) for k in own}, strict=True)
+    return model.eval()
+
+
+def load_model(
+    path: str | os.PathLike[str], *, arch: str | None = None, variant: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> tuple[nn.Module, ModelSpec]:
+    """Read a checkpoint in any supported format and return the ready network and its spec."""
+    sd, meta = read_checkpoint(path)
+    spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant, settings=settings)
+    return build_model(spec, sd, source=str(path)), spec
+
+
+def _atomic_save(tensors: dict[str, Tensor], meta: dict[str, str], dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(
+    model_or_state_dict: nn.Module | dict[str, Tensor], path: str | os.PathLike[str], *, arch: str,
+    config: dict[str, Any], variant: str | None = None, settings: dict[str, Any] | None = None,
+    extra_metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None,
+) -> ModelSpec:
+    """Write weights in our self-describing safetensors format (atomically)."""
+    mod = get_arch(arch)
+    sd = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
+    tensors = {}
+    for k, v in sd.items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous()
+    v_name = variant or mod.DEFAULT_VARIANT
+    spec = ModelSpec(
+        arch=arch, config=dict(config), variant=v_name, settings=dict(settings or {}),
+        input_range=mod.INPUT_RANGE, pad_multiple=int(mod.pad_multiple(config, v_name)),
+        metadata={k: str(val) for k, val in (extra_metadata or {}).items()},
+    )
+    _atomic_save(tensors, spec.to_metadata(), Path(path))
+    return spec
+
+
+def convert(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, arch: str | None = None,
+    variant: str | None = None, dtype: torch.dtype | None = None,
+) -> ModelSpec:
+    """Turn any supported checkpoint into our format, verifying that it loads strictly first."""
+    src, dst = Path(src), Path(dst)
+    if dst.suffix != ".safetensors":
+        raise CheckpointError(f"{dst}: the output must end in .safetensors")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise CheckpointError(f"{dst}: output is the input file; choose another output name")
+    sd, meta = read_checkpoint(src)
+    spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant)
+    build_model(spec, sd, source=str(src))  # strict check before writing anything
+    extra = {k: v for k, v in spec.metadata.items() if k not in ("format", "format_version")}
+    extra.update(source_name=src.name, source_sha256=sha256_file(src))
+    return save_model(
+        sd, dst, arch=spec.arch, config=spec.config, variant=spec.variant, settings=spec.settings,
+        extra_metadata=extra, dtype=dtype,
+    )
