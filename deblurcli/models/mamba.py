@@ -62,7 +62,16 @@ class Mamba(nn.Module):
         self.D.fill_(1.0)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        """(B, L, C) -> (B, L, C)."""
+        """(B, L, C) -> (B, L, C), in the parameters' dtype whatever autocast says.
+
+        The authors run this block outside autocast: the step sizes and decays lose too much in
+        half precision. A half-precision model (``.half()``) still works, with the scan itself in
+        float32.
+        """
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self._forward(hidden.to(self.in_proj.weight.dtype))
+
+    def _forward(self, hidden: Tensor) -> Tensor:
         b, l, _ = hidden.shape
         xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2*d_inner, L)
         x, z = xz.chunk(2, dim=1)

@@ -41,14 +41,15 @@ def choose_chunk(l: int, state_elems: int) -> int:
     return max(48, min(128, t))
 
 
-def _as_groups(M: Tensor, l_pad: int, nc: int, T: int) -> Tensor:
-    """B or C as (b, G, 1, nc, T, n), zero-padded along l."""
+def _steps_first(M: Tensor, l_pad: int, nc: int, T: int, last: bool) -> Tensor:
+    """B or C (b, n, l) / (b, G, n, l) as contiguous per-step blocks (T, b, G, nc, 1, n) or (..., n, 1)."""
     if M.dim() == 3:
         M = M.unsqueeze(1)
     b, g, n, l = M.shape
     if l_pad != l:
         M = torch.nn.functional.pad(M, (0, l_pad - l))
-    return M.reshape(b, g, n, nc, T).permute(0, 1, 3, 4, 2).unsqueeze(2)
+    M = M.reshape(b, g, n, nc, T).permute(4, 0, 1, 3, 2)  # (T, b, G, nc, n)
+    return (M.unsqueeze(-1) if last else M.unsqueeze(-2)).contiguous()
 
 
 def selective_scan_torch(
@@ -76,40 +77,36 @@ def selective_scan_torch(
     if l_pad != l:  # delta = 0 past the end: decay 1 and no input, so the state just carries
         delta = torch.nn.functional.pad(delta, (0, l_pad - l))
         du = torch.nn.functional.pad(du, (0, l_pad - l))
-    # (b, G, dg, nc, T, 1): every step reads a strided slice [..., t, :]
-    delta5 = delta.reshape(b, g, dg, nc, T).unsqueeze(-1)
-    du5 = du.reshape(b, g, dg, nc, T).unsqueeze(-1)
-    A4 = A.to(dtype).reshape(g, dg, 1, n)
-    B6 = _as_groups(B.to(dtype), l_pad, nc, T)
-    C6 = _as_groups(C.to(dtype), l_pad, nc, T)
+    # Step-major layouts, so that every step reads one contiguous block. State: (b, G, nc, dg, n).
+    delta_s = delta.reshape(b, g, dg, nc, T).permute(4, 0, 1, 3, 2).unsqueeze(-1).contiguous()
+    du_s = du.reshape(b, g, dg, nc, T).permute(4, 0, 1, 3, 2).unsqueeze(-1).contiguous()
+    A4 = A.to(dtype).reshape(g, 1, dg, n)
+    B_s = _steps_first(B.to(dtype), l_pad, nc, T, last=False)
+    C_s = _steps_first(C.to(dtype), l_pad, nc, T, last=True)
 
     def step(h: Tensor, t: int) -> Tensor:
-        dA = torch.exp((delta5[:, :, :, :, t] * A4).clamp_(min=_EXP_FLOOR))
-        dBu = du5[:, :, :, :, t] * B6[:, :, :, :, t]
+        dA = torch.exp((delta_s[t] * A4).clamp_(min=_EXP_FLOOR))
         if grad:
-            return dA * h + dBu
-        return h.mul_(dA).add_(dBu)
+            return torch.addcmul(dA * h, du_s[t], B_s[t])
+        return h.mul_(dA).addcmul_(du_s[t], B_s[t])
 
     # 1. reduce: local end states from zero, and each chunk's total decay
-    h = u.new_zeros(b, g, dg, nc, n)
+    h = u.new_zeros(b, g, nc, dg, n)
     if nc > 1:
         for t in range(T):
             h = step(h, t)
-        decay = torch.exp((delta5.sum(dim=4) * A4).clamp_(min=_EXP_FLOOR))  # (b, G, dg, nc, n)
+        decay = torch.exp((delta_s.sum(dim=0) * A4).clamp_(min=_EXP_FLOOR))  # (b, G, nc, dg, n)
         # 2. carry states across chunks
         starts = []
         carry = u.new_zeros(b, g, dg, n)
         for c in range(nc):
             starts.append(carry)
-            carry = decay[:, :, :, c] * carry + h[:, :, :, c]
-        h = torch.stack(starts, dim=3)
-    # 3. scan from the true starting states
-    ys = []
-    for t in range(T):
-        h = step(h, t)
-        ys.append((h * C6[:, :, :, :, t]).sum(-1))
-    y = torch.stack(ys, dim=-1).reshape(b, d, l_pad)[..., :l]
+            carry = decay[:, :, c] * carry + h[:, :, c]
+        h = torch.stack(starts, dim=2)
+    # 3. scan from the true starting states; <C_t, h_t> as a batched mat-vec
+    ys = [torch.matmul(h := step(h, t), C_s[t]) for t in range(T)]  # each (b, G, nc, dg, 1)
+    y = torch.stack(ys, dim=0).squeeze(-1).permute(1, 2, 4, 3, 0).reshape(b, d, l_pad)[..., :l]
     y = finish_output(y, u, D, z).to(in_dtype)
     if return_last_state:
-        return y, h[:, :, :, -1].reshape(b, d, n)
+        return y, h[:, :, -1].reshape(b, d, n)
     return y
