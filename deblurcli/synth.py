@@ -1,0 +1,848 @@
+"""Synthetic motion-blur training data.
+
+Real blurred/sharp pairs are scarce, so the embedded default model is trained on pairs made here
+from sharp photos (or from procedurally drawn "dead leaves" images), and users can make their own
+with ``deblur synth SHARP_DIR OUT_DIR``. Two recipes are provided:
+
+* **Kernel recipe** (:func:`degrade`): convolve a sharp image with a random camera-shake kernel
+  (optionally several, blended spatially), then add sensor noise and JPEG compression.
+* **Frame recipe** (:func:`average_frames`): average consecutive high-frame-rate video frames, as the
+  GoPro dataset was made, with the middle frame as target.
+
+Blur is physically a sum of light, so every blending step (convolution, kernel blending, frame
+averaging, sensor noise) happens in linear light; images enter and leave as sRGB in ``[0, 1]``.
+All randomness flows from an explicit :class:`numpy.random.Generator`, so every pair can be
+regenerated from a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deblurcli.errors import DeblurError, ImageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SynthProgress",
+    "SyntheticPairs",
+    "add_noise",
+    "average_frames",
+    "blur_image",
+    "dead_leaves",
+    "degrade",
+    "jpeg",
+    "linear_to_srgb",
+    "random_kernel",
+    "random_kernel_size",
+    "spatially_varying_blur",
+    "srgb_to_linear",
+    "write_pairs",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+FloatRange = tuple[float, float]
+
+
+# --------------------------------------------------------------------------------------------
+# Colour transfer
+# --------------------------------------------------------------------------------------------
+
+
+def srgb_to_linear(img: np.ndarray) -> np.ndarray:
+    """Decode sRGB to linear light, where pixel values add like photons do."""
+    x = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / np.float32(12.92), ((x + np.float32(0.055)) / np.float32(1.055))
+                    ** np.float32(2.4)).astype(np.float32)
+
+
+def linear_to_srgb(img: np.ndarray) -> np.ndarray:
+    """Encode linear light back to sRGB, the space images are stored and trained in."""
+    x = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * np.float32(12.92),
+                    np.float32(1.055) * x ** np.float32(1 / 2.4) - np.float32(0.055)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Camera-shake kernels
+# --------------------------------------------------------------------------------------------
+
+
+def random_kernel_size(rng: np.random.Generator, lo: int = 7, hi: int = 31) -> int:
+    """Draw an odd kernel size in ``[lo, hi]``.
+
+    Odd, because only an odd kernel has a pixel at its centre; an even one would shift the image by
+    half a pixel and the sharp target would no longer line up with the blurred input.
+    """
+    lo_odd = lo + 1 - lo % 2
+    hi_odd = hi - 1 + hi % 2
+    if lo_odd > hi_odd or lo_odd < 1:
+        raise ValueError(f"no odd kernel size in [{lo}, {hi}]")
+    return int(lo_odd + 2 * rng.integers(0, (hi_odd - lo_odd) // 2 + 1))
+
+
+def _shake_path(rng: np.random.Generator, steps: int, jitter: float, pull: float,
+                jerk_p: float) -> np.ndarray:
+    """Camera position over the exposure, as a complex polyline with ``steps + 1`` vertices.
+
+    The model follows Boracchi & Foi (2012): the velocity persists between steps (momentum), a
+    Gaussian acceleration makes the hand tremble, a weak pull towards the start keeps the path from
+    wandering off in a straight line forever, and rare large jerks model abrupt shakes. Speed is
+    capped at one unit per step so that one jerk cannot dominate the whole kernel.
+    """
+    acc = rng.standard_normal((steps, 2)) @ np.array([1.0, 1.0j])
+    jerk = rng.random(steps) < jerk_p
+    jerk_dir = np.exp(2j * np.pi * rng.random(steps))
+    jerk_mag = rng.uniform(0.5, 2.0, steps)
+    v = np.exp(2j * np.pi * rng.random())
+    x = 0j
+    path = np.empty(steps + 1, dtype=np.complex128)
+    path[0] = x
+    for t in range(steps):
+        v = v + jitter * acc[t] - pull * x
+        if jerk[t]:
+            v = v + jerk_mag[t] * jerk_dir[t]
+        speed = abs(v)
+        if speed > 1.0:
+            v = v / speed
+        x = x + v
+        path[t + 1] = x
+    return path
+
+
+def random_kernel(size: int, rng: np.random.Generator, *, fill: float | None = None,
+                  steps: int | None = None, jitter: float | None = None, pull: float | None = None,
+                  jerk_p: float | None = None) -> np.ndarray:
+    """A random camera-shake blur kernel, float32 ``size x size``, summing to 1 and centred.
+
+    ``size`` must be odd and is the kernel's support (pick it with :func:`random_kernel_size`).
+    The trajectory is rescaled so its farthest point reaches ``fill`` (default: random in
+    [0.6, 1]) of the half-width, and its time-average position sits exactly on the centre pixel:
+    a kernel whose centre of mass is off-centre would translate the image as well as blur it,
+    which a network could only learn as an unexplainable shift.
+
+    The path is rasterised by bilinear splatting of points spaced at most 0.2 px apart, each
+    segment of the polyline carrying equal weight: equal time per step, so slow parts of the
+    shake come out brighter, as in a real exposure. Bilinear splatting preserves the centre of
+    mass exactly. Unset trajectory parameters are drawn at random so kernels range from nearly
+    straight streaks (low ``jitter``) to tangled shakes.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be a positive odd integer, got {size}")
+    kernel = np.zeros((size, size), dtype=np.float64)
+    c = (size - 1) / 2
+    if size == 1:
+        kernel[0, 0] = 1.0
+        return kernel.astype(np.float32)
+    steps = int(rng.integers(24, 97)) if steps is None else steps
+    jitter = float(np.exp(rng.uniform(np.log(0.01), np.log(0.35)))) if jitter is None else jitter
+    pull = float(rng.uniform(0.0, 0.012)) if pull is None else pull
+    jerk_p = float(rng.uniform(0.0, 0.04)) if jerk_p is None else jerk_p
+    fill = float(rng.uniform(0.6, 1.0)) if fill is None else fill
+
+    path = _shake_path(rng, steps, jitter, pull, jerk_p)
+    # Time-average of a polyline walked at constant speed per segment = mean of segment midpoints.
+    mids = 0.5 * (path[:-1] + path[1:])
+    path = path - mids.mean()
+    reach = max(np.abs(path.real).max(), np.abs(path.imag).max())
+    if reach < 1e-9:  # the camera did not move: a delta is the honest answer
+        kernel[int(c), int(c)] = 1.0
+        return kernel.astype(np.float32)
+    # Keep every splat inside the array: bilinear touches floor(p) and floor(p) + 1.
+    path = path * ((c - 0.5) * min(max(fill, 0.0), 1.0) / reach)
+
+    seg = np.diff(path)
+    n = np.maximum(1, np.ceil(np.abs(seg) / 0.2)).astype(np.int64)
+    seg_id = np.repeat(np.arange(seg.size), n)
+    first = np.cumsum(n) - n
+    frac = (np.arange(n.sum()) - first[seg_id] + 0.5) / n[seg_id]
+    pts = path[seg_id] + seg[seg_id] * frac
+    wts = 1.0 / n[seg_id]
+
+    px, py = pts.real + c, pts.imag + c
+    x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    fx, fy = px - x0, py - y0
+    for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                      (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        yy, xx = np.clip(y0 + dy, 0, size - 1), np.clip(x0 + dx, 0, size - 1)
+        np.add.at(kernel, (yy, xx), w * wts)
+    out = (kernel / kernel.sum()).astype(np.float32)
+    out /= out.sum(dtype=np.float64)  # renormalise after rounding to float32
+    return out
+
+
+def _pad_kernel(kernel: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad an odd kernel to a larger odd size, keeping it centred."""
+    p = (size - kernel.shape[0]) // 2
+    return np.pad(kernel, p) if p > 0 else kernel
+
+
+# --------------------------------------------------------------------------------------------
+# Blur and degradations
+# --------------------------------------------------------------------------------------------
+
+
+def _check_image(img: np.ndarray, what: str = "image") -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"{what} must be HxW or HxWxC, got shape {img.shape}")
+    return img.astype(np.float32, copy=False)
+
+
+def _convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """True convolution (OpenCV correlates, so the kernel is flipped) with a mirrored border."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"kernel must be square with an odd size, got shape {kernel.shape}")
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+    return cv2.filter2D(img, cv2.CV_32F, flipped, borderType=cv2.BORDER_REFLECT)
+
+
+def _boost_highlights(lin: np.ndarray, gain: float) -> np.ndarray:
+    """Stretch near-white linear values so clipped lights smear into bright streaks.
+
+    A stored image clips a street lamp at 1.0, yet the real light was far brighter; blurring the
+    clipped value yields a dim grey smear instead of the saturated streak a real photo shows.
+    """
+    if gain <= 1.0:
+        return lin
+    t = np.float32(0.8)
+    return lin + np.float32(gain - 1.0) * np.maximum(lin - t, 0) / (1 - t)
+
+
+def blur_image(sharp: np.ndarray, kernel: np.ndarray, *, linear_light: bool = True,
+               highlight_gain: float = 1.0) -> np.ndarray:
+    """Convolve an sRGB image in ``[0, 1]`` with ``kernel``; returns float32 sRGB in ``[0, 1]``.
+
+    ``linear_light`` (the default and the physically right choice) decodes to linear light before
+    convolving, so a black/white edge blurs to a brighter mid-tone than a naive sRGB-space blur;
+    ``linear_light=False`` is kept for comparison. ``highlight_gain > 1`` brightens near-white
+    pixels before blurring to imitate saturated light sources (linear light only).
+    """
+    img = _check_image(sharp, "sharp")
+    if not linear_light:
+        return np.clip(_convolve(img, kernel), 0.0, 1.0)
+    lin = _boost_highlights(srgb_to_linear(img), highlight_gain)
+    return linear_to_srgb(_convolve(lin, kernel))
+
+
+def _smooth_masks(shape_hw: tuple[int, int], count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` smooth non-negative weight maps, ``count x H x W``, summing to 1 everywhere.
+
+    Random logits on a coarse grid, upsampled bicubically and passed through a softmax: smooth
+    because blur changes gradually across a frame (rotation, depth), summing to 1 so that blending
+    conserves light.
+    """
+    h, w = shape_hw
+    grid = int(rng.integers(2, 5))
+    sharpness = float(rng.uniform(1.0, 6.0))
+    logits = rng.standard_normal((count, grid, grid)).astype(np.float32) * sharpness
+    up = np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC) for g in logits])
+    up -= up.max(axis=0, keepdims=True)
+    e = np.exp(up)
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def spatially_varying_blur(sharp: np.ndarray, kernels: Sequence[np.ndarray], rng: np.random.Generator,
+                           *, linear_light: bool = True, highlight_gain: float = 1.0) -> np.ndarray:
+    """Blend images blurred by each of ``kernels`` with smooth random masks summing to 1.
+
+    Real shake includes rotation and scenes have depth, so one kernel rarely fits a whole photo;
+    a blend of 2-3 kernels teaches the network that blur can change across the frame. Blending
+    happens in linear light, like the convolution itself.
+    """
+    img = _check_image(sharp, "sharp")
+    if len(kernels) == 0:
+        raise ValueError("spatially_varying_blur needs at least one kernel")
+    masks = _smooth_masks(img.shape[:2], len(kernels), rng)
+    base = _boost_highlights(srgb_to_linear(img), highlight_gain) if linear_light else img
+    out = np.zeros_like(base)
+    for k, m in zip(kernels, masks, strict=True):
+        out += _convolve(base, k) * (m[..., None] if base.ndim == 3 else m)
+    return linear_to_srgb(out) if linear_light else np.clip(out, 0.0, 1.0)
+
+
+def add_noise(img: np.ndarray, rng: np.random.Generator, sigma: FloatRange = (0.0002, 0.002), *,
+              shot: FloatRange = (0.0, 0.002)) -> np.ndarray:
+    """Poisson-Gaussian sensor noise, added in linear light.
+
+    A sensor's noise variance is ``shot * signal + sigma**2`` on the linear signal (photon shot
+    noise plus read noise); adding it there, then encoding to sRGB, gives the familiar look of
+    stronger noise in the shadows. ``sigma`` and ``shot`` are ranges drawn from per call.
+    """
+    x = _check_image(img)
+    s = float(rng.uniform(*sigma))
+    a = float(rng.uniform(*shot))
+    lin = srgb_to_linear(x)
+    std = np.sqrt(np.float32(a) * lin + np.float32(s * s))
+    noisy = lin + std * rng.standard_normal(lin.shape, dtype=np.float32)
+    return linear_to_srgb(noisy)
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through JPEG at ``quality`` (1-100): most user photos carry its artefacts."""
+    x = _check_image(img)
+    u8 = _to_u8(x)
+    bgr = u8[..., ::-1] if u8.ndim == 3 else u8
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    flag = cv2.IMREAD_COLOR if u8.ndim == 3 else cv2.IMREAD_GRAYSCALE
+    out = cv2.imdecode(buf, flag)
+    if out.ndim == 3:
+        out = out[..., ::-1]
+    return out.astype(np.float32) / np.float32(255.0)
+
+
+def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[int, int] = (7, 31),
+            spatially_varying_p: float = 0.2, noise_p: float = 0.4, jpeg_p: float = 0.3,
+            highlight_p: float = 0.1, noise_sigma: FloatRange = (0.0002, 0.002),
+            noise_shot: FloatRange = (0.0, 0.002),
+            jpeg_quality: tuple[int, int] = (60, 95)) -> tuple[np.ndarray, np.ndarray]:
+    """The training recipe: sharp sRGB image -> (blurred float32 image, kernel or kernels).
+
+    Blur with one random shake kernel, or with probability ``spatially_varying_p`` a smooth blend
+    of 2-3 (returned stacked ``K x S x S``, zero-padded to a common odd size); then, each with its
+    own probability, sensor noise and JPEG. With ``highlight_p`` near-white pixels are brightened
+    before the blur (saturated light streaks). The same generator state always yields the same
+    result, which is what makes :func:`write_pairs` and :class:`SyntheticPairs` reproducible.
+    """
+    lo, hi = kernel_size
+    gain = float(rng.uniform(1.5, 4.0)) if rng.random() < highlight_p else 1.0
+    if rng.random() < spatially_varying_p:
+        count = int(rng.integers(2, 4))
+        sizes = [random_kernel_size(rng, lo, hi) for _ in range(count)]
+        kernels = [random_kernel(s, rng) for s in sizes]
+        blurred = spatially_varying_blur(sharp, kernels, rng, highlight_gain=gain)
+        kernel_out = np.stack([_pad_kernel(k, max(sizes)) for k in kernels])
+    else:
+        kernel_out = random_kernel(random_kernel_size(rng, lo, hi), rng)
+        blurred = blur_image(sharp, kernel_out, highlight_gain=gain)
+    if rng.random() < noise_p:
+        blurred = add_noise(blurred, rng, noise_sigma, shot=noise_shot)
+    if rng.random() < jpeg_p:
+        blurred = jpeg(blurred, int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
+    return blurred, kernel_out
+
+
+# --------------------------------------------------------------------------------------------
+# Dead leaves
+# --------------------------------------------------------------------------------------------
+
+_SHIFT = 4  # cv2 fixed-point bits: shapes land at 1/16-pixel positions, not snapped to the grid
+_ONE = 1 << _SHIFT
+
+
+def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Colours in 0..255 with varied saturation: natural scenes are mostly muted, some vivid."""
+    rgb = rng.random((n, 3)) * 255.0
+    grey = rgb.mean(axis=1, keepdims=True)
+    sat = rng.random((n, 1)) ** 0.7
+    return np.clip(grey + sat * (rgb - grey), 0, 255)
+
+
+def _texture(rng: np.random.Generator, hh: int, ww: int, c0: np.ndarray, scale: float) -> np.ndarray:
+    """A ``hh x ww x 3`` float32 texture in 0..255 around colour ``c0``.
+
+    Flat shapes only give edges; gradients, stripes at a random period and noise give the interior
+    detail (and its blurred version) that real surfaces have.
+    """
+    c1 = _random_colours(rng, 1)[0].astype(np.float32)
+    kind = int(rng.integers(3))
+    theta = rng.uniform(0, np.pi)
+    xs = np.arange(ww, dtype=np.float32) * np.float32(np.cos(theta))
+    ys = np.arange(hh, dtype=np.float32) * np.float32(np.sin(theta))
+    if kind == 0:  # linear gradient across the shape
+        proj = ys[:, None] + xs[None, :]
+        t = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1.0)
+    elif kind == 1:  # sinusoidal stripes, period from 2 px to the shape size
+        period = float(np.exp(rng.uniform(np.log(2.0), np.log(max(2.5, scale)))))
+        f = np.float32(2 * np.pi / period)
+        t = 0.5 + 0.5 * np.sin(ys[:, None] * f + (xs * f + np.float32(rng.uniform(0, 2 * np.pi)))[None, :])
+    else:  # smooth or fine noise, at a random grain
+        grain = float(np.exp(rng.uniform(0.0, np.log(max(1.5, scale / 2)))))
+        gh, gw = max(1, round(hh / grain)), max(1, round(ww / grain))
+        t = np.clip(cv2.resize(rng.random((gh, gw), dtype=np.float32), (ww, hh),
+                               interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    t = t[..., None]
+    return c0.astype(np.float32) * (1 - t) + c1 * t
+
+
+def dead_leaves(size_hw: tuple[int, int], rng: np.random.Generator, *, rmin: float = 1.5,
+                rmax: float | None = None, depth: float = 2.5, texture_p: float = 0.35,
+                shape_p: tuple[float, float, float, float] = (0.55, 0.15, 0.15, 0.15),
+                max_shapes: int = 50_000) -> np.ndarray:
+    """A dead-leaves image, ``H x W x 3`` float32 in ``[0, 1]``.
+
+    Occluding shapes (disks, ellipses, rotated rectangles, star-shaped polygons with probabilities
+    ``shape_p``) of random colour are stacked with radii drawn from a density proportional to
+    ``r**-3`` on ``[rmin, rmax]`` (default ``rmax``: 0.4 of the larger side). That law is
+    scale-invariant, so the image has edges and flat regions in the same proportions at every
+    scale, as natural images do, which is what makes these images useful for training a deblurrer
+    without photos. Shapes with radius over 6 px get a gradient, stripe or noise texture with
+    probability ``texture_p``. ``depth`` is the mean number of shapes covering a pixel. Shapes are
+    drawn with anti-aliased cv2 primitives at 1/16-pixel positions; all per-shape geometry is
+    computed up front in numpy because the Python loop is the cost.
+    """
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"dead_leaves size must be positive, got {size_hw}")
+    rmax = 0.4 * max(h, w) if rmax is None else rmax
+    rmax = max(rmax, rmin * 1.01)
+    a, b = rmin ** -2.0, rmax ** -2.0
+    mean_r2 = 2.0 * math.log(rmax / rmin) / (a - b)  # E[r^2] under the r^-3 law
+    n = int(min(max_shapes, math.ceil(depth * h * w / (math.pi * mean_r2))))
+
+    radii = (a - rng.random(n) * (a - b)) ** -0.5  # inverse CDF of the r^-3 law
+    centres = rng.random((n, 2)) * (w, h)
+    kinds = rng.choice(4, size=n, p=np.asarray(shape_p, dtype=np.float64) / sum(shape_p))
+    angles = rng.uniform(0, np.pi, n)
+    aspect = rng.uniform(0.3, 1.0, n)
+    colours = _random_colours(rng, n)
+    textured = (radii > 6.0) & (rng.random(n) < texture_p)
+
+    # Vertices for rectangles (4) and polygons (3-7), rotated and placed, in image coordinates.
+    nverts = np.where(kinds == 2, 4, rng.integers(3, 8, n))
+    phi = rng.uniform(0, 2 * np.pi, (n, 7))
+    phi[np.arange(7)[None, :] >= nverts[:, None]] = np.inf
+    phi = np.sort(phi, axis=1)
+    phi[~np.isfinite(phi)] = 0.0  # unused slots; never drawn
+    rho = radii[:, None] * rng.uniform(0.5, 1.0, (n, 7))
+    verts = np.stack([rho * np.cos(phi), rho * np.sin(phi)], axis=2)
+    box = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    rect = box[None] * np.stack([radii, radii * aspect], axis=1)[:, None, :]
+    verts[kinds == 2, :4] = rect[kinds == 2]
+    ca, sa = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    verts = np.stack([verts[..., 0] * ca - verts[..., 1] * sa,
+                      verts[..., 0] * sa + verts[..., 1] * ca], axis=2) + centres[:, None, :]
+
+    def fx(v: np.ndarray) -> list[int]:
+        """To cv2's fixed point, as Python ints: numpy scalars would make the loop several times slower."""
+        return np.round(v * _ONE).astype(np.int64).tolist()
+
+    cx_i, cy_i, r_i = fx(centres[:, 0]), fx(centres[:, 1]), fx(radii)
+    ax2_i, deg = fx(radii * aspect), np.degrees(angles).tolist()
+    kinds_l, nv_l, tex_l = kinds.tolist(), nverts.tolist(), textured.tolist()
+    colours_l = [tuple(c) for c in np.round(colours).astype(np.int64).tolist()]
+
+    def draw(canvas: np.ndarray, i: int, colour: tuple, ox: int = 0, oy: int = 0) -> None:
+        kind = kinds_l[i]
+        if kind >= 2:
+            pts = np.round((verts[i, :nv_l[i]] - (ox, oy)) * _ONE).astype(np.int32)
+            cv2.fillPoly(canvas, [pts], colour, cv2.LINE_AA, _SHIFT)
+        elif kind == 0:
+            cv2.circle(canvas, (cx_i[i] - ox * _ONE, cy_i[i] - oy * _ONE), r_i[i], colour, -1,
+                       cv2.LINE_AA, _SHIFT)
+        else:
+            cv2.ellipse(canvas, (cx_i[i] - ox * _ONE, cy_i[i] - oy * _ONE), (r_i[i], ax2_i[i]), deg[i],
+                        0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+
+    img = _texture(rng, h, w, _random_colours(rng, 1)[0], max(h, w)).astype(np.uint8)
+    for i in range(n):
+        if not tex_l[i]:
+            draw(img, i, colours_l[i])
+            continue
+        r, cx, cy = radii[i], centres[i, 0], centres[i, 1]
+        x0, x1 = max(0, int(cx - r) - 2), min(w, int(cx + r) + 3)
+        y0, y1 = max(0, int(cy - r) - 2), min(h, int(cy + r) + 3)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        draw(mask, i, (255,), x0, y0)
+        alpha = mask.astype(np.float32)[..., None] * np.float32(1 / 255)
+        tex = _texture(rng, y1 - y0, x1 - x0, colours[i], r)
+        roi = img[y0:y1, x0:x1]
+        roi[:] = (roi + (tex - roi) * alpha + 0.5).astype(np.uint8)
+    return img.astype(np.float32) / np.float32(255.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Frame averaging (GoPro recipe)
+# --------------------------------------------------------------------------------------------
+
+
+def average_frames(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Average consecutive sRGB frames in linear light; returns ``(blurred, sharp)``.
+
+    A long exposure integrates the light of every instant, so the mean of high-frame-rate frames
+    (7-13 is the GoPro recipe) in linear light is a real motion blur; the middle frame is the
+    instant the blurred image is "centred" on, hence the target. Use an odd count; with an even
+    one the earlier of the two middle frames is returned.
+    """
+    if len(frames) == 0:
+        raise ValueError("average_frames needs at least one frame")
+    first = _check_image(frames[0], "frame")
+    acc = np.zeros(first.shape, dtype=np.float64)
+    for f in frames:
+        f = _check_image(f, "frame")
+        if f.shape != first.shape:
+            raise ValueError(f"all frames must have the same shape, got {first.shape} and {f.shape}")
+        acc += srgb_to_linear(f)
+    blurred = linear_to_srgb((acc / len(frames)).astype(np.float32))
+    sharp = np.clip(_check_image(frames[(len(frames) - 1) // 2]), 0.0, 1.0)
+    return blurred, sharp
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as RGB at its native depth (uint8 or uint16, or float for EXR/TIFF)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: that fails on non-ASCII paths
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") \
+            from exc
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if img is None:
+        raise ImageError(f"cannot decode {path}; re-save it as PNG or JPEG, or remove it from the folder")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def _to_float(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / np.float32(255.0)
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / np.float32(65535.0)
+    return np.clip(img.astype(np.float32), 0.0, 1.0)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file then rename, so an interrupted run never leaves a torn file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    u8 = _to_u8(img)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(u8[..., ::-1]))
+    if not ok:
+        raise DeblurError(f"cannot encode {path} as PNG; check the image is HxWx3")
+    _atomic_write(path, lambda fh: fh.write(buf.tobytes()))
+
+
+def _write_npy(path: Path, arr: np.ndarray) -> None:
+    _atomic_write(path, lambda fh: np.save(fh, arr))
+
+
+def _natural_key(p: Path) -> list:
+    """Sort frame_2 before frame_10: video frames are often numbered without zero padding."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                  key=_natural_key)
+
+
+def _name_rng(seed: int, name: str, *extra: int) -> np.random.Generator:
+    """A generator keyed on the seed and a source's name (not its position in the listing), so
+    adding or removing images leaves the pairs made from the others unchanged."""
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode()), *extra]))
+
+
+def _crop_hw(crop: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if crop is None:
+        return None
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
+    if ch < 1 or cw < 1:
+        raise DeblurError(f"crop size must be positive, got {crop}; pass e.g. crop=256")
+    return int(ch), int(cw)
+
+
+def _crop_box(h: int, w: int, crop: tuple[int, int] | None, margin: int,
+              rng: np.random.Generator) -> tuple[slice, slice, slice, slice]:
+    """A random crop plus up to ``margin`` pixels of context around it.
+
+    The context is what a camera would have seen beyond the crop; blurring it along keeps real
+    scene content (instead of a mirrored border) flowing into the crop's edges.
+    Returns (outer rows, outer cols, inner rows, inner cols), inner relative to outer.
+    """
+    ch, cw = (h, w) if crop is None else (min(crop[0], h), min(crop[1], w))
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    oy0, ox0 = max(0, y - margin), max(0, x - margin)
+    oy1, ox1 = min(h, y + ch + margin), min(w, x + cw + margin)
+    return (slice(oy0, oy1), slice(ox0, ox1), slice(y - oy0, y - oy0 + ch), slice(x - ox0, x - ox0 + cw))
+
+
+@dataclass(frozen=True)
+class SynthProgress:
+    """One source (an image, or a folder of frames) finished by :func:`write_pairs`.
+
+    ``error`` is set when the source, or part of it, was skipped; the run carries on regardless.
+    """
+
+    done: int
+    total: int
+    source: Path
+    written: int
+    error: str | None = None
+
+
+def write_pairs(sharp_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                count_per_image: int = 1, seed: int = 0, frames: bool = False,
+                crop: int | tuple[int, int] | None = None,
+                progress: Callable[[SynthProgress], None] | None = None,
+                degrade_kwargs: dict | None = None) -> int:
+    """Write blurred/sharp pairs in the GoPro layout; returns the number of pairs written.
+
+    Layout: ``out_dir/<sequence>/blur/NNNNNN.png`` and ``out_dir/<sequence>/sharp/NNNNNN.png``
+    (8-bit), so the evaluation code reads synthetic sets exactly like GoPro's ``test/<seq>``.
+
+    * ``frames=False``: every image in ``sharp_dir`` is a sequence named by its stem, and gets
+      ``count_per_image`` pairs made by :func:`degrade`; the kernel(s) used go to
+      ``kernels/NNNNNN.npy``.
+    * ``frames=True``: every subfolder of ``sharp_dir`` holds consecutive video frames (sorted by
+      name); consecutive, non-overlapping windows of 7, 9, 11 or 13 frames are averaged by
+      :func:`average_frames`. There is no kernel, so no ``kernels/``; ``count_per_image`` is unused.
+      Frames should come from high-frame-rate video, or the average shows ghosts, not blur.
+
+    ``crop`` (pixels, or ``(h, w)``) takes a random crop of each pair. Randomness is keyed on
+    ``seed`` and each source's name, so the same call reproduces the same files. Unreadable images
+    are skipped and reported (through ``progress`` and the log); files are written atomically.
+    """
+    src, dst = Path(sharp_dir), Path(out_dir)
+    if not src.is_dir():
+        raise DeblurError(f"sharp image folder not found: {src}; pass an existing folder of sharp images")
+    if count_per_image < 1:
+        raise DeblurError(f"count_per_image must be at least 1, got {count_per_image}")
+    crop_hw = _crop_hw(crop)
+    kwargs = dict(degrade_kwargs or {})
+    margin = int(kwargs.get("kernel_size", (7, 31))[1]) // 2
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeblurError(f"cannot create output folder {dst}: {exc.strerror or exc}; "
+                          "choose a writable location") from exc
+
+    if frames:
+        sources = sorted((p for p in src.iterdir() if p.is_dir() and p.resolve() != dst.resolve()),
+                         key=_natural_key)
+        kind = "subfolders of video frames"
+    else:
+        sources = _list_images(src)
+        kind = "images (" + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
+    if not sources:
+        raise DeblurError(f"no {kind} found in {src}; check the folder"
+                          + (" or drop --frames" if frames else " or pass --frames for video frames"))
+
+    names: dict[str, int] = {}
+    written = 0
+    for done, path in enumerate(sources, start=1):
+        name = path.name if frames else path.stem
+        if name in names:  # photo.png and photo.jpg must not overwrite each other
+            names[name] += 1
+            name = f"{name}_{names[name]}"
+        names.setdefault(name, 0)
+        seq = dst / name
+        try:
+            n, error = (_frames_pairs if frames else _image_pairs)(
+                path, seq, name, seed=seed, count=count_per_image, crop=crop_hw, margin=margin,
+                kwargs=kwargs)
+        except OSError as exc:
+            raise DeblurError(f"cannot write pairs under {seq}: {exc.strerror or exc}; "
+                              "check free space and permissions") from exc
+        written += n
+        if error is not None:
+            log.warning("%s", error)
+        if progress is not None:
+            progress(SynthProgress(done, len(sources), path, n, error))
+    return written
+
+
+def _make_dirs(seq: Path, *subdirs: str) -> None:
+    for sub in subdirs:
+        (seq / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _image_pairs(path: Path, seq: Path, name: str, *, seed: int, count: int,
+                 crop: tuple[int, int] | None, margin: int, kwargs: dict) -> tuple[int, str | None]:
+    try:
+        sharp_all = _read_rgb(path)
+    except DeblurError as exc:
+        return 0, f"skipped: {exc}"
+    h, w = sharp_all.shape[:2]
+    _make_dirs(seq, "blur", "sharp", "kernels")
+    for k in range(count):
+        rng = _name_rng(seed, name, k)
+        oy, ox, iy, ix = _crop_box(h, w, crop, margin, rng)
+        sharp = _to_float(sharp_all[oy, ox])
+        blurred, kernel = degrade(sharp, rng, **kwargs)
+        stem = f"{k:06d}"
+        _write_png(seq / "blur" / f"{stem}.png", blurred[iy, ix])
+        _write_png(seq / "sharp" / f"{stem}.png", sharp[iy, ix])
+        _write_npy(seq / "kernels" / f"{stem}.npy", kernel)
+    return count, None
+
+
+def _frames_pairs(path: Path, seq: Path, name: str, *, seed: int, count: int,
+                  crop: tuple[int, int] | None, margin: int, kwargs: dict) -> tuple[int, str | None]:
+    del count, margin, kwargs  # averaging needs no kernel margin and no kernel recipe
+    files = _list_images(path)
+    rng = _name_rng(seed, name)
+    errors: list[str] = []
+    start = index = 0
+    while True:
+        n = int(rng.choice([7, 9, 11, 13]))
+        if start + n > len(files):
+            break
+        window, start = files[start:start + n], start + n
+        try:
+            imgs = [_read_rgb(f) for f in window]
+        except DeblurError as exc:
+            errors.append(str(exc))
+            continue
+        if any(im.shape != imgs[0].shape for im in imgs):
+            errors.append(f"frames {window[0].name}..{window[-1].name} in {path} differ in size")
+            continue
+        oy, ox, iy, ix = _crop_box(*imgs[0].shape[:2], crop, 0, rng)
+        blurred, sharp = average_frames([_to_float(im[oy, ox]) for im in imgs])
+        if index == 0:
+            _make_dirs(seq, "blur", "sharp")
+        _write_png(seq / "blur" / f"{index:06d}.png", blurred)
+        _write_png(seq / "sharp" / f"{index:06d}.png", sharp)
+        index += 1
+    if index == 0 and not errors:
+        errors.append(f"{path} has {len(files)} frames, fewer than the 7 needed for one blurred frame")
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return index, f"skipped part of {path}: {errors[0]}{more}"
+    return index, None
+
+
+# --------------------------------------------------------------------------------------------
+# On-the-fly dataset
+# --------------------------------------------------------------------------------------------
+
+
+class SyntheticPairs(Dataset):
+    """On-the-fly ``(blurred, sharp)`` CHW float32 tensors for training.
+
+    Each sample crops a random ``patch_size`` window (with a margin of context for the blur) from a
+    random source image, or draws a dead-leaves image with probability ``dead_leaves_fraction``
+    (default: 0 with images, 1 without), applies a random flip and 90-degree rotation, then
+    :func:`degrade`. ``images`` may mix arrays (HxWx3, uint8/uint16 or float in [0, 1]) and paths.
+
+    Seeding: sample ``i`` of epoch ``e`` uses a generator derived from ``(seed, e, i)`` alone. That
+    is stricter than per-worker seeding: different DataLoader workers necessarily draw different
+    samples (they get different indices), nothing repeats across workers or epochs, and a run
+    resumed at epoch ``e`` reproduces the same samples whatever ``num_workers`` is. Call
+    :meth:`set_epoch` before iterating each epoch; with ``persistent_workers=True`` the workers
+    keep their own copy of the dataset, so pass the epoch through a fresh DataLoader instead.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray | str | os.PathLike[str]] = (), *,
+                 patch_size: int | tuple[int, int] = 256, samples_per_epoch: int = 1000,
+                 dead_leaves_fraction: float | None = None, seed: int = 0, augment: bool = True,
+                 degrade_kwargs: dict | None = None, cache: bool = False) -> None:
+        self.images = list(images)
+        if dead_leaves_fraction is None:
+            dead_leaves_fraction = 0.0 if self.images else 1.0
+        if not self.images and dead_leaves_fraction < 1:
+            raise DeblurError("SyntheticPairs has no sharp images; pass images or dead_leaves_fraction=1")
+        self.patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.dead_leaves_fraction = float(dead_leaves_fraction)
+        self.seed = int(seed)
+        self.augment = augment
+        self.degrade_kwargs = dict(degrade_kwargs or {})
+        self.margin = int(self.degrade_kwargs.get("kernel_size", (7, 31))[1]) // 2
+        self.cache = cache
+        self._cache: dict[int, np.ndarray] = {}
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose samples ``__getitem__`` returns (for resumable training)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _source(self, i: int) -> np.ndarray:
+        item = self.images[i]
+        if isinstance(item, np.ndarray):
+            return item
+        if i in self._cache:
+            return self._cache[i]
+        img = _read_rgb(Path(item))
+        if self.cache:
+            self._cache[i] = img
+        return img
+
+    def _window(self, img: np.ndarray, hh: int, ww: int, rng: np.random.Generator) -> np.ndarray:
+        """A random ``hh x ww`` window; images smaller than the patch are upscaled to cover it, and
+        only the blur margin, if missing, is filled by mirroring."""
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        img = img[..., :3]
+        h, w = img.shape[:2]
+        need_h, need_w = hh - 2 * self.margin, ww - 2 * self.margin
+        if h < need_h or w < need_w:
+            s = max(need_h / h, need_w / w)
+            img = cv2.resize(img, (max(need_w, math.ceil(w * s)), max(need_h, math.ceil(h * s))),
+                             interpolation=cv2.INTER_CUBIC)
+            h, w = img.shape[:2]
+        if h < hh or w < ww:
+            py, px = max(0, hh - h), max(0, ww - w)
+            img = cv2.copyMakeBorder(img, py // 2, py - py // 2, px // 2, px - px // 2, cv2.BORDER_REFLECT)
+            h, w = img.shape[:2]
+        y = int(rng.integers(0, h - hh + 1))
+        x = int(rng.integers(0, w - ww + 1))
+        return _to_float(img[y:y + hh, x:x + ww])
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(blurred, sharp)`` as HxWx3 float32 arrays, for inspection without torch."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        ph, pw = self.patch
+        rot = int(rng.integers(4)) if self.augment else 0
+        flip = bool(rng.random() < 0.5) if self.augment else False
+        hh, ww = (ph, pw) if rot % 2 == 0 else (pw, ph)
+        hh, ww = hh + 2 * self.margin, ww + 2 * self.margin
+        if rng.random() < self.dead_leaves_fraction:
+            sharp = dead_leaves((hh, ww), rng)
+        else:
+            sharp = self._window(self._source(int(rng.integers(len(self.images)))), hh, ww, rng)
+        sharp = np.rot90(sharp, rot)
+        if flip:
+            sharp = sharp[:, ::-1]
+        sharp = np.ascontiguousarray(sharp)
+        blurred, _ = degrade(sharp, rng, **self.degrade_kwargs)
+        m = self.margin
+        return blurred[m:m + ph, m:m + pw], sharp[m:m + ph, m:m + pw]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        blurred, sharp = self.sample(index)
+        return (torch.from_numpy(np.ascontiguousarray(blurred.transpose(2, 0, 1))),
+                torch.from_numpy(np.ascontiguousarray(sharp.transpose(2, 0, 1))))
