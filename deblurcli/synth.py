@@ -846,3 +846,22 @@ class SyntheticPairs(Dataset):
         blurred, sharp = self.sample(index)
         return (torch.from_numpy(np.ascontiguousarray(blurred.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(sharp.transpose(2, 0, 1))))
+
+
+def write_dead_leaves_pairs(out_dir: str | os.PathLike[str], count: int, *, seed: int = 0, size: int = 512,
+                            degrade_kwargs: dict | None = None) -> int:
+    """Write ``count`` dead-leaves pairs as the sequence ``dead_leaves`` (same layout as write_pairs).
+
+    Dead leaves need no photos and no licence, so they make a training set of any size.
+    """
+    seq = Path(out_dir) / "dead_leaves"
+    _make_dirs(seq, "blur", "sharp", "kernels")
+    for k in range(count):
+        rng = _name_rng(seed, "dead_leaves", k)
+        sharp = dead_leaves((size, size), rng)
+        blurred, kernel = degrade(sharp, rng, **(degrade_kwargs or {}))
+        stem = f"{k:06d}"
+        _write_png(seq / "blur" / f"{stem}.png", blurred)
+        _write_png(seq / "sharp" / f"{stem}.png", sharp)
+        _write_npy(seq / "kernels" / f"{stem}.npy", kernel)
+    return count

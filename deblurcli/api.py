@@ -1,0 +1,369 @@
+"""`Deblurrer`: load a model once, restore many images — what the CLI, batch, eval and Python
+users share, so that every front end behaves the same.
+
+    from deblurcli import Deblurrer
+    d = Deblurrer("evssm", device="cuda")
+    sharp = d.restore(pixels)            # HxWx3 float32 in [0, 1]
+    d.restore_file("in.jpg", "out.jpg")  # metadata, bit depth and alpha kept, written atomically
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import ssm, tiling
+from .errors import DeblurError, UsageError
+from .imageio import Image, read_image, same_file, write_image
+from .models import get_arch
+from .weights import ModelSpec, load_model, sha256_file
+
+log = logging.getLogger("deblurcli")
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_OVERLAP = 32
+# Peak bytes of activations per input pixel per unit of level-1 width, measured on CPU with
+# float32 (see benchmarks/): an estimate for picking tiles from free memory, deliberately high.
+_BYTES_PER_PIXEL_PER_CHANNEL = 160.0
+
+
+@dataclass
+class RestoreResult:
+    """What happened to one file: for progress lines, the batch journal and JSON output."""
+
+    input: str
+    output: str | None
+    status: str = "ok"
+    seconds: float = 0.0
+    width: int = 0
+    height: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def pick_device(device: str) -> torch.device:
+    """The torch device for ``--device``, with a one-line error when it cannot be had."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}: choose {', '.join(DEVICES)}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu (or auto)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's Metal backend is not available here; use --device cpu (or auto)")
+    return torch.device(device)
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """fp32 on CPU unless bf16 is asked for; fp16 is refused there (slow and inaccurate)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    if device.type == "cpu":
+        if precision == "fp16":
+            raise UsageError("--precision fp16 is not supported on the CPU; use fp32 (default) or bf16")
+        return "fp32" if precision == "auto" else precision
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp16"
+    return precision
+
+
+def set_threads(threads: int | None) -> None:
+    """One thread count for torch, numba and the OpenMP pool, so nothing oversubscribes the cores.
+
+    A spinning OpenMP pool on a busy machine can slow the scan by an order of magnitude; a
+    passive wait policy costs nothing here, so it is set before the pool starts where possible.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1 (got {threads})")
+    torch.set_num_threads(threads)
+
+
+class Deblurrer:
+    """A loaded model plus how to run it (device, precision, tiles)."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: int | str = "auto",
+        tile_overlap: int = DEFAULT_OVERLAP,
+        batch_size: int = 1,
+        threads: int | None = None,
+        offline: bool | None = None,
+        scan_backend: str = "auto",
+        variant: str | None = None,
+        progress: bool = True,
+        console: Any = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        set_threads(threads)
+        if scan_backend != "auto":
+            try:
+                ssm.set_backend(scan_backend)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        self.device = pick_device(device)
+        self.precision = pick_precision(precision, self.device)
+        self.tile = _parse_tile(tile)
+        if tile_overlap < 0:
+            raise UsageError(f"--tile-overlap must be >= 0 (got {tile_overlap})")
+        self.tile_overlap = tile_overlap
+        self.batch_size = max(1, int(batch_size))
+        self._note = on_note or (lambda msg: log.warning(msg))
+        self._noted: set[str] = set()
+        self._lock = threading.Lock()
+
+        from .hub import resolve  # the Hub client is only imported when a model is resolved
+
+        self.resolved = resolve(None if model is None else str(model), offline=offline, progress=progress,
+                                console=console)
+        self.path = Path(self.resolved.path)
+        net, spec = load_model(self.path, variant=variant)
+        self.spec: ModelSpec = spec
+        self.arch = get_arch(spec.arch)
+        self.model = net.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if self.device.type == "cpu" and self.precision == "bf16":
+            self.model = self.model.to(torch.bfloat16)
+        self.name = self.resolved.entry.name if self.resolved.entry is not None else str(model or "default")
+        warn = tiling.too_small_tile_warning(self.tile, spec.arch) if isinstance(self.tile, int) else None
+        if warn:
+            self._say(warn)
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def weights_sha256(self) -> str:
+        """The weights file's hash: batch journals key finished work on it."""
+        if getattr(self, "_sha", None) is None:
+            self._sha = self.resolved.sha256 or sha256_file(self.path)
+        return self._sha
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "arch": self.spec.arch,
+            "variant": self.spec.variant,
+            "config": self.spec.config,
+            "weights": str(self.path),
+            "weights_sha256": self.weights_sha256,
+            "device": str(self.device),
+            "precision": self.precision,
+            "scan_backend": ssm.resolve_backend("auto", torch.empty(0, device=self.device)),
+            "tile": self.tile,
+            "tile_overlap": self.tile_overlap,
+        }
+
+    def settings_key(self) -> dict[str, Any]:
+        """The settings that change the pixels written: work done with other ones is redone."""
+        return {
+            "model": self.name, "weights_sha256": self.weights_sha256, "variant": self.spec.variant,
+            "precision": self.precision, "tile": self.tile, "tile_overlap": self.tile_overlap,
+        }
+
+    def _say(self, msg: str) -> None:
+        if msg not in self._noted:
+            self._noted.add(msg)
+            self._note(msg)
+
+    # -- the model on one batch of tiles ----------------------------------------------------------
+    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        x = x.to(self.device)
+        with torch.inference_mode():
+            if self.device.type == "cpu" or precision == "fp32":
+                y = self.arch.restore(self.model, x.to(next(self.model.parameters()).dtype))
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=_DTYPES[precision]):
+                    y = self.arch.restore(self.model, x)
+        return y.float()
+
+    def run_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore a batch of tiles (N, 3, h, w) in [0, 1]; NaN/Inf in half precision is redone in fp32."""
+        with self._lock:  # one model, possibly several reader threads
+            y = self._forward(x, self.precision)
+            if self.precision != "fp32" and not torch.isfinite(y).all():
+                self._say(f"{self.precision} gave non-finite values on a tile; recomputed it in fp32")
+                if self.device.type == "cpu" and self.precision == "bf16":
+                    y = self.arch.restore(self.model.float(), x.float())
+                    self.model.to(torch.bfloat16)
+                else:
+                    y = self._forward(x, "fp32")
+            return y.cpu()
+
+    # -- whole images ------------------------------------------------------------------------------
+    def tile_for(self, h: int, w: int) -> int:
+        """The tile side for an image: the user's, or one that fits free memory (0 = whole image)."""
+        if isinstance(self.tile, int):
+            return self.tile
+        m = self.spec.pad_multiple
+        width = int(self.spec.config.get("width") or self.spec.config.get("dim") or 48)
+        bpp = _BYTES_PER_PIXEL_PER_CHANNEL * width * (2 if self.precision == "fp32" else 1)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            maximum = None
+        else:
+            free = _available_memory()
+            maximum = 1024  # on a CPU, larger tiles add memory but hardly any speed
+        side = tiling.auto_tile_size(free, bpp, m, minimum=256, batch_size=self.batch_size, maximum=maximum)
+        return 0 if max(h, w) <= side else side
+
+    def restore(self, pixels: np.ndarray, *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1]."""
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
+        h, w = pixels.shape[:2]
+        tile = self.tile_for(h, w)
+        while True:
+            try:
+                out = tiling.restore_tiled(
+                    np.ascontiguousarray(pixels, dtype=np.float32), self.run_batch, tile=tile,
+                    overlap=self.tile_overlap, multiple=self.spec.pad_multiple, batch_size=self.batch_size,
+                    progress=progress,
+                )
+                break
+            except torch.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise DeblurError(
+                        "out of memory on the CPU; use a smaller --tile (e.g. --tile 512)"
+                    ) from None
+                torch.cuda.empty_cache()
+                current = tile or max(h, w)
+                smaller = (current // 2) // self.spec.pad_multiple * self.spec.pad_multiple
+                if smaller < 128:
+                    raise DeblurError("out of GPU memory even with 128 px tiles; use --device cpu") from None
+                self._say(f"GPU out of memory with {current} px tiles; retrying with {smaller} px")
+                tile = smaller
+        return np.clip(out, 0.0, 1.0, out=out)
+
+    def tile_check(self, pixels: np.ndarray, *, tile: int | None = None) -> dict[str, Any]:
+        """How far tiles change the result, measured on a centre crop of the user's own photo.
+
+        The crop is two tiles wide, so it holds real seams; the result is restored whole and
+        tiled, and we report the PSNR of one against the other and how much larger the
+        difference is in the overlap bands than elsewhere (near 1 means no visible seams).
+        """
+        h, w = pixels.shape[:2]
+        t = tile or self.tile_for(h, w) or (min(512, max(h, w) // 2) // self.spec.pad_multiple * self.spec.pad_multiple)
+        t = max(t, 2 * self.tile_overlap + self.spec.pad_multiple)
+        side = min(h, w, 2 * t - self.tile_overlap)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        crop = np.ascontiguousarray(pixels[y0:y0 + side, x0:x0 + side], dtype=np.float32)
+        common = dict(overlap=self.tile_overlap, multiple=self.spec.pad_multiple, batch_size=self.batch_size)
+        whole = tiling.restore_tiled(crop, self.run_batch, tile=0, **common)
+        tiled = tiling.restore_tiled(crop, self.run_batch, tile=t, **common)
+        whole, tiled = np.clip(whole, 0, 1), np.clip(tiled, 0, 1)
+        err = np.abs(whole - tiled).mean(axis=2)
+        mse = float(np.mean((whole - tiled) ** 2))
+        cover = np.zeros(crop.shape[:2], np.int32)
+        for tl in tiling.plan_tiles(side, side, t, self.tile_overlap):
+            cover[tl.slices] += 1
+        seam = cover > 1
+        inner = err[~seam].mean() if (~seam).any() else 0.0
+        ratio = float(err[seam].mean() / max(inner, 1e-12)) if seam.any() else 1.0
+        return {
+            "crop": f"{side}x{side}", "tile": t, "psnr": float("inf") if mse == 0 else 10 * np.log10(1.0 / mse),
+            "seam_ratio": ratio,
+        }
+
+    def restore_image(self, img: Image, *, strength: float = 1.0,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Restore a decoded photo; ``strength`` < 1 blends back toward the input."""
+        if not 0.0 <= strength <= 1.0:
+            raise UsageError(f"--strength must be between 0 and 1 (got {strength})")
+        out = self.restore(img.pixels, progress=progress)
+        if strength < 1.0:
+            out = img.pixels + strength * (out - img.pixels)
+        return out
+
+    def restore_file(
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False,
+        quality: int = 95, strength: float = 1.0, allow_large: bool = False, compare: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RestoreResult:
+        """Read, restore and write one file; never writes over the input or, unasked, an existing file."""
+        import time
+
+        t0 = time.perf_counter()
+        src, dst = Path(src), Path(dst)
+        if same_file(src, dst):
+            raise UsageError(f"{dst}: output is the input file; choose another output (the original is kept)")
+        if dst.exists() and not overwrite:
+            raise UsageError(f"{dst}: already exists; pass --overwrite to replace it")
+        img = read_image(src, allow_large=allow_large)
+        out = self.restore_image(img, strength=strength, progress=progress)
+        notes = write_image(img, out, dst, quality=quality)
+        if compare:
+            write_comparison(img.pixels, out, compare)
+        return RestoreResult(
+            input=str(src), output=str(dst), seconds=time.perf_counter() - t0, width=img.width,
+            height=img.height, notes=list(notes),
+        )
+
+
+def write_comparison(before: np.ndarray, after: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """A side-by-side PNG (input | result), or a zoomed crop pair for large photos."""
+    from .imageio import Image as _Image
+
+    h, w = before.shape[:2]
+    if max(h, w) > 1600:  # whole photos side by side are too small to judge: zoom on the centre
+        side = min(h, w, 512)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        before = before[y0:y0 + side, x0:x0 + side]
+        after = after[y0:y0 + side, x0:x0 + side]
+    gap = np.ones((before.shape[0], 8, 3), np.float32)
+    canvas = np.concatenate([before, gap, after], axis=1)
+    write_image(_Image(pixels=canvas, format="PNG"), canvas, path)
+
+
+def _parse_tile(tile: int | str) -> int | str:
+    if isinstance(tile, str):
+        if tile == "auto":
+            return "auto"
+        try:
+            tile = int(tile)
+        except ValueError:
+            raise UsageError(f"--tile must be a number of pixels, 0 (whole image) or auto (got {tile!r})") from None
+    if tile < 0:
+        raise UsageError(f"--tile must be >= 0 (got {tile})")
+    return int(tile)
+
+
+def _available_memory() -> int:
+    """Free RAM in bytes (MemAvailable on Linux; a conservative guess elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        warnings.warn("could not read free memory; assuming 4 GB", stacklevel=2)
+        return 4 << 30

@@ -1,0 +1,645 @@
+"""The ``deblur`` command: parse, call the library, print. No logic lives here that the library lacks.
+
+Conventions: results and ``--json`` go to stdout; progress, notes and errors to stderr. A user
+error is one line (``error: ...``) and exit code 1 (2 for wrong usage); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import DeblurError, UsageError
+
+app = typer.Typer(
+    name="deblur",
+    help="Remove motion blur from photos with ALGNet, EVSSM and XYScanNet.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List the named models, or show one (deblur models info NAME).",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one line and an exit code (a traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.get("debug") or os.environ.get("DEBLUR_DEBUG") == "1"
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except DeblurError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"deblur {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Remove motion blur from photos. Start with: deblur run photo.jpg"""
+
+
+# -- shared options ---------------------------------------------------------------------------------
+ModelOpt = typer.Option(None, "--model", "-m", help="Registry name, weights file, or hf:OWNER/REPO[/FILE][@REV]. "
+                        "Default: the embedded model.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
+PrecisionOpt = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16 (fp32 on CPU by default)")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for the model (default: all cores)")
+TileOpt = typer.Option("auto", "--tile", help="Tile side in px; 0 = whole image; auto = from free memory")
+OverlapOpt = typer.Option(32, "--tile-overlap", help="Overlap between tiles in px (blended smoothly)")
+BatchOpt = typer.Option(1, "--batch-size", help="Tiles per model call")
+OfflineOpt = typer.Option(False, "--offline", help="Never use the network (HF cache and embedded models only)")
+ScanOpt = typer.Option("auto", "--scan", help="Scan backend: auto | torch | numba | triton | cuda | reference")
+VariantOpt = typer.Option(None, "--variant", help="Model variant (e.g. algnet: plain|local, evssm: global|windowed)")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and internal choices")
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _make_deblurrer(model: str | None, *, device: str, precision: str, threads: int | None, tile: str,
+                    overlap: int, batch_size: int, offline: bool, scan: str, variant: str | None,
+                    quiet: bool, debug: bool) -> Any:
+    from .api import Deblurrer
+
+    def note(msg: str) -> None:
+        if not quiet:
+            err.print(f"[yellow]note:[/] {msg}", highlight=False)
+
+    d = Deblurrer(
+        model, device=device, precision=precision, tile=tile, tile_overlap=overlap, batch_size=batch_size,
+        threads=threads, offline=offline or None, scan_backend=scan, variant=variant,
+        progress=not quiet and _stderr_is_tty(), console=None if quiet else err, on_note=note,
+    )
+    if debug:
+        err.print(json.dumps(d.describe(), indent=1), highlight=False)
+    return d
+
+
+@contextmanager
+def _tile_progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A per-image progress bar on stderr when a person is watching; nothing for scripts."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+# -- run ----------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def run(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, or - for stdin"),
+    output: str | None = typer.Option(None, "--output", "-o", help="Output file (one input), folder, or - for stdout"),
+    model: str | None = ModelOpt,
+    suffix: str = typer.Option("_deblurred", "--suffix", help="Added to the name when no -o is given"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files"),
+    fmt: str | None = typer.Option(None, "--format", help="Output format: png, jpg, tif, ..."),
+    quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality"),
+    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="1 = full restoration, 0 = input"),
+    compare: bool = typer.Option(False, "--compare", help="Also write NAME_compare.png (input | result)"),
+    tile: str = TileOpt,
+    tile_overlap: int = OverlapOpt,
+    tile_check: bool = typer.Option(False, "--tile-check", help="Report how closely tiles agree with the "
+                                    "whole image on a crop of each input"),
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    threads: int | None = ThreadsOpt,
+    allow_large: bool = typer.Option(False, "--allow-large", help="Accept images over 178 megapixels"),
+    offline: bool = OfflineOpt,
+    scan: str = ScanOpt,
+    variant: str | None = VariantOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per result on stdout"),
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Deblur images: deblur run photo.jpg [-o out.jpg]."""
+    from .imageio import encode_image, read_image
+    from .runplan import plan_outputs
+
+    plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite)
+    failures = [p for p in plan if p.error]
+    for p in failures:
+        err.print(f"[bold red]error:[/] {p.error}", highlight=False, soft_wrap=True)
+    todo = [p for p in plan if not p.error]
+    if not todo:
+        raise typer.Exit(2 if any(p.usage for p in failures) else 1)
+    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
+                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
+                        quiet=quiet, debug=debug)
+    from .api import RestoreResult, write_comparison
+
+    failed = len(failures)
+    for p in todo:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            if p.src == "-":
+                img = read_image(sys.stdin.buffer.read(), allow_large=allow_large, name="<stdin>")
+            else:
+                img = read_image(p.src, allow_large=allow_large)
+            if tile_check:
+                report = d.tile_check(img.pixels)
+                err.print(_tile_check_line(p.src, report), highlight=False)
+            with _tile_progress(not quiet and _stderr_is_tty(), Path(p.src).name) as prog:
+                result = d.restore_image(img, strength=strength, progress=prog)
+            if p.dst == "-":
+                data = encode_image(img, result, format=fmt or img.format, quality=quality)
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+                notes: list[str] = []
+            else:
+                from .imageio import write_image
+
+                notes = write_image(img, result, p.dst, quality=quality)
+                if compare:
+                    write_comparison(img.pixels, result, compare_path(p.dst))
+            res = RestoreResult(input=p.src, output=p.dst, seconds=time.perf_counter() - t0, width=img.width,
+                                height=img.height, notes=list(notes))
+        except DeblurError as exc:
+            if debug:
+                raise
+            failed += 1
+            res = RestoreResult(input=p.src, output=p.dst, status="failed", error=str(exc),
+                                seconds=time.perf_counter() - t0)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        if res.status == "ok":
+            for n in res.notes:
+                if not quiet:
+                    err.print(f"[yellow]note:[/] {p.dst}: {n}", highlight=False)
+            if not quiet:
+                err.print(f"{p.src} -> {p.dst} ({res.width}x{res.height}, {res.seconds:.1f} s)", highlight=False)
+        if json_out:
+            print(json.dumps(res.as_dict()), flush=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def compare_path(dst: str) -> str:
+    p = Path(dst)
+    return str(p.with_name(f"{p.stem}_compare.png"))
+
+
+def _tile_check_line(name: str, report: dict[str, Any]) -> str:
+    verdict = "ok" if report["psnr"] >= 40 and report["seam_ratio"] < 2 else "tiles visible: use a larger --tile"
+    return (f"tile check {name}: tiled vs whole on a {report['crop']} crop with {report['tile']} px tiles: "
+            f"PSNR {report['psnr']:.1f} dB, seam/interior error ratio {report['seam_ratio']:.2f} ({verdict})")
+
+
+# -- batch --------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def batch(
+    in_dir: Path = typer.Argument(..., help="Folder of images"),
+    out_dir: Path = typer.Argument(..., help="Folder for the results (tree mirrored)"),
+    model: str | None = ModelOpt,
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Include subfolders"),
+    glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern, e.g. '*.jpg'"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, ignoring the journal"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run"),
+    shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th file starting at I"),
+    suffix: str = typer.Option("", "--suffix", help="Added to output names"),
+    fmt: str | None = typer.Option(None, "--format", help="Output format/extension (default: as the input)"),
+    quality: int = typer.Option(95, "--quality", min=1, max=100),
+    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0),
+    report: Path | None = typer.Option(None, "--report", help="Write a JSON report (per file: status, seconds, "
+                                       "size, error)"),
+    tile: str = TileOpt,
+    tile_overlap: int = OverlapOpt,
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    threads: int | None = ThreadsOpt,
+    allow_large: bool = typer.Option(False, "--allow-large"),
+    offline: bool = OfflineOpt,
+    scan: str = ScanOpt,
+    variant: str | None = VariantOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per file on stdout"),
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Deblur a folder into another, resumably: deblur batch in/ out/."""
+    from .batch import BatchOptions, list_inputs, parse_shard, run_batch, write_report
+
+    opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
+                        shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, strength=strength,
+                        allow_large=allow_large)
+    list_inputs(in_dir, opts, out_dir)  # bad folders fail before the model loads
+    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
+                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
+                        quiet=quiet, debug=debug)
+    live = not quiet and _stderr_is_tty()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err, disable=not live)
+    task = progress.add_task("images", total=None)
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def on_result(res: Any, done: int, total: int) -> None:
+        progress.update(task, completed=done)
+        if json_out:
+            print(json.dumps(res.as_dict()), flush=True)
+        if res.status == "failed":
+            progress.console.print(f"[bold red]failed:[/] {res.error}", highlight=False, soft_wrap=True)
+        elif not quiet and not live:
+            err.print(f"{res.status} {res.input} ({res.seconds:.1f} s)", highlight=False)
+
+    with progress:
+        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start)
+    if report:
+        write_report(summary, report)
+    if not quiet:
+        _print_batch_summary(summary)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def _print_batch_summary(summary: Any) -> None:
+    t = Table(title="deblur batch", show_edge=False)
+    for col in ("done", "skipped", "failed", "seconds"):
+        t.add_column(col, justify="right")
+    t.add_row(str(summary.count("ok")), str(summary.count("skipped")), str(summary.failed), f"{summary.seconds:.1f}")
+    err.print(t)
+    for r in summary.results:
+        if r.status == "failed":
+            err.print(f"  [red]failed[/] {r.input}: {r.error}", highlight=False, soft_wrap=True)
+
+
+# -- models, download ---------------------------------------------------------------------------------
+@models_app.callback()
+@handle_errors
+def models(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable list"),
+) -> None:
+    """List the named models."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .hub import models_table_rows
+
+    rows = models_table_rows()
+    if json_out:
+        print(json.dumps(rows, indent=1))
+        return
+    t = Table(title="deblur models")
+    for col in ("name", "arch", "params", "trained on", "GoPro PSNR", "weights"):
+        t.add_column(col)
+    for r in rows:
+        psnr = r.get("gopro_psnr")
+        t.add_row(r["name"], r["arch"], _fmt_params(r.get("params")), r.get("trained_on") or "",
+                  f"{psnr:.2f}" if isinstance(psnr, (int, float)) else "", r.get("where", ""))
+    out.print(t)
+
+
+def _fmt_params(n: Any) -> str:
+    return f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) and n else ""
+
+
+@models_app.command("info")
+@handle_errors
+def models_info(
+    name: str = typer.Argument(..., help="Model name"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show one model: architecture, data, paper numbers, weights file."""
+    from .hub import model_info
+
+    info = model_info(name)
+    if json_out:
+        print(json.dumps(info, indent=1, default=str))
+        return
+    t = Table(show_header=False, title=info.get("name"))
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in info.items():
+        t.add_row(k, v if isinstance(v, str) else json.dumps(v, default=str))
+    out.print(t)
+
+
+@app.command()
+@handle_errors
+def download(
+    names: list[str] = typer.Argument(..., help="Model names or hf: references"),
+    force: bool = typer.Option(False, "--force", help="Download again even if cached"),
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Fetch models into the Hugging Face cache, for later offline use."""
+    from .hub import download as hub_download
+
+    for res in hub_download(names, force=force, progress=not quiet and _stderr_is_tty(),
+                            console=None if quiet else err):
+        out.print(f"{res.ref}: {res.path}", highlight=False)
+
+
+# -- convert ------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def convert(
+    src: Path = typer.Argument(..., help="The authors' checkpoint (.pth/.pt/.safetensors)"),
+    dst: Path = typer.Argument(..., help="Output .safetensors"),
+    arch: str | None = typer.Option(None, "--arch", help="algnet | evssm | xyscannet (default: detected)"),
+    variant: str | None = VariantOpt,
+    half: bool = typer.Option(False, "--fp16", help="Store weights in float16 (half the size)"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    json_out: bool = typer.Option(False, "--json", help='Print {"arch", "config"} on stdout'),
+    debug: bool = DebugOpt,
+) -> None:
+    """Convert a checkpoint to deblurcli's self-describing safetensors format."""
+    import torch
+
+    from .weights import convert as do_convert
+
+    if dst.exists() and not overwrite:
+        raise UsageError(f"{dst}: already exists; pass --overwrite to replace it")
+    spec = do_convert(src, dst, arch=arch, variant=variant, dtype=torch.float16 if half else None)
+    if json_out:
+        print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
+                          "settings": spec.settings}))
+    else:
+        err.print(f"{src} -> {dst}: {spec.arch} ({spec.variant}) {json.dumps(spec.config)}", highlight=False)
+
+
+# -- eval ---------------------------------------------------------------------------------------------
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="gopro | hide | realblur-j | realblur-r | pairs"),
+    data_dir: Path = typer.Option(..., "--data-dir", help="Dataset folder (layout detected)"),
+    sharp_dir: Path | None = typer.Option(None, "--sharp-dir", help="For --dataset pairs: the sharp folder"),
+    model: str | None = ModelOpt,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images"),
+    save_dir: Path | None = typer.Option(None, "--save-dir", help="Save restored images here"),
+    csv_path: str | None = typer.Option(None, "--csv", help="Per-image CSV (- for stdout)"),
+    json_path: str | None = typer.Option(None, "--json", help="Full JSON result (- for stdout)"),
+    protocol: str = typer.Option("auto", "--protocol", help="auto | matlab | realblur"),
+    allow_unmatched: bool = typer.Option(False, "--allow-unmatched", help="Skip files without a partner"),
+    tile: str = TileOpt,
+    tile_overlap: int = OverlapOpt,
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    threads: int | None = ThreadsOpt,
+    offline: bool = OfflineOpt,
+    scan: str = ScanOpt,
+    variant: str | None = VariantOpt,
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Benchmark a model on GoPro, HIDE, RealBlur or any paired folders, the papers' way."""
+    from .eval.datasets import find_pairs
+    from .eval.runner import evaluate, write_csv, write_json
+
+    pairs = find_pairs(dataset, data_dir, sharp_dir=sharp_dir, allow_unmatched=allow_unmatched)
+    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
+                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
+                        quiet=quiet, debug=debug)
+    live = not quiet and _stderr_is_tty()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[psnr]}"), console=err, disable=not live) as prog:
+        task = prog.add_task(dataset, total=min(len(pairs), limit or len(pairs)), psnr="")
+
+        def on_progress(done: int, total: int, record: dict[str, Any]) -> None:
+            p = record.get("psnr")
+            prog.update(task, completed=done, psnr=f"{p:.2f} dB" if isinstance(p, float) else "")
+
+        result = evaluate(d.restore, pairs, dataset=dataset, protocol=protocol, limit=limit, save_dir=save_dir,
+                          progress=on_progress)
+    result["model"] = d.name
+    result["weights_sha256"] = d.weights_sha256
+    result["device"] = str(d.device)
+    if json_path:
+        write_json(result, json_path)
+    if csv_path:
+        write_csv(result, csv_path)
+    if not quiet:
+        _print_eval_summary(result, d)
+    if result["summary"].get("failed"):
+        raise typer.Exit(1)
+
+
+def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
+    s = result["summary"]
+    paper = {}
+    entry = getattr(d.resolved, "entry", None)
+    if entry is not None:
+        paper = (getattr(entry, "paper_numbers", None) or {}).get(result["dataset"], {})
+    t = Table(title=f"{result['model']} on {result['dataset']} "
+                    f"({result['protocol']} protocol, {s.get('count')} images)")
+    for col in ("metric", "ours", "paper"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+
+    def num(v: Any, digits: int) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "-"
+
+    t.add_row("PSNR (dB)", num(s.get("psnr"), 2), num(paper.get("psnr"), 2))
+    t.add_row("SSIM", num(s.get("ssim"), 4), num(paper.get("ssim"), 3))
+    if s.get("ssim_2d") is not None:
+        t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-")
+    if s.get("lpips") is not None:
+        t.add_row("LPIPS", num(s.get("lpips"), 4), "-")
+    t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "")
+    t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "")
+    t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "")
+    if s.get("failed"):
+        t.add_row("failed images", str(s["failed"]), "")
+    out.print(t)
+
+
+# -- train, synth -------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def train(
+    config: Path | None = typer.Option(None, "--config", help="YAML or TOML configuration"),
+    overrides: list[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
+    print_cfg: str | None = typer.Option(None, "--print-config", metavar="ARCH",
+                                         help="Print a commented starting config for ARCH and exit"),
+    arch: str | None = typer.Option(None, "--arch"),
+    data: Path | None = typer.Option(None, "--data", help="Paired dataset folder"),
+    synthetic: Path | None = typer.Option(None, "--synthetic", help="Folder of sharp photos, blurred on the fly"),
+    dead_leaves: float | None = typer.Option(None, "--dead-leaves", help="Fraction of dead-leaves samples"),
+    val_data: Path | None = typer.Option(None, "--val-data", help="Held-out paired folder for validation"),
+    steps: int | None = typer.Option(None, "--steps"),
+    patch_size: int | None = typer.Option(None, "--patch-size"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None, "--lr"),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run folder"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint"),
+    seed: int | None = typer.Option(None, "--seed"),
+    device: str | None = typer.Option(None, "--device"),
+    threads: int | None = typer.Option(None, "--threads"),
+    num_workers: int | None = typer.Option(None, "--num-workers"),
+    debug: bool = DebugOpt,
+) -> None:
+    """Train or fine-tune a model (multi-GPU: torchrun -m deblurcli.train with the same options)."""
+    from .train import load_config, print_config
+    from .train import run as run_training
+
+    if print_cfg:
+        sys.stdout.write(print_config(print_cfg))
+        return
+    cfg = load_config(
+        config, overrides, arch=arch, data=str(data) if data else None,
+        synthetic=str(synthetic) if synthetic else None, dead_leaves=dead_leaves,
+        val_data=str(val_data) if val_data else None, steps=steps, patch_size=patch_size, batch_size=batch_size,
+        lr=lr, out=str(out_dir) if out_dir else None, seed=seed, device=device, threads=threads,
+        num_workers=num_workers,
+    )
+    folder = run_training(cfg, resume=resume, console=err)
+    out.print(str(folder), highlight=False)
+
+
+@app.command()
+@handle_errors
+def synth(
+    sharp_dir: Path = typer.Argument(..., help="Folder of sharp photos (or of frame folders with --frames)"),
+    out_dir: Path = typer.Argument(..., help="Output folder (GoPro layout: <seq>/blur|sharp)"),
+    count: int = typer.Option(1, "--count", min=1, help="Blurred versions per photo"),
+    seed: int = typer.Option(0, "--seed"),
+    frames: bool = typer.Option(False, "--frames", help="Subfolders are video frames: average 7-13 of them"),
+    crop: int | None = typer.Option(None, "--crop", help="Random crops of this size instead of whole photos"),
+    dead_leaves: int = typer.Option(0, "--dead-leaves", help="Also write N dead-leaves pairs"),
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Make blurred/sharp training pairs from sharp photos (or video frames)."""
+    from .synth import write_pairs
+
+    def progress(p: Any) -> None:
+        if p.error:
+            err.print(f"[bold red]failed:[/] {p.error}", highlight=False, soft_wrap=True)
+
+    n = write_pairs(sharp_dir, out_dir, count_per_image=count, seed=seed, frames=frames, crop=crop,
+                    progress=progress)
+    if dead_leaves:
+        from .synth import write_dead_leaves_pairs
+
+        n += write_dead_leaves_pairs(out_dir, dead_leaves, seed=seed, size=crop or 512)
+    if not quiet:
+        err.print(f"wrote {n} pairs to {out_dir}", highlight=False)
+
+
+# -- bench --------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def bench(
+    model: str | None = ModelOpt,
+    size: str = typer.Option("1024x1024", "--size", help="WxH of the synthetic test image"),
+    tile: str = typer.Option("0", "--tile"),
+    tile_overlap: int = OverlapOpt,
+    device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
+    threads: int | None = ThreadsOpt,
+    scan: str = ScanOpt,
+    repeat: int = typer.Option(3, "--repeat", min=1),
+    scan_shapes: bool = typer.Option(True, "--scan-shapes/--no-scan-shapes",
+                                     help="Also time the scan backends on the models' shapes"),
+    offline: bool = OfflineOpt,
+    json_out: bool = typer.Option(False, "--json"),
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Time a model end to end (and the scan backends side by side)."""
+    from .bench import bench_model, bench_scans, parse_size
+
+    w, h = parse_size(size)
+    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
+                        overlap=tile_overlap, batch_size=1, offline=offline, scan=scan, variant=None,
+                        quiet=quiet, debug=debug)
+    result: dict[str, Any] = {"model": bench_model(d, w, h, repeat=repeat)}
+    if scan_shapes:
+        result["scan"] = bench_scans(d.device, repeat=repeat)
+    if json_out:
+        print(json.dumps(result, indent=1))
+        return
+    m = result["model"]
+    t = Table(title=f"{m['model']} on {m['device']} ({m['precision']}, scan: {m['scan_backend']})")
+    for col in ("size", "tile", "median s", "MP/s", "s/MP", "peak MB"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{w}x{h}", str(m["tile"]), f"{m['seconds']:.3f}", f"{m['megapixels_per_second']:.3f}",
+              f"{m['seconds_per_megapixel']:.2f}", f"{m['peak_memory_mb']:.0f}")
+    out.print(t)
+    if "scan" in result:
+        st = Table(title="selective scan backends (median seconds; ratio to the Python loop)")
+        st.add_column("shape")
+        backends = sorted({b for row in result["scan"] for b in row["seconds"]})
+        for b in backends:
+            st.add_column(b, justify="right")
+        for row in result["scan"]:
+            cells = []
+            for b in backends:
+                s = row["seconds"].get(b)
+                r = row["ratio"].get(b)
+                cells.append("-" if s is None else f"{s:.3f} ({r:.1f}x)" if r else f"{s:.3f}")
+            st.add_row(row["shape"], *cells)
+        out.print(st)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
