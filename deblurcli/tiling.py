@@ -1,0 +1,269 @@
+"""Running a restoration model over a large photo one tile at a time.
+
+Only the tiles (a batch of them) ever live in model memory; the output and the blending weights
+live in CPU numpy arrays, so a 100 MP panorama costs the accelerator no more than one batch.
+
+Blending is what makes a tiled result agree with the whole-image result. Pixels near a tile's
+inner edge are the worst the model produces (it cannot see past the edge), so each tile's weight
+on a side that borders another tile is:
+
+* exactly 0 over the outer quarter of the overlap (those pixels are always covered by the
+  neighbour, which sees them with context),
+* a raised-cosine ramp over the middle half of the overlap,
+* 1 everywhere else, and on sides that touch the image border (nothing better exists there).
+
+A model whose receptive field reaches no further than a quarter of the overlap therefore gives
+exactly the whole-image result; a larger one gives differences that fade smoothly instead of
+stepping at a seam. The weights of a regular grid of tiles factor into a row profile times a
+column profile, so the normalisation needs no HxW weight buffer: each tile is pre-divided by
+the (separable) weight sum and simply added into the output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "SCAN_MIN_TILE",
+    "Tile",
+    "auto_tile_size",
+    "axis_positions",
+    "min_context",
+    "pad_to_multiple",
+    "plan_tiles",
+    "restore_tiled",
+    "tile_weights",
+    "too_small_tile_warning",
+]
+
+#: Below this a scan (state-space) model sees too little of the photo to estimate long blur.
+SCAN_MIN_TILE = 256
+_SCAN_ARCHES = ("evssm", "xyscannet", "scan", "mamba", "ssm")
+_CONV_MIN_TILE = 128
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window of the image: rows ``y:y+h``, columns ``x:x+w``; `row`/`col` index the grid."""
+
+    y: int
+    x: int
+    h: int
+    w: int
+    row: int = 0
+    col: int = 0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y, self.y + self.h), slice(self.x, self.x + self.w)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad the bottom/right of an NxCxHxW tensor up to a multiple, returning the original (h, w).
+
+    Reflection keeps the padded border looking like image content (zeros would create an edge
+    the model tries to sharpen); it is impossible when the pad is not smaller than the side, so
+    tiny images fall back to replicating the last row/column.
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if multiple <= 1:
+        return x, (h, w)
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
+    return x, (h, w)
+
+
+def axis_positions(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets along one axis: equal tiles, first at 0, last flush with the end.
+
+    The slack is spread evenly over all steps (rather than shifting only the last tile inward)
+    so that every overlap is about the same and none is smaller than requested.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if tile <= 0 or tile >= size:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    steps = math.ceil((size - tile) / (tile - overlap))
+    return [round(i * (size - tile) / steps) for i in range(steps + 1)]
+
+
+def plan_tiles(h: int, w: int, tile: int, overlap: int) -> list[Tile]:
+    """Cover an h x w image with equal-size tiles (row-major); ``tile <= 0`` means one tile.
+
+    Equal sizes let tiles be batched and keep every tile a multiple of the model's stride.
+    """
+    ys, xs = axis_positions(h, tile, overlap), axis_positions(w, tile, overlap)
+    th, tw = (min(tile, h), min(tile, w)) if tile > 0 else (h, w)
+    return [Tile(y, x, th, tw, r, c) for r, y in enumerate(ys) for c, x in enumerate(xs)]
+
+
+def _ramp(overlap: int) -> np.ndarray:
+    """Rising weight over an overlap: 0 for the outer quarter, raised cosine, 1 for the last quarter.
+
+    Symmetric so that ramp + reversed(ramp) == 1: two tiles sharing exactly this overlap form a
+    partition of unity without any normalisation.
+    """
+    margin = overlap // 4
+    width = overlap - 2 * margin
+    t = (np.arange(overlap, dtype=np.float64) + 0.5 - margin) / width
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(t, 0.0, 1.0))
+
+
+def _axis_profile(start: int, length: int, size: int, overlap: int) -> np.ndarray:
+    prof = np.ones(length, np.float64)
+    o = min(overlap, length // 2)
+    if o <= 0:
+        return prof
+    ramp = _ramp(o)
+    if start > 0:
+        prof[:o] *= ramp
+    if start + length < size:
+        prof[length - o :] *= ramp[::-1]
+    return prof
+
+
+def _axis_weights(size: int, tile: int, overlap: int) -> list[np.ndarray]:
+    """Per-tile 1-D weights along an axis (in `axis_positions` order), divided by their sum.
+
+    The 2-D weight of a tile is the outer product of its row and column weights, and because
+    every row of tiles shares the same column positions the 2-D sum is the product of the 1-D
+    sums: normalising each axis is enough to make all weights add up to exactly 1.
+    """
+    starts = axis_positions(size, tile, overlap)
+    length = min(tile, size) if tile > 0 else size
+    profiles = [_axis_profile(s, length, size, overlap) for s in starts]
+    total = np.zeros(size, np.float64)
+    for s, p in zip(starts, profiles, strict=True):
+        total[s : s + length] += p
+    if total.min() <= 1e-6:  # a guard only: with overlap <= tile / 2 every pixel has weight
+        profiles = [np.ones(length, np.float64) for _ in starts]
+        total = np.zeros(size, np.float64)
+        for s in starts:
+            total[s : s + length] += 1.0
+    return [(p / total[s : s + length]).astype(np.float32) for s, p in zip(starts, profiles, strict=True)]
+
+
+def tile_weights(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Each tile of `plan_tiles` with its normalised HxW blending weight (all weights sum to 1)."""
+    wy, wx = _axis_weights(h, tile, overlap), _axis_weights(w, tile, overlap)
+    for t in plan_tiles(h, w, tile, overlap):
+        yield t, wy[t.row][:, None] * wx[t.col][None, :]
+
+
+def restore_tiled(
+    image: np.ndarray,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    tile: int,
+    overlap: int,
+    multiple: int = 1,
+    batch_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Apply `fn` (Nx3xhxw -> Nx3xhxw) to an HxWx3 float32 image tile by tile and blend.
+
+    ``tile=0`` runs the whole image at once. A tile that is not a multiple of `multiple` is
+    rounded down to one so that only tiles cut by a small image edge need padding; each batch
+    is reflect-padded to the multiple and cropped back here, so `fn` only runs the model (and
+    picks the device). `overlap` is capped at half the tile: a wider overlap would only add
+    tiles that are thrown away by the blending.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3, got shape {image.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    h, w = image.shape[:2]
+    multiple = max(1, int(multiple))
+    if tile > 0:
+        tile = max(multiple, tile - tile % multiple)
+        overlap = min(overlap, tile // 2)
+    else:
+        tile = 0
+
+    wy, wx = _axis_weights(h, tile, overlap), _axis_weights(w, tile, overlap)
+    tiles = plan_tiles(h, w, tile, overlap)
+    out = np.zeros((h, w, 3), np.float32)
+    total = len(tiles)
+    done = 0
+    for i in range(0, total, batch_size):
+        batch = tiles[i : i + batch_size]
+        x = torch.from_numpy(
+            np.stack([image[t.slices].transpose(2, 0, 1) for t in batch]).astype(np.float32, copy=False)
+        )
+        x, (th, tw) = pad_to_multiple(x, multiple)
+        x = x.contiguous()
+        with torch.no_grad():
+            y = fn(x)
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape):
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise RuntimeError(f"model returned {got} for a tile batch of shape {tuple(x.shape)}")
+        result = y[..., :th, :tw].detach().to("cpu", torch.float32).numpy()
+        for t, r in zip(batch, result, strict=True):
+            weight = wy[t.row][:, None] * wx[t.col][None, :]
+            out[t.slices] += r.transpose(1, 2, 0) * weight[..., None]
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    return out
+
+
+def auto_tile_size(
+    free_bytes: int,
+    bytes_per_pixel: float,
+    multiple: int,
+    minimum: int = 256,
+    *,
+    fraction: float = 0.6,
+    batch_size: int = 1,
+    maximum: int | None = None,
+) -> int:
+    """Largest square tile (a multiple of `multiple`) whose estimated memory fits the budget.
+
+    `bytes_per_pixel` is the model's measured peak memory per input pixel; only `fraction` of
+    the free memory is used because allocator fragmentation and cuDNN workspaces are not in
+    that estimate. Never returns less than `minimum` (rounded up to the multiple): below that
+    the model cannot see the blur, and the caller should rather warn or fall back to the CPU.
+    """
+    multiple = max(1, int(multiple))
+    floor_tile = -(-max(minimum, multiple) // multiple) * multiple
+    if bytes_per_pixel <= 0:
+        raise ValueError(f"bytes_per_pixel must be positive, got {bytes_per_pixel}")
+    budget = max(0.0, free_bytes * fraction) / (bytes_per_pixel * max(1, batch_size))
+    side = int(math.isqrt(int(budget)))
+    side -= side % multiple
+    if maximum is not None:
+        side = min(side, -(-maximum // multiple) * multiple)
+    return max(floor_tile, side)
+
+
+def min_context(arch_hint: str | None = None) -> int:
+    """Smallest tile side that still lets this kind of model see typical motion blur."""
+    hint = (arch_hint or "").lower()
+    return SCAN_MIN_TILE if any(a in hint for a in _SCAN_ARCHES) else _CONV_MIN_TILE
+
+
+def too_small_tile_warning(tile: int, arch_hint: str | None = None) -> str | None:
+    """A line for the CLI when tiles are too small for the model to see the blur, else None."""
+    if tile <= 0:
+        return None
+    need = min_context(arch_hint)
+    if tile >= need:
+        return None
+    who = arch_hint or "this model"
+    return (
+        f"tile size {tile} px is small for {who}: blur longer than a tile cannot be removed and "
+        f"results degrade; use --tile {need} or more (or --tile 0 for the whole image)"
+    )
