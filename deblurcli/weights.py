@@ -221,6 +221,9 @@ def _atomic_save(tensors: dict[str, Tensor], meta: dict[str, str], dst: Path) ->
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared weights unreadable to others
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
