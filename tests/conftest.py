@@ -10,3 +10,22 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_ALGNET = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1],
+               "d_state": 4}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random ALGNet in our format: fast enough for CLI tests, real in every code path."""
+    from deblurcli.models import create
+    from deblurcli.weights import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(create("algnet", TINY_ALGNET, "plain"), path, arch="algnet", config=TINY_ALGNET, variant="plain")
+    return path
