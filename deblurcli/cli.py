@@ -18,14 +18,50 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from . import __version__
-from .errors import DeblurError, UsageError
+from .errors import DeblurError
+
+
+class _OneLineErrors(TyperGroup):
+    """Wrong usage (unknown option, value out of range, missing argument) as one ``error:`` line.
+
+    Click's own report is a usage block and a boxed panel; a script's log and a person's
+    terminal are both better served by the single line every other error of ours uses.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name or "deblur", complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERROR as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help has been printed already
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+# Typer ships its own copy of click in recent versions and uses the click package in older
+# ones; its BadParameter derives from whichever ClickException is really raised.
+_CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
 
 app = typer.Typer(
     name="deblur",
     help="Remove motion blur from photos with ALGNet, EVSSM and XYScanNet.",
+    cls=_OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,13 +71,24 @@ models_app = typer.Typer(help="List the named models, or show one (deblur models
                          invoke_without_command=True)
 app.add_typer(models_app, name="models")
 
-err = Console(stderr=True)
+# stderr is for people and logs: one message per line (never wrapped at 80 columns when it is a
+# file), no colour guessing from file names. stdout carries only results.
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _say(prefix: str, message: str) -> None:
+    """One line on stderr; the message is escaped because paths may contain [brackets]."""
+    err.print(f"{prefix}{escape(message)}")
+
+
+def _error(message: str) -> None:
+    _say("[bold red]error:[/] ", message)
+
+
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _error(message)
     raise typer.Exit(code)
 
 
@@ -62,6 +109,8 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            raise  # the reader went away (| head): click exits quietly
         except Exception as exc:
             if debug:
                 raise
@@ -110,7 +159,7 @@ def _make_deblurrer(model: str | None, *, device: str, precision: str, threads: 
 
     def note(msg: str) -> None:
         if not quiet:
-            err.print(f"[yellow]note:[/] {msg}", highlight=False)
+            _say("[yellow]note:[/] ", msg)
 
     d = Deblurrer(
         model, device=device, precision=precision, tile=tile, tile_overlap=overlap, batch_size=batch_size,
@@ -118,7 +167,7 @@ def _make_deblurrer(model: str | None, *, device: str, precision: str, threads: 
         progress=not quiet and _stderr_is_tty(), console=None if quiet else err, on_note=note,
     )
     if debug:
-        err.print(json.dumps(d.describe(), indent=1), highlight=False)
+        err.print(escape(json.dumps(d.describe(), indent=1)))
     return d
 
 
@@ -144,7 +193,7 @@ def _tile_progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], N
 @app.command()
 @handle_errors
 def run(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, or - for stdin"),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image files, or - for stdin"),
     output: str | None = typer.Option(None, "--output", "-o", help="Output file (one input), folder, or - for stdout"),
     model: str | None = ModelOpt,
     suffix: str = typer.Option("_deblurred", "--suffix", help="Added to the name when no -o is given"),
@@ -170,77 +219,40 @@ def run(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur images: deblur run photo.jpg [-o out.jpg]."""
-    from .imageio import encode_image, read_image
-    from .runplan import plan_outputs
+    from .runplan import execute, plan_outputs, summary_line, tile_check_line
 
-    plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite)
+    plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite, compare=compare,
+                        json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty())
     failures = [p for p in plan if p.error]
     for p in failures:
-        err.print(f"[bold red]error:[/] {p.error}", highlight=False, soft_wrap=True)
+        _error(p.error or "")
+        if json_out:
+            print(json.dumps(p.failed_result().as_dict()), flush=True)
     todo = [p for p in plan if not p.error]
     if not todo:
         raise typer.Exit(2 if any(p.usage for p in failures) else 1)
     d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
                         overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
                         quiet=quiet, debug=debug)
-    from .api import RestoreResult, write_comparison
-
     failed = len(failures)
     for p in todo:
-        import time
-
-        t0 = time.perf_counter()
-        try:
-            if p.src == "-":
-                img = read_image(sys.stdin.buffer.read(), allow_large=allow_large, name="<stdin>")
-            else:
-                img = read_image(p.src, allow_large=allow_large)
-            if tile_check:
-                report = d.tile_check(img.pixels)
-                err.print(_tile_check_line(p.src, report), highlight=False)
-            with _tile_progress(not quiet and _stderr_is_tty(), Path(p.src).name) as prog:
-                result = d.restore_image(img, strength=strength, progress=prog)
-            if p.dst == "-":
-                data = encode_image(img, result, format=fmt or img.format, quality=quality)
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-                notes: list[str] = []
-            else:
-                from .imageio import write_image
-
-                notes = write_image(img, result, p.dst, quality=quality)
-                if compare:
-                    write_comparison(img.pixels, result, compare_path(p.dst))
-            res = RestoreResult(input=p.src, output=p.dst, seconds=time.perf_counter() - t0, width=img.width,
-                                height=img.height, notes=list(notes))
-        except DeblurError as exc:
-            if debug:
-                raise
+        with _tile_progress(not quiet and _stderr_is_tty(), Path(p.src).name) as prog:
+            res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
+                          quality=quality, strength=strength, allow_large=allow_large, fmt=fmt,
+                          tile_check=tile_check, progress=prog, debug=debug)
+        if res.status != "ok":
             failed += 1
-            res = RestoreResult(input=p.src, output=p.dst, status="failed", error=str(exc),
-                                seconds=time.perf_counter() - t0)
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        if res.status == "ok":
+            _error(res.error or "failed")
+        elif not quiet:
+            if res.tile_check:
+                _say("", tile_check_line(p.src, res.tile_check))
             for n in res.notes:
-                if not quiet:
-                    err.print(f"[yellow]note:[/] {p.dst}: {n}", highlight=False)
-            if not quiet:
-                err.print(f"{p.src} -> {p.dst} ({res.width}x{res.height}, {res.seconds:.1f} s)", highlight=False)
+                _say("[yellow]note:[/] ", f"{res.output}: {n}")
+            _say("", summary_line(res))
         if json_out:
             print(json.dumps(res.as_dict()), flush=True)
     if failed:
         raise typer.Exit(1)
-
-
-def compare_path(dst: str) -> str:
-    p = Path(dst)
-    return str(p.with_name(f"{p.stem}_compare.png"))
-
-
-def _tile_check_line(name: str, report: dict[str, Any]) -> str:
-    verdict = "ok" if report["psnr"] >= 40 and report["seam_ratio"] < 2 else "tiles visible: use a larger --tile"
-    return (f"tile check {name}: tiled vs whole on a {report['crop']} crop with {report['tile']} px tiles: "
-            f"PSNR {report['psnr']:.1f} dB, seam/interior error ratio {report['seam_ratio']:.2f} ({verdict})")
 
 
 # -- batch --------------------------------------------------------------------------------------------
@@ -276,12 +288,15 @@ def batch(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur a folder into another, resumably: deblur batch in/ out/."""
-    from .batch import BatchOptions, list_inputs, parse_shard, run_batch, write_report
+    from .batch import BatchOptions, parse_shard, prepare, run_batch, write_report
+    from .errors import UsageError
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, strength=strength,
                         allow_large=allow_large)
-    list_inputs(in_dir, opts, out_dir)  # bad folders fail before the model loads
+    if json_out and report is not None and str(report) == "-":
+        raise UsageError("--report - and --json both write to stdout; give --report a file name")
+    prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
     d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
                         overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
                         quiet=quiet, debug=debug)
@@ -300,9 +315,9 @@ def batch(
         if json_out:
             print(json.dumps(res.as_dict()), flush=True)
         if res.status == "failed":
-            progress.console.print(f"[bold red]failed:[/] {res.error}", highlight=False, soft_wrap=True)
+            progress.console.print(f"[bold red]failed:[/] {escape(res.error or '')}")
         elif not quiet and not live:
-            err.print(f"{res.status} {res.input} ({res.seconds:.1f} s)", highlight=False)
+            _say("", f"{res.status} {res.input} ({res.seconds:.1f} s)")
 
     with progress:
         summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start)
@@ -318,10 +333,7 @@ def _print_batch_summary(summary: Any) -> None:
     for col in ("done", "skipped", "failed", "seconds"):
         t.add_column(col, justify="right")
     t.add_row(str(summary.count("ok")), str(summary.count("skipped")), str(summary.failed), f"{summary.seconds:.1f}")
-    err.print(t)
-    for r in summary.results:
-        if r.status == "failed":
-            err.print(f"  [red]failed[/] {r.input}: {r.error}", highlight=False, soft_wrap=True)
+    err.print(t)  # each failure has had its own line as it happened
 
 
 # -- models, download ---------------------------------------------------------------------------------
@@ -342,9 +354,10 @@ def models(
         return
     t = Table(title="deblur models")
     for col in ("name", "arch", "params", "trained on", "GoPro PSNR", "weights"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "name", min_width=max(len(str(r["name"])) for r in rows) if col == "name"
+                     else None)
     for r in rows:
-        psnr = r.get("gopro_psnr")
+        psnr = (r.get("paper_psnr") or {}).get("gopro")
         t.add_row(r["name"], r["arch"], _fmt_params(r.get("params")), r.get("trained_on") or "",
                   f"{psnr:.2f}" if isinstance(psnr, (int, float)) else "", r.get("where", ""))
     out.print(t)
@@ -361,9 +374,9 @@ def models_info(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one model: architecture, data, paper numbers, weights file."""
-    from .hub import model_info
+    from .hub import model_details
 
-    info = model_info(name)
+    info = model_details(name)
     if json_out:
         print(json.dumps(info, indent=1, default=str))
         return
@@ -371,7 +384,7 @@ def models_info(
     t.add_column(style="bold")
     t.add_column()
     for k, v in info.items():
-        t.add_row(k, v if isinstance(v, str) else json.dumps(v, default=str))
+        t.add_row(k, escape(v if isinstance(v, str) else json.dumps(v, default=str)))
     out.print(t)
 
 
@@ -388,7 +401,7 @@ def download(
 
     for res in hub_download(names, force=force, progress=not quiet and _stderr_is_tty(),
                             console=None if quiet else err):
-        out.print(f"{res.ref}: {res.path}", highlight=False)
+        out.print(escape(f"{res.ref}: {res.path}"), highlight=False)
 
 
 # -- convert ------------------------------------------------------------------------------------------
@@ -410,13 +423,13 @@ def convert(
     from .weights import convert as do_convert
 
     if dst.exists() and not overwrite:
-        raise UsageError(f"{dst}: already exists; pass --overwrite to replace it")
+        raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
     spec = do_convert(src, dst, arch=arch, variant=variant, dtype=torch.float16 if half else None)
     if json_out:
         print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
                           "settings": spec.settings}))
     else:
-        err.print(f"{src} -> {dst}: {spec.arch} ({spec.variant}) {json.dumps(spec.config)}", highlight=False)
+        _say("", f"{src} -> {dst}: {spec.arch} ({spec.variant}) {json.dumps(spec.config)}")
 
 
 # -- eval ---------------------------------------------------------------------------------------------
@@ -547,7 +560,7 @@ def train(
         num_workers=num_workers,
     )
     folder = run_training(cfg, resume=resume, console=err)
-    out.print(str(folder), highlight=False)
+    out.print(escape(str(folder)), highlight=False)
 
 
 @app.command()
@@ -568,7 +581,7 @@ def synth(
 
     def progress(p: Any) -> None:
         if p.error:
-            err.print(f"[bold red]failed:[/] {p.error}", highlight=False, soft_wrap=True)
+            _say("[bold red]failed:[/] ", str(p.error))
 
     n = write_pairs(sharp_dir, out_dir, count_per_image=count, seed=seed, frames=frames, crop=crop,
                     progress=progress)
@@ -577,7 +590,7 @@ def synth(
 
         n += write_dead_leaves_pairs(out_dir, dead_leaves, seed=seed, size=crop or 512)
     if not quiet:
-        err.print(f"wrote {n} pairs to {out_dir}", highlight=False)
+        _say("", f"wrote {n} pairs to {out_dir}")
 
 
 # -- bench --------------------------------------------------------------------------------------------
@@ -637,8 +650,8 @@ def bench(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also ``python -m deblurcli``, which should still call itself deblur)."""
+    app(prog_name="deblur")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,19 @@
-"""Test-wide settings: one thread, and no spinning OpenMP pool on a shared machine."""
+"""Test-wide settings: one thread, no spinning OpenMP pool, and a Hugging Face client that can
+only ever reach the local stand-in Hub (huggingface_hub reads these variables at import)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # a stray request fails at once, locally
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="deblur-test-hf-")
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="deblur-test-cfg-")  # not the developer's config
+for _var in ("HF_HUB_OFFLINE", "DEBLUR_OFFLINE", "DEBLUR_HUB_ORG", "DEBLUR_CONFIG", "HF_TOKEN", "HF_HUB_CACHE"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 

@@ -1,0 +1,317 @@
+"""Named models: what each one is, where its weights live, and how to check them.
+
+A name stands for one trained network: architecture, constructor config and test-time variant,
+the data it was trained on, the paper it comes from, and where its weights can be had: inside
+the package (``embedded``), or as a converted ``.safetensors`` file in a Hugging Face repo whose
+organisation is configurable (:func:`deblurcli.settings.hub_org`), so a mirror can re-host it.
+
+The authors publish their checkpoints on Google Drive only; ``source_url`` and
+``convert_command`` say how to turn them into our format by hand when no Hub copy can be reached.
+``revision`` and ``sha256`` pin a published file. They stay None until someone publishes
+converted files; the hub module then downloads with a warning and checks the file against the
+Hub's own sha256 only.
+
+Nothing here imports huggingface_hub or reads weights beyond a safetensors header, so listing
+models costs no network and no model loading.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import json
+import math
+import os
+import struct
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .. import settings
+from ..errors import CheckpointError, ModelNotAvailable
+
+DEFAULT_NAME = "default"
+#: File name of the embedded default model inside ``deblurcli._weights``.
+EMBEDDED_DEFAULT_FILE = "default.safetensors"
+#: Datasets that paper numbers may be given for (test sets, lower case).
+BENCHMARKS = ("gopro", "hide", "realblur-j", "realblur-r")
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    venue: str
+    url: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.venue})"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model. ``config``/``settings`` are what :func:`deblurcli.models.create` takes."""
+
+    name: str
+    arch: str
+    variant: str
+    config: dict[str, Any]
+    description: str
+    trained_on: str
+    aliases: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    paper: Paper | None = None
+    #: dataset (one of BENCHMARKS) -> {"psnr": dB, "ssim": 0..1}, as the authors published them.
+    #: Only figures checked against an official source go here; none of the three official
+    #: READMEs states any, so the published entries leave this empty rather than guess.
+    paper_numbers: dict[str, dict[str, float]] = field(default_factory=dict)
+    license: str = ""
+    #: File name inside the package's weights folder, or None.
+    embedded: str | None = None
+    #: Repo *name* on the Hub; the organisation comes from settings.hub_org().
+    hf_repo: str | None = None
+    hf_filename: str | None = None
+    #: A 40-hex commit the file is pinned to, or None (then the branch ``main``).
+    revision: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    #: The authors' own checkpoint download page.
+    source_url: str | None = None
+    #: How to turn the authors' checkpoint into our format.
+    convert_command: str | None = None
+    params: int | None = None
+
+    def hf_repo_id(self) -> str | None:
+        """``ORG/REPO`` with the organisation configured now (env, config file, default)."""
+        return f"{settings.hub_org()}/{self.hf_repo}" if self.hf_repo else None
+
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (a deep copy), with the repo id the current org gives."""
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        data["paper"] = asdict(self.paper) if self.paper else None
+        data["hf_repo_id"] = self.hf_repo_id()
+        return json.loads(json.dumps(data))
+
+
+# --------------------------------------------------------------------------------------------- #
+# The published models
+# --------------------------------------------------------------------------------------------- #
+
+_ALGNET = Paper(
+    "Learning Enriched Features via Selective State Spaces Model for Efficient Image Deblurring",
+    "ACM Multimedia 2024", "https://arxiv.org/abs/2403.20106",
+)
+_EVSSM = Paper("Efficient Visual State Space Model for Image Deblurring", "CVPR 2025", "https://arxiv.org/abs/2405.14343")
+_XYSCAN = Paper(
+    "XYScanNet: A State Space Model for Single Image Deblurring", "CVPR 2025 Workshops (NTIRE)",
+    "https://arxiv.org/abs/2412.10338",
+)
+
+# Full-size constructor kwargs, as read from the released checkpoints' keys and shapes
+# (tests/fixtures/conformance/official_state_dicts.json).
+_ALGNET_CONFIG = {"img_channel": 3, "width": 32, "middle_blk_num": 8, "enc_blk_nums": [2, 2, 4, 8],
+                  "dec_blk_nums": [8, 4, 2, 2]}
+_EVSSM_CONFIG = {"inp_channels": 3, "out_channels": 3, "dim": 48, "num_blocks": [6, 6, 12],
+                 "ffn_expansion_factor": 3, "bias": False}
+_XYSCANP_CONFIG = {"inp_channels": 3, "out_channels": 3, "dim": 144, "num_blocks": [3, 3, 6],
+                   "vssm_expansion_factor": 1, "ffn_expansion_factor": 1, "bias": False,
+                   "LayerNorm_type": "WithBias"}
+# The test-time forms behind the papers' numbers: ALGNet's TLC pooling sized for 256 px training
+# crops, EVSSM's 384/192/96 px scan windows (the defaults of those variants, spelled out here).
+_ALGNET_LOCAL = {"local_pool": {"train_size": [256, 256], "base_size": [384, 384], "fast_imp": False}}
+_EVSSM_WINDOWS = {"scan_window": [384, 192, 96]}
+
+_ALGNET_DRIVE = "https://drive.google.com/drive/folders/1WOYuuvGCDOJWo0U6PizE4780EmkxbDya?usp=sharing"
+_EVSSM_DRIVE = "https://drive.google.com/drive/folders/1_G0hf1KX_SAwyK41bdGm2q0q63B6wN40?usp=drive_link"
+_XYSCAN_DRIVE = {
+    "gopro": "https://drive.google.com/drive/folders/10nu5WiA05Dv4q12A0XiISGMmXd6gyiYE?usp=drive_link",
+    "realblur-j": "https://drive.google.com/drive/folders/1LEBIHQpqZAzudPwkHVQiVkrTwI4jtJOq?usp=drive_link",
+    "realblur-r": "https://drive.google.com/drive/folders/10TXboH85HMfp_9TjBLm3Xw-jN1Q-Z9Bi?usp=drive_link",
+}
+_DATASET_NAMES = {"gopro": "GoPro", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
+_SHORT = {"gopro": "gopro", "realblur-j": "realj", "realblur-r": "realr"}
+
+
+def _hub_fields(name: str, authors_file: str) -> dict[str, Any]:
+    return {
+        "hf_repo": name,
+        "hf_filename": f"{name}.safetensors",
+        "convert_command": f"deblur convert {authors_file} {name}.safetensors",
+    }
+
+
+def _published() -> tuple[ModelEntry, ...]:
+    out = [
+        ModelEntry(
+            name="algnet-gopro", aliases=("algnet",), arch="algnet", variant="local",
+            config=_ALGNET_CONFIG, settings=_ALGNET_LOCAL, trained_on="GoPro",
+            description="ALGNet (width 32) trained on GoPro, run with its local (TLC) pooling as in the paper",
+            paper=_ALGNET, license="none stated (the authors' repository has no license file)",
+            source_url=_ALGNET_DRIVE, params=54_642_252,
+            # The Drive folder's file names are not documented; any of its ALGNet-32 .pth files.
+            **_hub_fields("algnet-gopro", "AUTHORS_ALGNET_GOPRO.pth"),
+        ),
+    ]
+    for ds in ("gopro", "realblur-j", "realblur-r"):
+        name = f"evssm-{ds}"
+        out.append(ModelEntry(
+            name=name, aliases=("evssm",) if ds == "gopro" else (f"evssm-{_SHORT[ds]}",),
+            arch="evssm", variant="windowed", config=_EVSSM_CONFIG, settings=_EVSSM_WINDOWS,
+            trained_on=_DATASET_NAMES[ds],
+            description=f"EVSSM trained on {_DATASET_NAMES[ds]}, run with the windowed scans the paper tests with",
+            paper=_EVSSM, license="MIT (kkkls/EVSSM code)", source_url=_EVSSM_DRIVE, params=17_129_472,
+            # The authors' test script names the GoPro file net_g_GoPro.pth (BasicSR 'params' inside).
+            **_hub_fields(name, "net_g_GoPro.pth" if ds == "gopro" else f"AUTHORS_EVSSM_{_SHORT[ds].upper()}.pth"),
+        ))
+    for ds in ("gopro", "realblur-j", "realblur-r"):
+        name = f"xyscannetp-{ds}"
+        aliases = ("xyscannetp", "xyscannet", "xyscannet-gopro") if ds == "gopro" else (
+            f"xyscannetp-{_SHORT[ds]}", f"xyscannet-{ds}")
+        out.append(ModelEntry(
+            name=name, aliases=aliases, arch="xyscannet", variant="plain", config=_XYSCANP_CONFIG,
+            trained_on=_DATASET_NAMES[ds],
+            description=f"XYScanNetP (XYScanNet+, dim 144) trained on {_DATASET_NAMES[ds]}",
+            paper=_XYSCAN, license="MIT (HanzhouLiu/XYScanNet code)", source_url=_XYSCAN_DRIVE[ds],
+            params=63_514_368,
+            # The authors' predict scripts load results/<job>/models/best_XYScanNet_stage2.pth.
+            **_hub_fields(name, "best_XYScanNet_stage2.pth"),
+        ))
+    return tuple(out)
+
+
+#: The fixed entries; tests may replace this tuple (entries() reads it on every call).
+_BUILTIN: tuple[ModelEntry, ...] = _published()
+
+
+# --------------------------------------------------------------------------------------------- #
+# The embedded default: its description is the file's own metadata
+# --------------------------------------------------------------------------------------------- #
+
+
+def weights_dir() -> Path | None:
+    """The package's weights folder (``deblurcli._weights``), or None if it is not installed."""
+    try:
+        return Path(str(importlib.resources.files("deblurcli._weights")))
+    except (ModuleNotFoundError, TypeError):
+        return None
+
+
+def embedded_path(entry: ModelEntry) -> Path | None:
+    """The embedded file of ``entry`` if this installation has it, else None."""
+    if not entry.embedded:
+        return None
+    folder = weights_dir()
+    if folder is None:
+        return None
+    path = folder / entry.embedded
+    return path if path.is_file() else None
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], int]:
+    """The file's ``__metadata__`` and its parameter count, from the JSON header alone.
+
+    Reading only the header keeps ``deblur models`` fast and torch-free even when the
+    weights are large.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise ValueError("shorter than a safetensors header")
+            (length,) = struct.unpack("<Q", raw)
+            if length > 100_000_000:
+                raise ValueError("implausible header length")
+            header = json.loads(f.read(length))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    meta = header.pop("__metadata__", None) or {}
+    params = sum(math.prod(v.get("shape", [])) for v in header.values() if isinstance(v, dict))
+    return {str(k): str(v) for k, v in meta.items()}, int(params)
+
+
+@lru_cache(maxsize=8)
+def _default_from_file(path: str, mtime_ns: int, size: int) -> ModelEntry:
+    meta, params = read_safetensors_header(path)
+    try:
+        config = json.loads(meta.get("config") or "{}")
+        stored_settings = json.loads(meta.get("settings") or "{}")
+    except ValueError:
+        raise CheckpointError(f"{path}: the embedded default model's metadata is not valid JSON") from None
+    base = _default_placeholder()
+    return replace(
+        base,
+        arch=meta.get("arch", base.arch),
+        variant=meta.get("variant", base.variant),
+        config=config,
+        settings=stored_settings,
+        trained_on=meta.get("trained_on", base.trained_on),
+        description=meta.get("description", base.description),
+        license=meta.get("license", base.license),
+        size_bytes=size,
+        params=params,
+    )
+
+
+def _default_placeholder() -> ModelEntry:
+    return ModelEntry(
+        name=DEFAULT_NAME, aliases=("embedded",), arch="unknown", variant="", config={},
+        trained_on="unknown", description="the model shipped inside the package (used when no --model is given)",
+        license="MIT (deblurcli)", embedded=EMBEDDED_DEFAULT_FILE,
+    )
+
+
+def default_entry() -> ModelEntry:
+    """The embedded default, described by its own file's metadata when the file is present."""
+    placeholder = _default_placeholder()
+    path = embedded_path(placeholder)
+    if path is None:
+        return placeholder
+    st = path.stat()
+    return _default_from_file(str(path), st.st_mtime_ns, st.st_size)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Lookup
+# --------------------------------------------------------------------------------------------- #
+
+
+def entries() -> list[ModelEntry]:
+    """Every named model, the embedded default first."""
+    return [default_entry(), *_BUILTIN]
+
+
+def _index() -> dict[str, ModelEntry]:
+    index: dict[str, ModelEntry] = {}
+    for entry in entries():
+        for key in (entry.name, *entry.aliases):
+            index.setdefault(key.lower(), entry)
+    return index
+
+
+def find(name: str) -> ModelEntry | None:
+    """The entry called ``name`` (case-insensitive, aliases too), or None."""
+    return _index().get(name.strip().lower())
+
+
+def get(name: str) -> ModelEntry:
+    """The entry called ``name``; an unknown name names the closest ones."""
+    entry = find(name)
+    if entry is not None:
+        return entry
+    raise ModelNotAvailable(unknown_name_message(name))
+
+
+def suggestions(name: str, n: int = 3) -> list[str]:
+    """Registry names and aliases that look like ``name``, best first."""
+    return difflib.get_close_matches(name.strip().lower(), list(_index()), n=n, cutoff=0.6)
+
+
+def unknown_name_message(name: str) -> str:
+    close = suggestions(name)
+    hint = f": did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown model {name!r}{hint} (deblur models lists them)"
