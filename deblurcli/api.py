@@ -16,14 +16,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from . import ssm, tiling
 from .errors import DeblurError, UsageError
-from .imageio import Image, read_image, same_file, write_image
+from .imageio import Image, encode_image, output_notes, read_image, same_file, write_image
 from .models import get_arch
 from .weights import ModelSpec, load_model, sha256_file
 
@@ -48,11 +48,19 @@ class RestoreResult:
     seconds: float = 0.0
     width: int = 0
     height: int = 0
+    #: Size of the written file in bytes (None when nothing was written, or for stdout).
+    bytes: int | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    #: `Deblurrer.tile_check`'s report when one was asked for.
+    tile_check: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """A JSON-ready dict; ``error`` is always present so scripts can test it without a default."""
+        d = {k: v for k, v in self.__dict__.items() if v is not None or k == "error"}
+        if self.width and self.height:
+            d["size"] = f"{self.width}x{self.height}"
+        return d
 
 
 def pick_device(device: str) -> torch.device:
@@ -181,8 +189,10 @@ class Deblurrer:
 
     def settings_key(self) -> dict[str, Any]:
         """The settings that change the pixels written: work done with other ones is redone."""
+        # The weights' hash, not the name or path they were given by: the same file reached as
+        # ./w.safetensors today and /abs/w.safetensors tomorrow must not redo a finished batch.
         return {
-            "model": self.name, "weights_sha256": self.weights_sha256, "variant": self.spec.variant,
+            "arch": self.spec.arch, "weights_sha256": self.weights_sha256, "variant": self.spec.variant,
             "precision": self.precision, "tile": self.tile, "tile_overlap": self.tile_overlap,
         }
 
@@ -285,10 +295,9 @@ class Deblurrer:
         seam = cover > 1
         inner = err[~seam].mean() if (~seam).any() else 0.0
         ratio = float(err[seam].mean() / max(inner, 1e-12)) if seam.any() else 1.0
-        return {
-            "crop": f"{side}x{side}", "tile": t, "psnr": float("inf") if mse == 0 else 10 * np.log10(1.0 / mse),
-            "seam_ratio": ratio,
-        }
+        # Identical results are reported as 100 dB rather than infinity, which JSON cannot carry.
+        psnr = 100.0 if mse <= 1e-10 else float(10 * np.log10(1.0 / mse))
+        return {"crop": f"{side}x{side}", "tile": t, "psnr": psnr, "seam_ratio": ratio}
 
     def restore_image(self, img: Image, *, strength: float = 1.0,
                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -301,28 +310,58 @@ class Deblurrer:
         return out
 
     def restore_file(
-        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False,
-        quality: int = 95, strength: float = 1.0, allow_large: bool = False, compare: str | None = None,
+        self, src: str | os.PathLike[str] | bytes, dst: str | os.PathLike[str] | BinaryIO, *,
+        overwrite: bool = False, quality: int = 95, strength: float = 1.0, allow_large: bool = False,
+        compare: str | os.PathLike[str] | None = None, format: str | None = None, tile_check: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> RestoreResult:
-        """Read, restore and write one file; never writes over the input or, unasked, an existing file."""
+        """Read, restore and write one photo; never writes over the input or, unasked, an existing file.
+
+        ``src`` may be the bytes of a photo (stdin) and ``dst`` a binary stream (stdout); a stream
+        gets ``format`` or else the input's format, since it has no extension to go by.
+        """
         import time
 
         t0 = time.perf_counter()
-        src, dst = Path(src), Path(dst)
-        if same_file(src, dst):
-            raise UsageError(f"{dst}: output is the input file; choose another output (the original is kept)")
-        if dst.exists() and not overwrite:
-            raise UsageError(f"{dst}: already exists; pass --overwrite to replace it")
-        img = read_image(src, allow_large=allow_large)
+        to_stream = not isinstance(dst, (str, os.PathLike))
+        if isinstance(src, (bytes, bytearray)):
+            label = "-"
+            img = read_image(bytes(src), allow_large=allow_large, name="<stdin>")
+        else:
+            label = str(src)
+            if not to_stream:
+                _check_destination(Path(src), Path(dst), overwrite)  # type: ignore[arg-type]
+            img = read_image(src, allow_large=allow_large)
+        if compare is not None:
+            _check_destination(img.source, Path(compare), overwrite)
+        report = self.tile_check(img.pixels) if tile_check else None
         out = self.restore_image(img, strength=strength, progress=progress)
-        notes = write_image(img, out, dst, quality=quality)
-        if compare:
+        size: int | None = None
+        if to_stream:
+            fmt = format or img.format
+            data = encode_image(img, out, format=fmt, quality=quality)
+            dst.write(data)  # type: ignore[union-attr]
+            dst.flush()  # type: ignore[union-attr]
+            notes = output_notes(img, "<stdout>", format=fmt)
+            where = "-"
+        else:
+            where = str(dst)
+            notes = list(write_image(img, out, where, quality=quality, format=format))
+            size = Path(where).stat().st_size
+        if compare is not None:
             write_comparison(img.pixels, out, compare)
         return RestoreResult(
-            input=str(src), output=str(dst), seconds=time.perf_counter() - t0, width=img.width,
-            height=img.height, notes=list(notes),
+            input=label, output=where, seconds=time.perf_counter() - t0, width=img.width, height=img.height,
+            bytes=size, notes=notes, tile_check=report,
         )
+
+
+def _check_destination(src: Path | None, dst: Path, overwrite: bool) -> None:
+    """Refuse to replace the photo being read, or any existing file unless asked to."""
+    if src is not None and same_file(src, dst):
+        raise UsageError(f"{dst}: output is the input file; choose another output (the original is kept)")
+    if dst.exists() and not overwrite:
+        raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
 
 
 def write_comparison(before: np.ndarray, after: np.ndarray, path: str | os.PathLike[str]) -> None:

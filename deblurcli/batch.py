@@ -27,7 +27,7 @@ from typing import Any
 
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, UsageError
-from .imageio import Image, read_image, write_image
+from .imageio import FORMAT_EXTENSIONS, Image, read_image, write_image
 
 JOURNAL = ".deblur-journal.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
@@ -78,33 +78,76 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def list_inputs(in_dir: Path, opts: BatchOptions, out_dir: Path | None = None) -> list[Path]:
-    """The images to process, sorted (so every shard sees the same order), relative to in_dir."""
+    """The images to process, sorted (so every shard sees the same order), relative to in_dir.
+
+    The list depends only on the input files, never on what a run has written so far, so that
+    shards started at different times still split the same list: results written into the
+    input folder (``--suffix`` with OUT_DIR = IN_DIR, or OUT_DIR inside IN_DIR) are recognised
+    by their names and locations, not by the journal.
+    """
     if not in_dir.exists():
         raise UsageError(f"{in_dir}: no such folder; check the path")
     if not in_dir.is_dir():
         raise UsageError(f"{in_dir}: is a file, not a folder; use 'deblur run' for single files")
     walker = in_dir.rglob("*") if opts.recursive else in_dir.glob("*")
+    in_resolved = in_dir.resolve()
     out_resolved = out_dir.resolve() if out_dir is not None else None
+    nested = out_resolved is not None and out_resolved != in_resolved
+    pattern = opts.glob.lower() if opts.glob else None
     files = []
     for p in walker:
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        if out_resolved is not None and out_resolved in p.resolve().parents:
-            continue  # output folder inside the input folder: never re-process our own results
         rel = p.relative_to(in_dir)
-        if opts.glob:
-            if not (fnmatch.fnmatch(p.name, opts.glob) or fnmatch.fnmatch(rel.as_posix(), opts.glob)):
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue  # hidden files, our journal and half-written temporary files
+        if nested and out_resolved in p.resolve().parents:
+            continue  # output folder inside the input folder: never re-process our own results
+        if pattern:  # photographers' cameras write .JPG: '*.jpg' should find them
+            if not (fnmatch.fnmatchcase(p.name.lower(), pattern)
+                    or fnmatch.fnmatchcase(rel.as_posix().lower(), pattern)):
                 continue
         elif p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         files.append(rel)
+    if out_resolved == in_resolved:
+        # Results beside their inputs: drop every file that is the output of another input.
+        outputs = {output_path(Path(), r, opts).as_posix() for r in files}
+        files = [r for r in files if r.as_posix() not in outputs]
     files.sort(key=lambda r: r.as_posix())
     i, n = opts.shard
     return files[i::n]
 
 
+def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None = None) -> list[Path]:
+    """Every check on the folders (and the report path) that can fail, before a model is loaded."""
+    if opts.format and "." + opts.format.lower().lstrip(".") not in FORMAT_EXTENSIONS:
+        known = ", ".join(sorted({e.lstrip(".") for e in FORMAT_EXTENSIONS}))
+        raise UsageError(f"--format {opts.format}: unknown image format; choose one of {known}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is a file; give a folder for the outputs")
+    blocker = next((a for a in out_dir.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsageError(f"{out_dir}: cannot create it, {blocker} is a file, not a folder")
+    if in_dir.exists() and in_dir.resolve() == out_dir.resolve() and not opts.suffix:
+        raise UsageError(f"{out_dir}: output folder is the input folder; choose another or pass --suffix")
+    if report is not None and str(report) != "-":
+        if report.is_dir():
+            raise UsageError(f"--report {report}: is a folder; give a file name such as report.json")
+        if not report.parent.is_dir():
+            raise UsageError(f"--report {report}: folder {report.parent} does not exist")
+    files = list_inputs(in_dir, opts, out_dir)
+    outputs: dict[str, Path] = {}
+    for rel in files:
+        key = output_path(out_dir, rel, opts).as_posix()
+        if key in outputs:
+            raise UsageError(f"{in_dir / rel} and {in_dir / outputs[key]} would both be written to "
+                             f"{output_path(out_dir, rel, opts)}; drop --format or rename one")
+        outputs[key] = rel
+    return files
+
+
 def output_path(out_dir: Path, rel: Path, opts: BatchOptions) -> Path:
-    suffix = f".{opts.format.lstrip('.')}" if opts.format else rel.suffix
+    """Where the result of ``rel`` goes: the same relative place, with the suffix and format."""
+    suffix = f".{opts.format.lower().lstrip('.')}" if opts.format else rel.suffix
     return out_dir / rel.parent / f"{rel.stem}{opts.suffix}{suffix}"
 
 
@@ -132,13 +175,17 @@ class Journal:
                     self.entries[rec["input"]] = rec
         self._lock = threading.Lock()
 
-    def done(self, rel: str, content_hash: str, settings: dict[str, Any], retry_failed: bool) -> bool:
+    def lookup(self, rel: str, content_hash: str, settings: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+        """The finished record for these exact input bytes and settings, or None if the work is still to do.
+
+        A success whose output has since been deleted is work still to do.
+        """
         rec = self.entries.get(rel)
         if rec is None or rec.get("sha256") != content_hash or rec.get("settings") != settings:
-            return False
+            return None
         if rec.get("status") == "ok":
-            return True
-        return rec.get("status") == "failed" and not retry_failed
+            return rec if (out_dir / str(rec.get("output", ""))).is_file() else None
+        return rec if rec.get("status") == "failed" else None
 
     def add(self, rec: dict[str, Any]) -> None:
         with self._lock:
@@ -157,11 +204,7 @@ def run_batch(
 ) -> BatchSummary:
     """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is a file; give a folder for the outputs")
-    if in_dir.resolve() == out_dir.resolve() and not opts.suffix:
-        raise UsageError(f"{out_dir}: output folder is the input folder; choose another or pass --suffix")
-    files = list_inputs(in_dir, opts, out_dir)
+    files = prepare(in_dir, out_dir, opts)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal(out_dir / JOURNAL)
@@ -176,14 +219,17 @@ def run_batch(
     if on_start:
         on_start(len(files))
 
-    def load(rel: Path) -> tuple[Path, str, Image | DeblurError]:
+    def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any]]:
+        """Hash and decode on the reader thread; a finished record instead means: nothing to do."""
         src = in_dir / rel
         try:
             digest = file_hash(src)
         except OSError as exc:
             return rel, "", DeblurError(f"{src}: cannot read ({exc.strerror})")
-        if not opts.overwrite and journal.done(rel.as_posix(), digest, settings, opts.retry_failed):
-            return rel, digest, DeblurError("__skip__")
+        if not opts.overwrite:
+            rec = journal.lookup(rel.as_posix(), digest, settings, out_dir)
+            if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
+                return rel, digest, rec
         try:
             return rel, digest, read_image(src, allow_large=opts.allow_large)
         except DeblurError as exc:
@@ -191,14 +237,17 @@ def run_batch(
 
     total = len(files)
 
+    def journal_line(res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
+        return {
+            "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
+            "status": res.status, "error": res.error, "settings": settings, "model": deblurrer.name,
+            "seconds": round(res.seconds, 3), "width": res.width, "height": res.height, "bytes": res.bytes,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
     def record(res: RestoreResult, digest: str, dst: Path, t0: float, index: int) -> None:
         res.seconds = time.perf_counter() - t0
-        journal.add({
-            "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
-            "status": res.status, "error": res.error, "settings": settings,
-            "model": deblurrer.name, "seconds": round(res.seconds, 3),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        journal.add(journal_line(res, digest, dst))
         _finish(summary, res, index, total, on_result)
 
     def write(item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int) -> None:
@@ -206,7 +255,8 @@ def run_batch(
         # added only once the file is completely on disk.
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            res.notes = list(write_image(item, out, dst, quality=opts.quality))
+            res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+            res.bytes = dst.stat().st_size
         except DeblurError as exc:
             res.status, res.error = "failed", str(exc)
         except OSError as exc:
@@ -220,15 +270,18 @@ def run_batch(
             src, dst = in_dir / rel, output_path(out_dir, rel, opts)
             res = RestoreResult(input=rel.as_posix(), output=str(dst))
             t0 = time.perf_counter()
-            if isinstance(item, DeblurError) and str(item) == "__skip__":
-                res.status = "skipped"
-                _finish(summary, res, index, total, on_result)
+            if isinstance(item, dict):
+                _from_journal(res, item)
+                writer.submit(_finish, summary, res, index, total, on_result)  # in order with the writes
                 continue
             try:
                 if isinstance(item, DeblurError):
                     raise item
                 if dst.exists() and not opts.overwrite and rel.as_posix() not in journal.entries:
                     raise DeblurError(f"{dst}: already exists and is not from an earlier run; pass --overwrite")
+                # Mark the file as ours before writing it: if the run dies between the write and
+                # the final journal line, the next run knows it may replace that output.
+                journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
                 res.width, res.height = item.width, item.height
                 out = deblurrer.restore_image(item, strength=opts.strength, progress=on_tile)
             except DeblurError as exc:
@@ -241,6 +294,17 @@ def run_batch(
                 writer.submit(write, item, out, dst, res, digest, t0, index)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _from_journal(res: RestoreResult, rec: dict[str, Any]) -> None:
+    """A file finished by an earlier run: skipped, or still failed (so the exit code stays 1)."""
+    res.width, res.height = int(rec.get("width") or 0), int(rec.get("height") or 0)
+    res.bytes = rec.get("bytes")
+    if rec.get("status") == "ok":
+        res.status = "skipped"
+    else:
+        res.status = "failed"
+        res.error = f"{rec.get('error')} (earlier run; pass --retry-failed to try again)"
 
 
 def _prefetch(pool: ThreadPoolExecutor, load: Callable[[Path], Any], files: list[Path]) -> Iterator[Future[Any]]:
@@ -262,6 +326,10 @@ def _finish(summary: BatchSummary, res: RestoreResult, index: int, total: int,
 
 
 def write_report(summary: BatchSummary, path: str | os.PathLike[str]) -> None:
+    """The ``--report`` JSON: totals, then per file status, seconds, size and error."""
     from .eval.runner import write_json
 
-    write_json(summary.as_dict(), str(path))
+    try:
+        write_json(summary.as_dict(), str(path))
+    except OSError as exc:
+        raise DeblurError(f"--report {path}: cannot write it ({exc.strerror or exc})") from None

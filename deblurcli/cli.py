@@ -180,7 +180,8 @@ def _tile_progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], N
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as prog:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  redirect_stdout=False, redirect_stderr=False) as prog:
         task = prog.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -303,8 +304,9 @@ def batch(
     live = not quiet and _stderr_is_tty()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    # stdout is never redirected into the progress display: --json lines must reach the pipe.
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=err, disable=not live)
+                        console=err, disable=not live, redirect_stdout=False, redirect_stderr=False)
     task = progress.add_task("images", total=None)
 
     def on_start(total: int) -> None:
@@ -470,7 +472,8 @@ def eval_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.fields[psnr]}"), console=err, disable=not live) as prog:
+                  TextColumn("{task.fields[psnr]}"), console=err, disable=not live,
+                  redirect_stdout=False, redirect_stderr=False) as prog:
         task = prog.add_task(dataset, total=min(len(pairs), limit or len(pairs)), psnr="")
 
         def on_progress(done: int, total: int, record: dict[str, Any]) -> None:

@@ -1,0 +1,290 @@
+"""The library under the CLI: device/precision choice, output planning, and `Deblurrer` itself.
+
+A tiny random ALGNet stands in for a trained model: these tests check plumbing (shapes, ranges,
+refusals, identity of settings), never restoration quality.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from deblurcli import api
+from deblurcli.api import Deblurrer, RestoreResult, pick_device, pick_precision
+from deblurcli.errors import DeblurError, UsageError
+from deblurcli.runplan import STDIO, compare_path, plan_outputs
+
+TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 4-channel ALGNet in our safetensors format (seeded, so runs are reproducible)."""
+    from deblurcli.models import create
+    from deblurcli.weights import save_model
+
+    path = tmp_path_factory.getbasetemp() / "tiny-algnet.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        save_model(create("algnet", TINY, "plain"), path, arch="algnet", config=TINY, variant="plain")
+    return path
+
+
+@pytest.fixture(scope="module")
+def deblurrer(tiny_model: Path) -> Deblurrer:
+    return Deblurrer(tiny_model, device="cpu", tile=0, progress=False)
+
+
+def _photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((h, w, 3), dtype=np.float32)
+
+
+# -- pick_device / pick_precision -------------------------------------------------------------------
+def _no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_pick_device_auto_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_gpu(monkeypatch)
+    assert pick_device("auto") == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_pick_device_auto_prefers_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_pick_device_refuses_missing_accelerator_as_usage_error(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    _no_gpu(monkeypatch)
+    with pytest.raises(UsageError, match=f"--device {device}") as info:
+        pick_device(device)
+    assert info.value.exit_code == 2
+    assert "\n" not in str(info.value)
+
+
+def test_pick_device_unknown_name() -> None:
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        pick_device("tpu")
+
+
+@pytest.mark.parametrize(("asked", "got"), [("auto", "fp32"), ("fp32", "fp32"), ("bf16", "bf16")])
+def test_pick_precision_cpu(asked: str, got: str) -> None:
+    assert pick_precision(asked, torch.device("cpu")) == got
+
+
+def test_pick_precision_refuses_fp16_on_cpu() -> None:
+    with pytest.raises(UsageError, match="fp16") as info:
+        pick_precision("fp16", torch.device("cpu"))
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("bf16", "got"), [(True, "bf16"), (False, "fp16")])
+def test_pick_precision_auto_on_cuda_is_half(monkeypatch: pytest.MonkeyPatch, bf16: bool, got: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert pick_precision("auto", torch.device("cuda")) == got
+    assert pick_precision("fp32", torch.device("cuda")) == "fp32"
+    assert pick_precision("fp16", torch.device("cuda")) == "fp16"
+
+
+def test_pick_precision_unknown() -> None:
+    with pytest.raises(UsageError, match="unknown precision"):
+        pick_precision("fp8", torch.device("cpu"))
+
+
+# -- plan_outputs ---------------------------------------------------------------------------------
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    for name in ("a.png", "b.jpg"):
+        PILImage.new("RGB", (8, 8)).save(tmp_path / name)
+    return tmp_path
+
+
+def test_plan_default_name_beside_input(photos: Path) -> None:
+    (p,) = plan_outputs([str(photos / "a.png")], None)
+    assert p.error is None and p.dst == str(photos / "a_deblurred.png")
+    (p,) = plan_outputs([str(photos / "b.jpg")], None, suffix="_sharp", fmt="tiff")
+    assert p.dst == str(photos / "b_sharp.tif")
+
+
+def test_plan_output_file_and_folder(photos: Path) -> None:
+    (p,) = plan_outputs([str(photos / "a.png")], str(photos / "x.webp"))
+    assert p.error is None and p.dst == str(photos / "x.webp")
+    out = photos / "new" / "deeper"
+    plans = plan_outputs([str(photos / "a.png"), str(photos / "b.jpg")], str(out))
+    assert [p.dst for p in plans] == [str(out / "a.png"), str(out / "b.jpg")]
+    assert out.is_dir()  # made during planning, so a bad location fails before the model loads
+    (p,) = plan_outputs([str(photos / "a.png")], str(photos / "single") + "/")
+    assert p.dst == str(photos / "single" / "a.png")
+    plans = plan_outputs([str(photos / "a.png"), str(photos / "b.jpg")], str(photos / "one.png"))
+    assert all(p.usage and "names one image" in (p.error or "") for p in plans)
+    assert not (photos / "one.png").exists()
+
+
+def test_plan_refuses_overwriting_inputs_and_outputs(photos: Path) -> None:
+    a, b = str(photos / "a.png"), str(photos / "b.jpg")
+    (p,) = plan_outputs([a], a)
+    assert p.usage and "output is the input" in (p.error or "")
+    (p,) = plan_outputs([a], str(photos / ".." / photos.name / "a.png"))
+    assert p.usage and "output is the input" in (p.error or "")
+    (p,) = plan_outputs([a], b)
+    assert not p.usage and "already exists" in (p.error or "")
+    (p,) = plan_outputs([a], b, overwrite=True)
+    assert p.error is None
+    # a_deblurred.png is also an input: with --overwrite it would be replaced before being read
+    PILImage.new("RGB", (8, 8)).save(photos / "a_deblurred.png")
+    plans = plan_outputs([a, str(photos / "a_deblurred.png")], None, overwrite=True)
+    assert "is also an input" in (plans[0].error or "") and plans[1].error is None
+
+
+def test_plan_collisions_and_formats(photos: Path) -> None:
+    a = str(photos / "a.png")
+    PILImage.new("RGB", (8, 8)).save(photos / "a.jpg")
+    plans = plan_outputs([a, str(photos / "a.jpg")], str(photos / "out"), fmt="png")
+    assert plans[0].error is None and "would also be written" in (plans[1].error or "")
+    (p,) = plan_outputs([a], str(photos / "x.png"), fmt="jpg")
+    assert p.usage and "--format" in (p.error or "")
+    (p,) = plan_outputs([a], None, fmt="gif")
+    assert p.usage and "unknown image format" in (p.error or "")
+    (p,) = plan_outputs([a], str(photos / "noext"))
+    assert p.usage and "end it with /" in (p.error or "")
+
+
+def test_plan_bad_inputs_and_locations(photos: Path) -> None:
+    (p,) = plan_outputs([str(photos / "missing.png")], None)
+    assert not p.usage and "no such file" in (p.error or "")
+    (p,) = plan_outputs([str(photos)], None)
+    assert p.usage and "is a folder" in (p.error or "")
+    (p,) = plan_outputs([str(photos / "a.png")], str(photos / "b.jpg" / "out.png"))
+    assert "is a file, not a folder" in (p.error or "")
+    (p,) = plan_outputs([str(photos / "a.png")], str(photos / "nope" / "out.png"))
+    assert "does not exist" in (p.error or "")
+
+
+def test_plan_stdio(photos: Path) -> None:
+    a = str(photos / "a.png")
+    assert plan_outputs([STDIO], None)[0].dst == STDIO
+    assert plan_outputs([STDIO], str(photos / "o.png"))[0].dst == str(photos / "o.png")
+    assert plan_outputs([a], STDIO)[0].dst == STDIO
+    assert plan_outputs([STDIO, a], None)[0].usage
+    assert all(p.usage for p in plan_outputs([a, str(photos / "b.jpg")], STDIO))
+    assert "--json" in (plan_outputs([a], STDIO, json_stdout=True)[0].error or "")
+    assert "--json" in (plan_outputs([STDIO], None, json_stdout=True)[0].error or "")
+    assert "--compare" in (plan_outputs([a], STDIO, compare=True)[0].error or "")
+    assert "terminal" in (plan_outputs([a], STDIO, stdout_tty=True)[0].error or "")
+    assert "terminal" in (plan_outputs([STDIO], str(photos / "o.png"), stdin_tty=True)[0].error or "")
+
+
+def test_plan_compare_path(photos: Path) -> None:
+    a = str(photos / "a.png")
+    (p,) = plan_outputs([a], str(photos / "x.jpg"), compare=True)
+    assert p.compare == compare_path(photos / "x.jpg") == str(photos / "x_compare.png")
+    PILImage.new("RGB", (8, 8)).save(photos / "x_compare.png")
+    (p,) = plan_outputs([a], str(photos / "x.jpg"), compare=True)
+    assert "already exists" in (p.error or "")
+
+
+# -- Deblurrer -----------------------------------------------------------------------------------
+def test_restore_shape_range_and_strength(deblurrer: Deblurrer) -> None:
+    x = _photo(40, 56)  # not a multiple of the model's 16: padded and cropped back
+    y = deblurrer.restore(x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert 0.0 <= y.min() and y.max() <= 1.0
+    from deblurcli.imageio import Image
+
+    img = Image(pixels=x)
+    np.testing.assert_array_equal(deblurrer.restore_image(img, strength=0.0), x)
+    half = deblurrer.restore_image(img, strength=0.5)
+    np.testing.assert_allclose(half, x + 0.5 * (y - x), atol=1e-6)
+    with pytest.raises(UsageError):
+        deblurrer.restore_image(img, strength=1.5)
+
+
+def test_settings_key_ignores_how_the_weights_were_named(tiny_model: Path, deblurrer: Deblurrer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_model.parent)
+    relative = Deblurrer(tiny_model.name, device="cpu", tile=0, progress=False)
+    assert relative.settings_key() == deblurrer.settings_key()
+    other = Deblurrer(tiny_model, device="cpu", tile=64, progress=False)
+    assert other.settings_key() != deblurrer.settings_key()
+
+
+@pytest.mark.parametrize(("bad", "match"), [({"tile": "big"}, "--tile"), ({"tile": -1}, "--tile"),
+                                            ({"tile_overlap": -1}, "--tile-overlap"), ({"threads": 0}, "--threads")])
+def test_bad_settings_are_usage_errors(tiny_model: Path, bad: dict, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        Deblurrer(tiny_model, device="cpu", progress=False, **bad)
+
+
+def test_restore_file_refuses_input_and_existing(deblurrer: Deblurrer, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    PILImage.fromarray((_photo() * 255).astype(np.uint8)).save(src)
+    with pytest.raises(UsageError, match="output is the input"):
+        deblurrer.restore_file(src, src, overwrite=True)
+    res = deblurrer.restore_file(src, tmp_path / "out.png", compare=tmp_path / "cmp.png")
+    assert res.status == "ok" and res.bytes == (tmp_path / "out.png").stat().st_size
+    assert PILImage.open(tmp_path / "cmp.png").size == (2 * 64 + 8, 48)
+    with pytest.raises(DeblurError, match="already exists"):
+        deblurrer.restore_file(src, tmp_path / "out.png")
+    deblurrer.restore_file(src, tmp_path / "out.png", overwrite=True)
+
+
+def test_restore_file_streams(deblurrer: Deblurrer, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    PILImage.fromarray((_photo() * 255).astype(np.uint8)).save(buf, format="PNG")
+    sink = io.BytesIO()
+    res = deblurrer.restore_file(buf.getvalue(), sink, format="jpg", tile_check=True)
+    assert res.input == "-" and res.output == "-"
+    assert PILImage.open(io.BytesIO(sink.getvalue())).format == "JPEG"
+    json.dumps(res.as_dict(), allow_nan=False)  # the tile-check report must be valid JSON too
+    assert res.tile_check is not None and res.tile_check["psnr"] > 0
+
+
+def test_result_dict_always_has_error_and_size() -> None:
+    d = RestoreResult(input="a.png", output="b.png", width=4, height=3, bytes=10).as_dict()
+    assert d["error"] is None and d["size"] == "4x3" and d["bytes"] == 10
+    d = RestoreResult(input="a.png", output=None, status="failed", error="bad").as_dict()
+    assert d["status"] == "failed" and d["error"] == "bad" and "size" not in d
+
+
+def test_conv_only_model_tiles_exactly(deblurrer: Deblurrer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blending is exact for any model whose receptive field fits in a quarter of the overlap."""
+    monkeypatch.setattr(deblurrer.arch, "restore", _local_model)
+    x = _photo(150, 200, seed=3)
+    whole = deblurrer.restore(x)
+    monkeypatch.setattr(deblurrer, "tile", 64)
+    monkeypatch.setattr(deblurrer, "tile_overlap", 16)
+    tiled = deblurrer.restore(x)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def _local_model(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A fixed nonlinear 5x5 filter (radius 2), reflect-padded like the tiler pads image edges."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(3, 3, 5, 5, generator=g)
+    w = w / w.sum(dim=(1, 2, 3), keepdim=True)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect"), w)
+    return torch.sigmoid(4 * (y - 0.5)) * 0.8 + 0.1 * x
+
+
+def test_threads_option_sets_torch(tiny_model: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        Deblurrer(tiny_model, device="cpu", threads=1, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert os.environ.get("OMP_WAIT_POLICY")  # set before any pool spins up
+
+
+def test_available_memory_is_positive() -> None:
+    assert api._available_memory() > 0
