@@ -54,6 +54,13 @@ from PIL import ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from deblurcli.errors import ImageError
 
+# OpenCV's own warnings (e.g. libtiff's about ExtraSamples) go straight to stderr and would break
+# the one-line-per-problem rule; every real failure surfaces as an ImageError instead.
+try:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # older OpenCV builds without the logging module
+    pass
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMAT_EXTENSIONS",

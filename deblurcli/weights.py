@@ -81,6 +81,14 @@ def _check_file(path: Path) -> None:
 
 
 def _load_pickle(path: Path) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # A PyTorch file is a zip archive (PK..) or, in the legacy format, a pickle (0x80 protocol byte).
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{path}: not a weights file (neither safetensors nor a PyTorch checkpoint); "
+            "give a .safetensors/.pth file or a model name (deblur models)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

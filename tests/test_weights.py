@@ -106,8 +106,12 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
         read_checkpoint(cut)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"this is not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a weights file"):
         read_checkpoint(junk)
+    zipped = tmp_path / "broken.pth"
+    zipped.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        read_checkpoint(zipped)
     with pytest.raises(CheckpointError, match="no such weights file"):
         read_checkpoint(tmp_path / "nope.pth")
     other = tmp_path / "other.safetensors"
