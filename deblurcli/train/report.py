@@ -1,0 +1,135 @@
+"""What a run tells the people watching it: a live display, a JSON-lines log, TensorBoard.
+
+A terminal gets a rich progress bar on stderr (loss, learning rate, images/s, last validation
+PSNR, ETA). Anything else (a log file, ``nohup``, CI) gets one plain line per log interval, since
+a redrawn bar in a file is unreadable. ``log.jsonl`` is the machine-readable record: one object
+per log interval, appended and flushed as it happens so a crash loses nothing already logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop lines logged after ``step``: a resumed run re-does those steps and logs them again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                kept.append(line)
+        except (ValueError, AttributeError):
+            continue  # a torn last line from a crash
+    path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+
+class Reporter:
+    """Rank 0's outputs. All methods are cheap no-ops on other ranks (``enabled=False``)."""
+
+    def __init__(self, out: Path, *, total: int, start: int, enabled: bool, console: Console | None,
+                 tensorboard: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.start = start
+        self.console = console or Console(stderr=True)
+        self.live = enabled and self.console.is_terminal
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.log_file = None
+        self.tb = None
+        self.last_val: float | None = None
+        self._t0 = time.monotonic()
+        if not enabled:
+            return
+        self.log_file = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"), purge_step=start + 1 if start else None)
+            except ImportError:
+                self.note("log.tensorboard is on but tensorboard is not installed (pip install tensorboard); "
+                          "continuing without it")
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total, completed=start, info="starting")
+
+    def note(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            self.progress.console.print(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def eta(self, step: int) -> float:
+        done = step - self.start
+        if done <= 0:
+            return math.inf
+        return (time.monotonic() - self._t0) / done * (self.total - step)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """One log interval (and/or a validation result)."""
+        if not self.enabled:
+            return
+        if record.get("val_psnr") is not None:
+            self.last_val = record["val_psnr"]
+        assert self.log_file is not None
+        self.log_file.write(json.dumps(record, allow_nan=True) + "\n")
+        self.log_file.flush()
+        step = int(record["step"])
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float) and math.isfinite(value):
+                    self.tb.add_scalar(key.replace("_", "/", 1) if key.startswith(("val_", "loss_")) else key,
+                                       value, step)
+            self.tb.flush()
+        parts = []
+        if record.get("loss") is not None:
+            parts.append(f"loss {record['loss']:.4f}")
+        if record.get("lr") is not None:
+            parts.append(f"lr {record['lr']:.2e}")
+        if record.get("images_per_s") is not None:
+            parts.append(f"{record['images_per_s']:.1f} img/s")
+        if self.last_val is not None:
+            parts.append(f"val {self.last_val:.2f} dB")
+        info = "  ".join(parts)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+        else:
+            extra = f"  ssim {record['val_ssim']:.4f}" if record.get("val_ssim") is not None else ""
+            print(f"step {step}/{self.total}  {info}{extra}  eta {_fmt_eta(self.eta(step))}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

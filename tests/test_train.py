@@ -1,0 +1,299 @@
+"""Training: config round trips and errors, a loss that falls, exact resume, export, torchrun.
+
+Most runs use a tiny stand-in network put in place of an architecture module (the loop only
+talks to the architecture contract), so the loop itself is what these tests time; export and
+torchrun use real, scaled-down networks because they must go through the real modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import deblurcli.models
+from deblurcli.errors import UsageError
+from deblurcli.train import default_config, load_config, print_config, run
+from deblurcli.train import loop as train_loop
+from deblurcli.train.config import ARCHS, resolve_stages
+
+torch.set_num_threads(1)
+
+TINY_XYSCANNET = ["model.dim=4", "model.num_blocks=[1, 1, 1]"]
+
+
+class TinyNet(nn.Module):
+    """Not residual, so an untrained one is clearly wrong and a few steps visibly help."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
+        self.unused = nn.Parameter(torch.zeros(3))  # must be frozen, as ALGNet's unused tensors are
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.gelu(self.conv1(x)))
+
+
+@pytest.fixture
+def tiny_arch(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    mod = SimpleNamespace(
+        ARCH="xyscannet", VARIANTS=("plain",), DEFAULT_VARIANT="plain", INPUT_RANGE="[0, 1]",
+        pad_multiple=lambda kwargs, variant="plain": 4,
+        restore=lambda model, x: model(x),
+        training_outputs=lambda model, x: [F.avg_pool2d(model(x), 2), model(x)],
+    )
+    monkeypatch.setattr(deblurcli.models, "get_arch", lambda name: mod)
+    monkeypatch.setattr(deblurcli.models, "create", lambda arch, kwargs, variant=None, **s: TinyNet())
+    monkeypatch.setattr(train_loop.Trainer, "export", lambda self, path, **kw: None)
+    return mod
+
+
+@pytest.fixture
+def torch_scan():
+    """The pure-torch scan: these few tiny steps would spend most of their time compiling numba."""
+    from deblurcli import ssm
+
+    before = ssm.get_backend()
+    ssm.set_backend("torch")
+    yield
+    ssm.set_backend(before)
+
+
+def tiny_config(out: Path, steps: int = 6, *extra: str, **flags) -> dict:
+    sets = ["data.dead_leaves=1", "log.every=1", "val.count=2", "val.size=16", "val.every=3",
+            "checkpoint.every=3", "train.lr=3e-3", "train.ema_decay=0.9", *extra]
+    flags = {"arch": "xyscannet", "steps": steps, "patch_size": 16, "batch_size": 2, "num_workers": 0,
+             "threads": 1, "device": "cpu", "out": str(out), **flags}
+    return load_config(None, sets, **flags)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_log(out) if "loss" in r}
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_print_config_parses_back_to_the_defaults(arch: str, tmp_path: Path) -> None:
+    text = print_config(arch)
+    assert "#" in text  # commented
+    assert yaml.safe_load(text) == default_config(arch)
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_config(path) == default_config(arch)
+
+
+def test_paper_recipes() -> None:
+    a, e, x = (default_config(n) for n in ARCHS)
+    assert (a["loss"]["pixel"], a["loss"]["edge"], a["loss"]["fft"], a["loss"]["all_scales"]) == (
+        "charbonnier", 0.05, 0.1, True)
+    assert a["train"]["optimizer"] == "adam" and a["variant"] == "plain"
+    assert (e["loss"]["pixel"], e["loss"]["fft"], e["train"]["optimizer"], e["train"]["grad_clip"]) == (
+        "l1", 0.1, "adamw", 0.01)
+    assert [s[1] for s in resolve_stages(e)] == [128, 256] and e["variant"] == "global"
+    assert (x["loss"]["edge"], x["loss"]["contrastive"]) == (0.05, 0.0)
+
+
+def test_set_overrides_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('arch = "evssm"\n[train]\nlr = 5e-4\n[model]\ndim = 16\n')
+    cfg = load_config(path, ["train.lr=1e-4", "model.num_blocks=[1, 1, 2]", "data.synth.noise_p=0.1",
+                             "train.progressive=[[0.5, 64, 4], [1.0, 128, 2]]"], steps=10, out="x")
+    assert cfg["arch"] == "evssm" and cfg["model"]["dim"] == 16 and cfg["model"]["num_blocks"] == [1, 1, 2]
+    assert cfg["train"]["lr"] == 1e-4 and cfg["data"]["synth"] == {"noise_p": 0.1} and cfg["out"] == "x"
+    assert resolve_stages(cfg) == [(5, 64, 4), (10, 128, 2)]
+    flat = load_config(path, [], patch_size=64)  # a crop size flag replaces the progressive schedule
+    assert resolve_stages(flat) == [(flat["train"]["steps"], 64, 8)]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lrr=1", "'train.lr'"),
+    ("trian.lr=1", "'train.lr'"),
+    ("lr=1", "'train.lr'"),
+    ("model.widht=8", "'model.width'"),
+])
+def test_unknown_key_names_the_closest(override: str, message: str) -> None:
+    with pytest.raises(UsageError, match=f"unknown config key .*did you mean {message}"):
+        load_config(None, [override], arch="algnet")
+
+
+def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
+    for sets, pattern in ((["train.lr=abc"], "must be a number"), (["train.optimizer=sgd"], "adam, adamw"),
+                          (["train.progressive=[[1, 2]]"], r"\[until, patch, batch\]"), (["oops"], "key=value")):
+        with pytest.raises(UsageError, match=pattern):
+            load_config(None, sets)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(UsageError, match="'train.steps'"):
+        load_config(bad)
+
+
+# ------------------------------------------------------------------------------------------ loop
+
+
+def test_training_lowers_the_loss(tiny_arch: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run(tiny_config(out, 24, "val.every=0", "checkpoint.every=0")) == out
+    got = losses(out)
+    assert len(got) == 24
+    first, last = sum(got[s] for s in range(1, 5)) / 4, sum(got[s] for s in range(21, 25)) / 4
+    assert last < 0.7 * first, (first, last)
+    record = read_log(out)[-1]
+    assert {"step", "loss", "lr", "images_per_s", "elapsed", "val_psnr", "val_ssim"} <= set(record)
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 24
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 24 and "unused" in state["model"]
+    assert len(state["optimizer"]["param_groups"][0]["params"]) == 4  # the unused tensor was frozen
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_continues_exactly(tiny_arch: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  workers: int) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    extra = ("train.grad_clip=0.5", "train.warmup_steps=2")  # every part of the step in play
+    run(tiny_config(full, 6, *extra, num_workers=workers))
+
+    class Stop(Exception):
+        pass
+
+    save = train_loop.Trainer.save
+
+    def save_then_stop(self, elapsed):
+        save(self, elapsed)
+        if self.step == 3:
+            raise Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(train_loop.Trainer, "save", save_then_stop)
+        with pytest.raises(Stop):
+            run(tiny_config(cut, 6, *extra, num_workers=workers))
+    with pytest.raises(UsageError, match="--resume"):
+        run(tiny_config(cut, 6, *extra, num_workers=workers))  # never silently overwrite a run
+    run(tiny_config(cut, 6, *extra, num_workers=workers), resume=True)
+
+    a, b = losses(full), losses(cut)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]  # the log holds each step once
+    for step in range(1, 7):
+        assert b[step] == pytest.approx(a[step], abs=1e-6, rel=0), step
+    sa, sb = (torch.load(d / "last.pt", weights_only=True) for d in (full, cut))
+    for key in sa["ema"]:
+        torch.testing.assert_close(sa["ema"][key], sb["ema"][key], rtol=0, atol=1e-6)
+    assert sb["samples"] == sa["samples"] == 12
+
+
+def test_resume_refuses_another_model(tiny_arch: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(UsageError, match="no checkpoint"):
+        run(tiny_config(out, 2), resume=True)
+    run(tiny_config(out, 2, "val.count=0"))
+    with pytest.raises(UsageError, match="model="):
+        run(tiny_config(out, 4, "model.dim=8"), resume=True)
+
+
+def test_progressive_stages_and_accumulation(tiny_arch: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = tiny_config(out, 4, "train.accumulate=2", "val.count=0")  # (the patch flag cleared any schedule)
+    cfg["train"]["progressive"] = [[2, 8, 1], [4, 16, 2]]
+    run(cfg)
+    log = read_log(out)
+    assert [(r["patch"], r["batch"]) for r in log] == [(8, 1), (8, 1), (16, 2), (16, 2)]
+    assert torch.load(out / "last.pt", weights_only=True)["samples"] == 2 * (1 + 1 + 2 + 2)
+
+
+def test_no_data_is_a_clear_error(tiny_arch: SimpleNamespace, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", 2)
+    cfg["data"]["dead_leaves"] = 0.0
+    with pytest.raises(UsageError, match="no training data"):
+        run(cfg)
+
+
+def test_paired_folder_training(tiny_arch: SimpleNamespace, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from deblurcli.synth import write_pairs
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    gen = torch.Generator().manual_seed(0)
+    for i in range(3):
+        Image.fromarray(torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8).numpy()).save(
+            sharp / f"p{i}.png")
+    write_pairs(sharp, tmp_path / "pairs", count_per_image=2, seed=0, degrade_kwargs={"kernel_size": (3, 7)})
+    out = tmp_path / "run"
+    cfg = tiny_config(out, 3, "data.dead_leaves=0", "val.holdout=0.2", data=str(tmp_path / "pairs"))
+    run(cfg)
+    assert read_log(out)[-1]["val_psnr"] > 0
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def test_exported_weights_load(tmp_path: Path, torch_scan: None) -> None:
+    from deblurcli.weights import load_model
+
+    out = tmp_path / "run"
+    cfg = tiny_config(out, 2, *TINY_XYSCANNET, "val.count=1", "val.size=32", patch_size=32)
+    run(cfg)
+    tuned = tmp_path / "tuned"  # fine-tuning starts from the exported weights
+    run(tiny_config(tuned, 1, *TINY_XYSCANNET, "val.count=0", f"train.init={out / 'last.safetensors'}",
+                    "train.lr=0", "train.ema_decay=0", patch_size=32))
+    start, _ = load_model(out / "last.safetensors")
+    after, _ = load_model(tuned / "last.safetensors")
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(after.state_dict()[key], value, rtol=0, atol=0)
+    for name in ("best.safetensors", "last.safetensors"):
+        model, spec = load_model(out / name)
+        assert spec.arch == "xyscannet" and spec.config["dim"] == 4
+        assert spec.metadata.get("train_steps") == "2"
+        state = torch.load(out / "last.pt", weights_only=True)
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(value, state["ema"][key], rtol=0, atol=0)
+
+
+def test_algnet_exports_the_local_form_sized_from_the_crop(tmp_path: Path, torch_scan: None) -> None:
+    from deblurcli.weights import load_model
+
+    out = tmp_path / "run"
+    cfg = tiny_config(out, 1, "model.width=4", "model.middle_blk_num=1", "model.enc_blk_nums=[1, 1, 1, 1]",
+                      "model.dec_blk_nums=[1, 1, 1, 1]", "model.d_state=4", "val.count=0", arch="algnet",
+                      patch_size=32, batch_size=1)
+    run(cfg)
+    _, spec = load_model(out / "last.safetensors")
+    assert spec.variant == "local" and spec.settings["local_pool"]["train_size"] == [32, 32]
+
+
+# ------------------------------------------------------------------------------------------ torchrun
+
+
+def test_torchrun_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "deblurcli.train", "--arch", "xyscannet", "--steps", "2", "--patch-size", "32",
+           "--batch-size", "1", "--num-workers", "0", "--threads", "1", "--device", "cpu", "--out", str(out),
+           "--set", "data.dead_leaves=1", "--set", "val.count=1", "--set", "val.size=32", "--set", "log.every=1"]
+    for s in TINY_XYSCANNET:
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "DEBLUR_SCAN_BACKEND": "torch"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines() == [str(out)]  # printed by rank 0 only
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 2 and state["world_size"] == 2 and state["samples"] == 4
+    assert [r["step"] for r in read_log(out)] == [1, 2]  # one log, from rank 0
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".pt", ".safetensors")) == [
+        "best.safetensors", "last.pt", "last.safetensors"]
