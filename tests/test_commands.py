@@ -106,3 +106,20 @@ def test_train_print_config_and_bad_key() -> None:
     assert res.exit_code == 0 and "arch: evssm" in res.stdout
     res = runner.invoke(app, ["train", "--set", "train.lrr=1"])
     assert res.exit_code == 2 and "train.lr" in res.stderr
+
+
+EMBEDDED = Path(__file__).parent.parent / "weights" / "default.safetensors"
+
+
+@pytest.mark.skipif(not EMBEDDED.is_file(), reason="weights/default.safetensors is not shipped yet")
+def test_tiles_agree_with_whole_image_on_a_photo() -> None:
+    """Embedded model on the example photo: tiled vs whole >= 40 dB, and no excess error at seams."""
+    from deblurcli.api import Deblurrer
+    from deblurcli.imageio import read_image
+
+    photo = read_image(Path(__file__).parent.parent / "examples" / "blurry.jpg").pixels
+    d = Deblurrer(None, device="cpu", tile=128, tile_overlap=32, progress=False)
+    report = d.tile_check(photo, tile=128)
+    assert report["crop"] == "224x224"  # two tiles wide: real seams inside
+    assert report["psnr"] >= 40, report
+    assert report["seam_ratio"] < 2.0, report
