@@ -21,7 +21,8 @@ def main(src: str, dst: str = "weights/default.safetensors") -> None:
     step = None
     if log.is_file():
         lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-        step = lines[-1].get("step") if lines else None
+        validated = [x for x in lines if "val_psnr" in x]  # best.safetensors comes from a validation step
+        step = (validated or lines)[-1].get("step") if lines else None
     extra = {
         "trained_on": "synthetic camera shake (7-31 px, linear light, noise, JPEG) on dead leaves and "
                       "licensed photos (scikit-learn china/flower CC-BY 2.0, imgaug quokka, PyWavelets aero/ascent)",
