@@ -215,7 +215,12 @@ class Deblurrer:
     def run_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a batch of tiles (N, 3, h, w) in [0, 1]; NaN/Inf in half precision is redone in fp32."""
         with self._lock:  # one model, possibly several reader threads
+            threads = torch.get_num_threads()
             y = self._forward(x, self.precision)
+            if torch.get_num_threads() != threads:
+                # numba's OpenMP pool can reset the process-wide OpenMP thread count when it starts;
+                # keep --threads in force for everything that runs after it.
+                torch.set_num_threads(threads)
             if self.precision != "fp32" and not torch.isfinite(y).all():
                 self._say(f"{self.precision} gave non-finite values on a tile; recomputed it in fp32")
                 if self.device.type == "cpu" and self.precision == "bf16":
