@@ -24,19 +24,6 @@ from deblurcli.runplan import STDIO, compare_path, plan_outputs
 TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 4-channel ALGNet in our safetensors format (seeded, so runs are reproducible)."""
-    from deblurcli.models import create
-    from deblurcli.weights import save_model
-
-    path = tmp_path_factory.getbasetemp() / "tiny-algnet.safetensors"
-    if not path.exists():
-        torch.manual_seed(0)
-        save_model(create("algnet", TINY, "plain"), path, arch="algnet", config=TINY, variant="plain")
-    return path
-
-
 @pytest.fixture(scope="module")
 def deblurrer(tiny_model: Path) -> Deblurrer:
     return Deblurrer(tiny_model, device="cpu", tile=0, progress=False)

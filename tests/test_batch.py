@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image as PILImage
 from typer.testing import CliRunner, Result
 
@@ -25,18 +24,6 @@ from deblurcli.errors import UsageError
 
 TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deblurcli.models import create
-    from deblurcli.weights import save_model
-
-    path = tmp_path_factory.getbasetemp() / "tiny-algnet.safetensors"
-    if not path.exists():
-        torch.manual_seed(0)
-        save_model(create("algnet", TINY, "plain"), path, arch="algnet", config=TINY, variant="plain")
-    return path
 
 
 @pytest.fixture

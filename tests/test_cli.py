@@ -43,18 +43,6 @@ def _embedded_default() -> Path | None:
     return registry.embedded_path(registry.default_entry())
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deblurcli.models import create
-    from deblurcli.weights import save_model
-
-    path = tmp_path_factory.getbasetemp() / "tiny-algnet.safetensors"
-    if not path.exists():
-        torch.manual_seed(0)
-        save_model(create("algnet", TINY, "plain"), path, arch="algnet", config=TINY, variant="plain")
-    return path
-
-
 @pytest.fixture
 def deblur(tiny_model: Path):  # noqa: ANN201 - a small callable
     """Run ``deblur ARGS`` in-process with the tiny model on the CPU."""
