@@ -21,7 +21,6 @@ from deblurcli.api import Deblurrer, RestoreResult, pick_device, pick_precision
 from deblurcli.errors import DeblurError, UsageError
 from deblurcli.runplan import STDIO, compare_path, plan_outputs
 
-TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from deblurcli.batch import JOURNAL, BatchOptions, list_inputs, output_path, par
 from deblurcli.cli import app
 from deblurcli.errors import UsageError
 
-TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

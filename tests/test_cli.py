@@ -29,7 +29,6 @@ from typer.testing import CliRunner, Result
 from deblurcli import imageio
 from deblurcli.cli import app
 
-TINY = {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "d_state": 4}
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": "1",

@@ -267,19 +267,72 @@ def test_numba_gradcheck(grouped: bool) -> None:
     assert torch.autograd.gradcheck(f, tensors, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["rows", "quads"])
-@pytest.mark.parametrize("shape", [(2, 6, 8, 50, 2), (1, 7, 16, 40, None), (2, 9, 5, 33, 3)], ids=str)
-def test_numba_forward_kernels(monkeypatch: pytest.MonkeyPatch, kernel: str, shape: tuple) -> None:
-    """Both forward kernels, including group tails shorter than a four-channel task."""
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 600, 2), (1, 7, 16, 300, None), (2, 9, 5, 33, 3)], ids=str)
+def test_numba_task_splits(monkeypatch: pytest.MonkeyPatch, parts: int, shape: tuple) -> None:
+    """Forward and gradients when a group's channels are split over several tasks.
+
+    With one thread the kernels never split; forced splits check the slice bounds, the per-slice
+    B/C gradients torch sums, and (l > 255 at n <= 16) the chunk checkpoints between slices.
+    """
     fn = _numba_fn()
     from deblurcli.ssm import numba_scan
 
-    monkeypatch.setattr(numba_scan, "_FORCE_KERNEL", kernel)
+    monkeypatch.setattr(numba_scan, "_FORCE_PARTS", parts)
     inputs = make_inputs(*shape)
-    y, last = run(fn, inputs, True)
-    y_ref, last_ref = run(selective_scan_reference, inputs, True)
-    assert_close(y, y_ref, torch.float32)
-    assert_close(last, last_ref, torch.float32)
+    ref_in = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    got_in = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    w = torch.randn(shape[0], shape[1], shape[3], generator=torch.Generator().manual_seed(1))
+    outs = []
+    for f, args in ((selective_scan_reference, ref_in), (fn, got_in)):
+        y, last = run(f, args, True)
+        ((y * w).sum() + last.sum()).backward()
+        outs.append((y.detach(), last.detach()))
+    for got, want in zip(outs[1], outs[0], strict=True):
+        assert_close(got, want, torch.float32)
+    for key, ref_t in ref_in.items():
+        if ref_t is not None:
+            assert_close(got_in[key].grad, ref_t.grad, torch.float32)
+
+
+@pytest.mark.parametrize("gate", ["D+z", "D", "z", "none"])
+def test_numba_strided_layouts(gate: str) -> None:
+    """Inputs laid out as the Mamba block passes them, read in place by the kernels.
+
+    z, delta, B and C are channel-major views of time-major projections (and B/C of one shared
+    tensor); gradients must reach those tensors through the views, for every gate combination.
+    """
+    fn = _numba_fn()
+    b, d, n, l = 2, 6, 8, 300
+    g = torch.Generator().manual_seed(3)
+    leaves = {
+        "u": torch.randn(b, d, l, generator=g),
+        "xz": torch.randn(b, l, 2 * d, generator=g),
+        "x_dbl": torch.randn(b, l, 3 + 2 * n, generator=g),
+        "delta": torch.randn(b, l, d, generator=g) * 0.5,
+        "A": -(torch.rand(d, n, generator=g) * n + 0.5),
+        "D": torch.randn(d, generator=g),
+        "bias": torch.randn(d, generator=g) * 0.5,
+    }
+    w = torch.randn(b, d, l, generator=g)
+    grads = []
+    for f in (selective_scan_reference, fn):
+        t = {k: v.clone().requires_grad_() for k, v in leaves.items()}
+        z = t["xz"].transpose(1, 2).chunk(2, dim=1)[1] if "z" in gate else None
+        _, Bm, Cm = torch.split(t["x_dbl"], [3, n, n], dim=-1)
+        y, last = f(t["u"], t["delta"].transpose(1, 2), t["A"], Bm.transpose(1, 2), Cm.transpose(1, 2),
+                    t["D"] if "D" in gate else None, z, t["bias"], True, True)
+        ((y * w).sum() + last.sum()).backward()
+        grads.append((y.detach(), last.detach(), {k: v.grad for k, v in t.items()}))
+    (y_ref, last_ref, g_ref), (y_got, last_got, g_got) = grads
+    assert_close(y_got, y_ref, torch.float32)
+    assert_close(last_got, last_ref, torch.float32)
+    for key, want in g_ref.items():
+        if want is None:
+            assert g_got[key] is None or not g_got[key].any(), key
+        else:
+            assert g_got[key] is not None, key
+            assert_close(g_got[key], want, torch.float32)
 
 
 def test_numba_exp_accuracy() -> None:
@@ -297,6 +350,37 @@ def test_numba_exp_accuracy() -> None:
     out = np.empty_like(x)
     _exp_array(x, out)
     assert np.allclose(out, np.exp(np.float32(-80.0)))  # clamped, not a denormal or garbage
+
+
+def test_numba_softplus_accuracy() -> None:
+    """The kernels' softplus and its derivative against torch's, to an ulp or so."""
+    _numba_fn()
+    from deblurcli.ssm.numba_scan import _softplus_array
+
+    for dtype, tol in ((np.float32, 5e-7), (np.float64, 2e-15)):
+        x = np.concatenate([np.linspace(-79, 30, 100_001), [0.0, 20.0, 20.5, -1e-30]]).astype(dtype)
+        out, grad = np.empty_like(x), np.empty_like(x)
+        _softplus_array(x, out, grad)
+        xt = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+        want = torch.nn.functional.softplus(xt)
+        want.sum().backward()
+        assert np.max(np.abs(out - want.detach().numpy()) / want.detach().numpy()) < tol
+        assert np.max(np.abs(grad - xt.grad.numpy()) / xt.grad.numpy()) < tol
+        assert out[-2] == x[-2] and grad[-2] == 1.0  # above torch's threshold: the identity
+
+
+def test_numba_broadcast_grads() -> None:
+    """Gradients that arrive expanded (stride 0), as from ``y.sum()``, read in place."""
+    fn = _numba_fn()
+    inputs = make_inputs(2, 4, 8, 40, None)
+    grads = []
+    for f in (selective_scan_reference, fn):
+        t = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+        y, last = run(f, t, True)
+        (y.sum() + last.sum()).backward()
+        grads.append({k: v.grad for k, v in t.items() if v is not None})
+    for key, want in grads[0].items():
+        assert_close(grads[1][key], want, torch.float32)
 
 
 def test_numba_odd_inputs() -> None:
