@@ -22,7 +22,6 @@ from deblurcli.errors import DeblurError, UsageError
 from deblurcli.runplan import STDIO, compare_path, plan_outputs
 
 
-
 @pytest.fixture(scope="module")
 def deblurrer(tiny_model: Path) -> Deblurrer:
     return Deblurrer(tiny_model, device="cpu", tile=0, progress=False)
