@@ -10,7 +10,17 @@ Every call is the models' call: D, z, delta_bias and softplus on, float32, no au
 ``--repeats`` timed calls, stopping early past ``--max-seconds`` so the Python loop on S1 does
 not take minutes. One thread by default, so numbers compare across machines of different sizes.
 
-    python benchmarks/bench_scan.py [--threads N] [--repeats 5] [--json out.json]
+``--training-shapes`` times training instead: the forward under autograd and forward + backward
+on the scans of one step of the embedded model (ALGNet width 8, d_state 16, batch 8 of 128x128
+crops; T1..T5 below, each run several times per step), with the inputs laid out as the Mamba
+block passes them (views of time-major projections, so the backend's layout handling counts).
+Backends default to numba there: the loop and torch backends take minutes per step.
+
+T1  b=8, d=16,  n=16, l=16384    T4  b=8, d=128, n=16, l=256
+T2  b=8, d=32,  n=16, l=4096     T5  b=8, d=256, n=16, l=64
+T3  b=8, d=64,  n=16, l=1024
+
+    python benchmarks/bench_scan.py [--threads N] [--repeats 5] [--json out.json] [--training-shapes]
 """
 
 from __future__ import annotations
@@ -30,6 +40,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "S3": {"b": 1, "d": 96, "n": 8, "l": 65536, "groups": 1, "what": "EVSSM level 1 (grouped)"},
     "S4": {"b": 256, "d": 144, "n": 16, "l": 256, "groups": None, "what": "XYScanNet rows"},
 }
+TRAINING_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "T1": (8, 16, 16, 16384), "T2": (8, 32, 16, 4096), "T3": (8, 64, 16, 1024),
+    "T4": (8, 128, 16, 256), "T5": (8, 256, 16, 64),
+}
 CPU_BACKENDS = ("reference", "torch", "numba")
 GPU_BACKENDS = ("triton", "cuda")
 
@@ -42,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of S1..S4")
     p.add_argument("--backends", default=None, help="comma-separated subset (default: all that run here)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path ('-': stdout)")
+    p.add_argument("--training-shapes", action="store_true",
+                   help="time forward and forward+backward on the embedded model's training scans (T1..T5)")
     return p.parse_args(argv)
 
 
@@ -62,6 +78,103 @@ def make_inputs(spec: dict[str, Any], device: str) -> dict[str, Any]:
         "delta_bias": torch.rand(d, generator=g) * 0.5,
     }
     return {k: v.to(device) for k, v in t.items()}
+
+
+def make_training_inputs(b: int, d: int, n: int, l: int, device: str) -> dict[str, Any]:
+    """Leaves of a Mamba block's scan call, laid out as ``Mamba._forward`` makes them.
+
+    u is the fresh (b, d, l) output of the depthwise conv and SiLU; z, delta, B and C are
+    channel-major views of the time-major (b, l, features) in_proj, dt_proj and x_proj outputs.
+    Values follow the block's initialisation: S4D-real A, step sizes around 0.001..0.1.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    rank = 1
+    leaves = {
+        "u": torch.randn(b, d, l, generator=g),
+        "xz": torch.randn(b, l, 2 * d, generator=g),
+        "x_dbl": torch.randn(b, l, rank + 2 * n, generator=g),
+        "delta": torch.randn(b, l, d, generator=g) * 0.1,
+        "A_log": torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1),
+        "D": torch.ones(d),
+        "delta_bias": torch.rand(d, generator=g) * -4.0 - 2.5,
+    }
+    return {k: v.to(device).requires_grad_() for k, v in leaves.items()}
+
+
+def training_call(fn: Callable[..., Any], t: dict[str, Any], n: int) -> Any:
+    """The block's scan call on views of the leaves, as ``Mamba._forward`` makes it."""
+    import torch
+
+    z = t["xz"].transpose(1, 2).chunk(2, dim=1)[1]
+    _, Bm, Cm = torch.split(t["x_dbl"], [t["x_dbl"].shape[-1] - 2 * n, n, n], dim=-1)
+    return fn(t["u"], t["delta"].transpose(1, 2), -torch.exp(t["A_log"]), Bm.transpose(1, 2),
+              Cm.transpose(1, 2), t["D"], z, t["delta_bias"], True, False)
+
+
+def run_training_shapes(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Forward (autograd on) and forward + backward of each training scan, per backend."""
+    import torch
+
+    wanted = args.backends.split(",") if args.backends else ["numba"]
+    runnable = {name: fb for name in wanted if (fb := backend_fn(name)) is not None}
+    results["skipped_backends"] = [name for name in wanted if name not in runnable]
+    results["training"] = {}
+    for key, (b, d, n, l) in TRAINING_SHAPES.items():
+        row: dict[str, Any] = {"b": b, "d": d, "n": n, "l": l, "forward": {}, "forward_backward": {}}
+        for name, (fn, device) in runnable.items():
+            t = make_training_inputs(b, d, n, l, device)
+            # the loss weights the output token-major, as out_proj does: its gradient arrives
+            # as a (b, d, l) view of a (b, l, d) tensor, like the block's
+            w = torch.randn(b, l, d, generator=torch.Generator().manual_seed(1)).to(device)
+
+            def forward(fn: Callable[..., Any] = fn, t: dict[str, Any] = t, n: int = n) -> Any:
+                return training_call(fn, t, n)
+
+            def step(fn: Callable[..., Any] = fn, t: dict[str, Any] = t, w: Any = w, n: int = n) -> None:
+                for v in t.values():
+                    v.grad = None
+                (training_call(fn, t, n).transpose(1, 2) * w).sum().backward()
+
+            row["forward"][name], _ = time_call(forward, device, args.repeats, args.max_seconds)
+            row["forward_backward"][name], _ = time_call(step, device, args.repeats, args.max_seconds)
+            print(f"  {key} {name:<9} forward {row['forward'][name]:8.4f} s  "
+                  f"forward+backward {row['forward_backward'][name]:8.4f} s", file=sys.stderr, flush=True)
+        results["training"][key] = row
+    print(format_training_table(results))
+
+
+def format_training_table(results: dict[str, Any]) -> str:
+    """Markdown: ms per call forward and forward+backward, and backward / forward."""
+    names: list[str] = []
+    for row in results["training"].values():
+        names += [n for n in row["forward"] if n not in names]
+    head = ["shape", "(b, d, n, l)"]
+    for n in names:
+        head += [f"{n} fwd ms", f"{n} fwd+bwd ms", f"{n} bwd/fwd"]
+    lines = [
+        f"selective scan training calls, float32, {results['threads']} thread(s), {results['device']}: "
+        "median ms per call, forward with autograd on",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    totals = {n: [0.0, 0.0] for n in names}
+    for key, row in results["training"].items():
+        cells = [key, f"{row['b']}, {row['d']}, {row['n']}, {row['l']}"]
+        for n in names:
+            f, fb = row["forward"][n], row["forward_backward"][n]
+            totals[n][0] += f
+            totals[n][1] += fb
+            cells += [f"{f * 1e3:.1f}", f"{fb * 1e3:.1f}", f"{(fb - f) / f:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["total", ""]
+    for n in names:
+        f, fb = totals[n]
+        cells += [f"{f * 1e3:.1f}", f"{fb * 1e3:.1f}", f"{(fb - f) / f:.2f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def backend_fn(name: str) -> tuple[Callable[..., Any], str] | None:
@@ -106,10 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.training_shapes:
+        results: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__, "device": _device_name()}
+        run_training_shapes(args, results)
+        _write_json(args, results)
+        return 0
     wanted = args.backends.split(",") if args.backends else list(CPU_BACKENDS + GPU_BACKENDS)
     runnable = {name: fb for name in wanted if (fb := backend_fn(name)) is not None}
     skipped = [name for name in wanted if name not in runnable]
-    results: dict[str, Any] = {
+    results = {
         "threads": args.threads, "torch": torch.__version__, "device": _device_name(),
         "skipped_backends": skipped, "scenarios": {},
     }
@@ -137,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         row["speedup_vs_loop"] = {k: loop / v for k, v in row["seconds"].items()} if loop else {}
         results["scenarios"][key] = row
     print(format_table(results))
+    _write_json(args, results)
+    return 0
+
+
+def _write_json(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if args.json:
         text = json.dumps(results, indent=1)
         if args.json == "-":
@@ -144,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
-    return 0
 
 
 def _device_name() -> str:

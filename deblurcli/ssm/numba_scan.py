@@ -1,31 +1,51 @@
 """Selective scan as a compiled CPU kernel (numba), forward and backward.
 
-The torch backend pays a tensor op per step and per chunk; here one compiled loop walks each
-(batch, channel) row and keeps its n states in cache, so the cost is close to the arithmetic:
-one ``exp`` and three multiply-adds per (row, step, state). Rows are independent and run in
-parallel; the step loop is sequential; the state loop is written so LLVM vectorises it.
+The torch backend pays a tensor op per step and per chunk; here compiled loops walk each
+(batch, channel) row and keep its n states in cache, so the cost is close to the arithmetic:
+one ``exp`` and three multiply-adds per (row, step, state) forward, about twice that backward.
+The step loop is sequential; the state loop is written so LLVM vectorises it.
 
 Design points, each for a measured or documented reason:
 
 - ``exp`` is our own polynomial (Cody-Waite range reduction, then a degree-5 minimax fit for
   float32 and a degree-13 Taylor series for float64, both within ~1 ulp). A call to libm's
   ``exp`` stops the state loop from vectorising and costs more than the rest of the step; float64
-  stays exact enough for ``gradcheck``.
+  stays exact enough for ``gradcheck``. Softplus and its derivative are built on it the same way.
 - Exponent arguments are clamped to [-80, 88] (float64: [-80, 700]): below -80 the decay is 0 in
   float32 anyway (and the torch backend clamps the same way); the upper clamp keeps the exponent
   bits in range when ``delta`` is negative, which only happens without softplus.
-- B and C are transposed to (b, g, l, n) once per call so the state loop reads contiguous memory.
-- For n = 8 or 16 the state loop is shorter than the 32-wide body LLVM vectorises, so the default
-  forward kernel runs four channels of a group per task (see ``_forward_quads``).
-- Softplus, bias, ``D * u`` and ``silu(z)`` stay in torch: they are elementwise, torch's autograd
-  already differentiates them, and the kernel stays a plain linear recurrence.
-- The backward recomputes a row's states into a per-thread (l + 1, n) buffer and walks the
-  sequence in reverse; B/C gradients of channels that share a group go to per-worker
-  accumulators that torch sums, so no two threads ever write the same element and nothing of
-  size (b, d, n, l) is ever allocated.
+- The kernels compute all of ``selective_scan_fn``: step sizes softplus(delta + bias), the
+  recurrence and the gate (y + D u) * silu(z), and differentiate all of it. In torch these were
+  a third of the forward's time, and in the Mamba block's layouts (z, delta, B and C are views
+  of time-major projections) their backward ops ran 3-7x slower on mixed strides, after copies.
+  Every input is read in place with its own strides (``_flat``), and outputs and gradients are
+  laid out like their inputs (``_dense_like``; z's gradient like u's) so torch's ops around the
+  scan stay fast.
+- Work is cut into tasks of (batch, group, slice of the group's channels) and the sequence into
+  chunks of K = min(_SCRATCH // n, _VEC // 4) steps. A task walks the chunks and, inside each, all
+  its channels: the chunk's B and C are transposed once into (K, n) buffers that every channel
+  then reads from L1.
+- Every buffer the state loops touch is a stack array (``_stack``, ``_stack_vec``): LLVM then
+  knows nothing overlaps and vectorises the loops for any n >= 8 with no runtime overlap checks.
+  With heap buffers or input rows it added checks that failed or were priced into a minimum trip
+  count of 32, and n = 8 or 16 ran scalar (the first kernels were 2-3x slower per element there).
+- The forward runs four channels per state loop (``_forward_task``); the backward one, whose
+  loop body is twice as large (four channels spilled registers and ran 1.5x slower, two gained
+  nothing).
+- The forward stores each channel's state at every chunk start (1/K of the states) when a
+  backward will follow. The backward walks chunks in reverse: it recomputes the chunk's decays
+  and states from that checkpoint into (K, n) buffers, then runs the reverse recurrence over them,
+  so it needs one ``exp`` per element (the stored decays), not two, and touches only L1/L2.
+- B/C gradients of the channels of one task are summed in the chunk's (K, n) buffers and written
+  once per chunk; only when a group's channels are split across tasks (fewer (batch, group)
+  pairs than threads) does torch sum per-slice copies.
+- Indices into input arrays are unsigned and kernels use ``error_model="numpy"``: numba's
+  negative-index wrap-around and its zero-division checks cost a branch per element, which kept
+  the copy and gate loops from vectorising.
 - The worker count follows ``torch.get_num_threads()`` so ``--threads N`` bounds every kernel.
-- ``cache=True`` keeps compiled kernels across runs (the first run compiles for ~20-30 s); where
-  no cache directory is writable the kernels compile per process instead of failing to import.
+- ``cache=True`` keeps compiled kernels across runs (the first run compiles for ~20 s per dtype,
+  forward and backward); where no cache directory is writable the kernels compile per process
+  instead of failing to import.
 """
 
 from __future__ import annotations
@@ -38,12 +58,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .reference import finish_output, prepare_inputs
-
 try:
     import numba
     import numpy as np
-    from numba.core import types
+    from numba import literal_unroll
+    from numba.core import cgutils, types
     from numba.extending import intrinsic, overload
 
     _IMPORT_ERROR: Exception | None = None
@@ -55,6 +74,17 @@ except Exception as exc:  # ImportError, or a broken llvmlite
 # polynomial is compiled on its own with only "contract", so reassociation cannot undo its
 # Cody-Waite range reduction.
 _FASTMATH = {"reassoc", "contract", "nsz"}
+# Every kernel also compiles with error_model="numpy": the default ("python") checks each float
+# division for a zero divisor and branches to raise, which keeps the gate's loops from vectorising.
+
+# A chunk is K = min(_SCRATCH // n, _VEC // 4) steps: its (K, n) buffers of B, C, decays and states
+# (8 KiB each in float32) stay in L1/L2, and its per-step values fit a stack vector of _VEC
+# elements; n <= _VEC. Stack matrices hold _SCRATCH + _VEC elements, room for K + 1 state rows.
+_SCRATCH = 2048
+_VEC = 1024
+# Each stack buffer gets one cache line more than it needs: buffers of whole pages start at the same
+# page offset, so a state loop touching eight of them hit one L1 set (8 ways) and missed (10-15%).
+_PAD = 16
 
 
 def available() -> bool:
@@ -158,92 +188,264 @@ if numba is not None:
         for i in range(x.shape[0]):
             out[i] = _fexp(x[i])
 
-    @_njit(parallel=True, fastmath=_FASTMATH)
-    def _forward_rows(u: Any, dt: Any, A: Any, Bt: Any, Ct: Any, y: Any, last: Any, nw: int) -> None:
-        """One (batch, channel) row per task, the state loop vectorised over n.
+    def _fsoftplus(x: float) -> tuple[float, float]:  # pragma: no cover - replaced by the overload
+        sig = 1.0 / (1.0 + math.exp(-x))
+        return (x, 1.0) if x > 20.0 else (math.log1p(math.exp(x)), sig)
 
-        Layouts: u, dt, y (b, d, l); Bt, Ct (b, g, l, n); last (b, d, n). Offers b*d tasks, so it
-        is the choice when there are more threads than four-channel tasks for ``_forward_quads``.
+    @overload(_fsoftplus, jit_options={"fastmath": {"contract"}})
+    def _fsoftplus_impl(x: Any) -> Any:
+        """torch's softplus (threshold 20) and its derivative, without libm so that loops vectorise.
+
+        softplus(x) = max(x, 0) + log1p(e) with e = exp(-|x|) in (0, 1], and log1p(e) = 2 atanh(s)
+        with s = e / (2 + e) <= 1/3: the odd series of atanh shrinks by 1/9 a term, so 8 terms
+        reach a float32 ulp and 17 a float64 one. The derivative sigmoid(x) is (1 or e) / (1 + e):
+        one exp and one division serve both.
         """
-        b, d, l = u.shape
-        n = A.shape[1]
-        dg = d // Bt.shape[1]
-        rows = b * d
-        for w in numba.prange(nw):
-            h = np.empty(n, dtype=u.dtype)
-            zero = u.dtype.type(0)
-            for r in range(w, rows, nw):
-                bi = r // d
-                di = r - bi * d
-                gi = di // dg
-                a = A[di]
-                Bg = Bt[bi, gi]
-                Cg = Ct[bi, gi]
-                ur = u[bi, di]
-                dtr = dt[bi, di]
-                yr = y[bi, di]
-                h[:] = zero
-                for t in range(l):
-                    dlt = dtr[t]
-                    du = dlt * ur[t]
-                    bt = Bg[t]
-                    ct = Cg[t]
-                    acc = zero
-                    for k in range(n):
-                        hk = _fexp(dlt * a[k]) * h[k] + du * bt[k]
-                        h[k] = hk
-                        acc += hk * ct[k]
-                    yr[t] = acc
-                last[bi, di, :] = h
+        if not isinstance(x, types.Float):
+            return None
+        f = np.float32 if x == types.float32 else np.float64
+        terms = 8 if x == types.float32 else 17
+        coef = tuple(1.0 / (2 * j + 1) for j in range(terms))
 
-    @_njit(parallel=True, fastmath=_FASTMATH)
-    def _forward_quads(u: Any, dt: Any, A: Any, Bt: Any, Ct: Any, y: Any, last: Any, nw: int) -> None:
-        """Four channels of one group per task, sharing each step's loads of B_t and C_t.
+        def softplus(x: Any) -> Any:
+            e = _fexp(-abs(x))
+            r = f(1.0) / ((f(2.0) + e) * (f(1.0) + e))
+            s = e * (f(1.0) + e) * r
+            s2 = s * s
+            p = f(coef[terms - 1])
+            for j in literal_unroll(coef[-2::-1]):
+                p = p * s2 + f(j)
+            y = max(x, f(0.0)) + f(2.0) * s * p
+            sig = (f(1.0) if x >= f(0.0) else e) * (f(2.0) + e) * r
+            big = x > f(20.0)
+            return (x if big else y), (f(1.0) if big else sig)
 
-        With one channel, a state loop of n = 8 or 16 is shorter than the 32-wide body LLVM
-        vectorises (8 lanes x 4 interleaved) and runs in its scalar remainder, 2x slower per
-        element; four independent channels in the body make it choose a body of 8, and keep four
-        exp chains in flight. Past a group's end the last channel is repeated (same values written
-        twice by the same task). Layouts as in ``_forward_rows``.
+        return softplus
+
+    @_njit()
+    def _softplus_array(x: Any, out: Any, grad: Any) -> None:
+        """Vector entry point to the polynomial softplus and its derivative, for tests."""
+        for i in range(x.shape[0]):
+            out[i], grad[i] = _fsoftplus(x[i])
+
+    def _stack_codegen(capacity: int, arrty: Any, nargs: int) -> Any:
+        """Codegen of a stack array: an entry-block alloca of ``capacity`` elements, shape from args."""
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            lty = context.get_value_type(arrty.dtype)
+            with builder.goto_entry_block():
+                ptr = builder.alloca(lty, size=cgutils.intp_t(capacity))
+                ptr.align = 64
+            shape = [context.cast(builder, v, t, types.intp)
+                     for v, t in zip(args[:nargs], signature.args[:nargs], strict=True)]
+            itemsize = context.get_constant(types.intp, context.get_abi_sizeof(lty))
+            strides = [itemsize] if nargs == 1 else [builder.mul(shape[1], itemsize), itemsize]
+            ary = context.make_array(arrty)(context, builder)
+            context.populate_array(ary, data=ptr, shape=shape, strides=strides, itemsize=itemsize, meminfo=None)
+            return ary._getvalue()
+
+        return codegen
+
+    @intrinsic
+    def _stack(typingctx: Any, rows: Any, cols: Any, like: Any) -> Any:
+        """A (rows, cols) scratch matrix on the caller's stack, rows * cols <= ``_SCRATCH + _VEC``.
+
+        Why not ``np.empty``: LLVM cannot tell a heap buffer from any other array, so every
+        state loop that writes one got runtime overlap checks, and those checks (hoisted over the
+        step loop, or priced into a minimum trip count of 32) sent n = 8..32 down the scalar path.
+        A stack slot provably overlaps nothing else, so the loops vectorise with no checks.
+        The buffer lives until the function that called this returns: never return it.
         """
-        b, d, l = u.shape
+        if not (isinstance(rows, types.Integer) and isinstance(cols, types.Integer)
+                and isinstance(like, types.Float)):
+            return None
+        arrty = types.Array(like, 2, "C")
+        return arrty(rows, cols, like), _stack_codegen(_SCRATCH + _VEC + _PAD, arrty, 2)
+
+    @intrinsic
+    def _stack_vec(typingctx: Any, size: Any, like: Any) -> Any:
+        """A vector of ``size <= _VEC`` on the caller's stack (a state row, or a chunk of a row)."""
+        if not (isinstance(size, types.Integer) and isinstance(like, types.Float)):
+            return None
+        arrty = types.Array(like, 1, "C")
+        return arrty(size, like), _stack_codegen(_VEC + _PAD, arrty, 1)
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _chunk_len(n: int) -> int:
+        """Steps per chunk; see ``_SCRATCH``."""
+        return min(_SCRATCH // n, _VEC // 4)
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy", inline="always")
+    def _gather(src: Any, o: int, step: int, m: int, out: Any) -> None:
+        """out[i] = src[o + i * step] for i < m: a row segment of any layout into a buffer.
+
+        Unsigned indices: a signed one costs a wrap-around test per element (numba's negative
+        indexing), which kept these copies scalar; with it the forward's per-chunk work took 2x
+        as long. Inlined by numba: as calls (LLVM kept them out of line) the argument passing
+        cost more than copying a short row (S2, T5 7-10% slower); inlining the larger helpers
+        too doubled the compile time for 2%.
+        """
+        if step == 1:
+            for i in range(m):
+                out[i] = src[np.uint64(o + i)]
+        else:
+            for i in range(m):
+                out[i] = src[np.uint64(o + i * step)]
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy", inline="always")
+    def _scatter(buf: Any, m: int, dst: Any, o: int, step: int) -> None:
+        """dst[o + i * step] = buf[i] for i < m."""
+        if step == 1:
+            for i in range(m):
+                dst[np.uint64(o + i)] = buf[i]
+        else:
+            for i in range(m):
+                dst[np.uint64(o + i * step)] = buf[i]
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _load_chunk(src: Any, o: int, sn: int, sl: int, m: int, out: Any) -> None:
+        """out[i, k] = src[o + k * sn + i * sl]: m steps of B or C, time-major for the state loops.
+
+        The loop order follows the source's layout, so reads are sequential either way.
+        """
+        n = out.shape[1]
+        if sn == 1:  # time-major (the Mamba block's x_proj output): contiguous rows, vector copies
+            for i in range(m):
+                r = o + i * sl
+                for k in range(n):
+                    out[i, k] = src[np.uint64(r + k)]
+        elif sn < sl:
+            for i in range(m):
+                for k in range(n):
+                    out[i, k] = src[np.uint64(o + k * sn + i * sl)]
+        else:
+            for k in range(n):
+                for i in range(m):
+                    out[i, k] = src[np.uint64(o + k * sn + i * sl)]
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _store_chunk(buf: Any, m: int, dst: Any, o: int, sn: int, sl: int) -> None:
+        """dst[o + k * sn + i * sl] = buf[i, k]: the inverse of ``_load_chunk``."""
+        n = buf.shape[1]
+        if sn == 1:
+            for i in range(m):
+                r = o + i * sl
+                for k in range(n):
+                    dst[np.uint64(r + k)] = buf[i, k]
+        elif sn < sl:
+            for i in range(m):
+                for k in range(n):
+                    dst[np.uint64(o + k * sn + i * sl)] = buf[i, k]
+        else:
+            for k in range(n):
+                for i in range(m):
+                    dst[np.uint64(o + k * sn + i * sl)] = buf[i, k]
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _forward_in(
+        u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, A: Any, last: Any, ckpt: Any,
+        bi: int, ch: int, c: int, t0: int, m: int, a: Any, h: Any, ub: Any, db: Any,
+    ) -> None:
+        """A channel's A row and running state, its u and step sizes for the chunk; keeps a checkpoint."""
+        ar = A[ch]
+        st = last[bi, ch]
+        for k in range(A.shape[1]):
+            a[k] = ar[k]
+            h[k] = st[k]
+        if ckpt.shape[0] > 0:
+            ck = ckpt[bi, ch, c]
+            for k in range(A.shape[1]):
+                ck[k] = st[k]
+        _gather(u, bi * su[0] + ch * su[1] + t0 * su[2], su[2], m, ub)
+        _gather(dt, bi * sdt[0] + ch * sdt[1] + t0 * sdt[2], sdt[2], m, db)
+        bc = bias[ch]
+        if softplus:
+            for i in range(m):
+                db[i] = _fsoftplus(db[i] + bc)[0]
+        else:
+            for i in range(m):
+                db[i] += bc
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _forward_out(
+        z: Any, sz: Any, D: Any, out: Any, sout: Any, ysum: Any, last: Any, bi: int, ch: int,
+        t0: int, m: int, h: Any, ub: Any, yb: Any, zb: Any, ob: Any,
+    ) -> None:
+        """Stores a channel's state and writes (y + D u) * silu(z) for the chunk (and y + D u)."""
+        st = last[bi, ch]
+        for k in range(st.shape[0]):
+            st[k] = h[k]
+        Dc = D[ch]
+        for i in range(m):
+            yb[i] += Dc * ub[i]
+        if ysum.shape[0] > 0:
+            ys = ysum[bi, ch]
+            for i in range(m):
+                ys[t0 + i] = yb[i]
+        o = bi * sout[0] + ch * sout[1] + t0 * sout[2]
+        if z.shape[0] > 0:
+            one = D.dtype.type(1)
+            _gather(z, bi * sz[0] + ch * sz[1] + t0 * sz[2], sz[2], m, zb)
+            for i in range(m):
+                zi = zb[i]
+                ob[i] = yb[i] * zi / (one + _fexp(-zi))
+            _scatter(ob, m, out, o, sout[2])
+        else:
+            _scatter(yb, m, out, o, sout[2])
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _forward_task(
+        u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, z: Any, sz: Any, D: Any, A: Any,
+        B: Any, sB: Any, C: Any, sC: Any, out: Any, sout: Any, ysum: Any, last: Any, ckpt: Any,
+        l: int, bi: int, gi: int, lo: int, hi: int,
+    ) -> None:
+        """Channels lo..hi-1 (all of group gi) of batch bi, chunk by chunk, four at a time.
+
+        Arrays of (b, d, l) or (b, g, n, l) values are 1-D memory with strides (``_flat``).
+        out = (y + D u) * silu(z) (no silu without z). ``last`` holds each channel's running state
+        between chunks (the final state at the end). For a backward, non-empty ``ckpt``
+        (b, d, chunks, n) keeps the state at each chunk start and ``ysum`` (b, d, l) y + D u.
+
+        Four channels share each step's loads of B_t and C_t and keep four exp chains in flight;
+        with one, the state loop's reduction made LLVM unroll it to 16 lanes, so n = 8 ran at
+        half width (1.5x slower), and per-step overhead was paid per channel (10% at n = 16, 32).
+        Past the slice's end the last channel is repeated: same values, written twice.
+        """
         n = A.shape[1]
-        g = Bt.shape[1]
-        dg = d // g
-        qg = (dg + 3) // 4
-        items = b * g * qg
-        for wk in numba.prange(nw):
-            H = np.empty((4, n), dtype=u.dtype)
-            zero = u.dtype.type(0)
-            for it in range(wk, items, nw):
-                bi = it // (g * qg)
-                rem = it - bi * (g * qg)
-                gi = rem // qg
-                c0 = gi * dg + (rem - gi * qg) * 4
-                end = (gi + 1) * dg - 1
-                c1 = min(c0 + 1, end)
-                c2 = min(c0 + 2, end)
-                c3 = min(c0 + 3, end)
-                a0, a1, a2, a3 = A[c0], A[c1], A[c2], A[c3]
-                u0, u1, u2, u3 = u[bi, c0], u[bi, c1], u[bi, c2], u[bi, c3]
-                d0, d1, d2, d3 = dt[bi, c0], dt[bi, c1], dt[bi, c2], dt[bi, c3]
-                y0, y1, y2, y3 = y[bi, c0], y[bi, c1], y[bi, c2], y[bi, c3]
-                Bg = Bt[bi, gi]
-                Cg = Ct[bi, gi]
-                H[:, :] = zero
-                h0, h1, h2, h3 = H[0], H[1], H[2], H[3]
-                for t in range(l):
-                    e0, e1, e2, e3 = d0[t], d1[t], d2[t], d3[t]
-                    f0, f1, f2, f3 = e0 * u0[t], e1 * u1[t], e2 * u2[t], e3 * u3[t]
-                    bt = Bg[t]
-                    ct = Cg[t]
+        K = _chunk_len(n)
+        zero = A.dtype.type(0)
+        Bc = _stack(K, n, zero)
+        Cc = _stack(K, n, zero)
+        a0, a1, a2, a3 = _stack_vec(n, zero), _stack_vec(n, zero), _stack_vec(n, zero), _stack_vec(n, zero)
+        h0, h1, h2, h3 = _stack_vec(n, zero), _stack_vec(n, zero), _stack_vec(n, zero), _stack_vec(n, zero)
+        u0, u1, u2, u3 = _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero)
+        d0, d1, d2, d3 = _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero)
+        y0, y1, y2, y3 = _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero), _stack_vec(K, zero)
+        zb = _stack_vec(K, zero)
+        ob = _stack_vec(K, zero)
+        for ch in range(lo, hi):
+            last[bi, ch, :] = zero
+        for c in range((l + K - 1) // K):
+            t0 = c * K
+            m = min(K, l - t0)
+            _load_chunk(B, bi * sB[0] + gi * sB[1] + t0 * sB[3], sB[2], sB[3], m, Bc)
+            _load_chunk(C, bi * sC[0] + gi * sC[1] + t0 * sC[3], sC[2], sC[3], m, Cc)
+            for q in range(lo, hi, 4):
+                c0, c1, c2, c3 = q, min(q + 1, hi - 1), min(q + 2, hi - 1), min(q + 3, hi - 1)
+                _forward_in(u, su, dt, sdt, bias, softplus, A, last, ckpt, bi, c0, c, t0, m, a0, h0, u0, d0)
+                _forward_in(u, su, dt, sdt, bias, softplus, A, last, ckpt, bi, c1, c, t0, m, a1, h1, u1, d1)
+                _forward_in(u, su, dt, sdt, bias, softplus, A, last, ckpt, bi, c2, c, t0, m, a2, h2, u2, d2)
+                _forward_in(u, su, dt, sdt, bias, softplus, A, last, ckpt, bi, c3, c, t0, m, a3, h3, u3, d3)
+                for i in range(m):
+                    e0, e1, e2, e3 = d0[i], d1[i], d2[i], d3[i]
+                    f0, f1, f2, f3 = e0 * u0[i], e1 * u1[i], e2 * u2[i], e3 * u3[i]
                     s0 = zero
                     s1 = zero
                     s2 = zero
                     s3 = zero
                     for k in range(n):
-                        bk = bt[k]
-                        ck = ct[k]
+                        bk = Bc[i, k]
+                        ck = Cc[i, k]
                         v0 = _fexp(e0 * a0[k]) * h0[k] + f0 * bk
                         v1 = _fexp(e1 * a1[k]) * h1[k] + f1 * bk
                         v2 = _fexp(e2 * a2[k]) * h2[k] + f2 * bk
@@ -256,102 +458,189 @@ if numba is not None:
                         s1 += v1 * ck
                         s2 += v2 * ck
                         s3 += v3 * ck
-                    y0[t] = s0
-                    y1[t] = s1
-                    y2[t] = s2
-                    y3[t] = s3
-                for k in range(n):
-                    last[bi, c0, k] = h0[k]
-                    last[bi, c1, k] = h1[k]
-                    last[bi, c2, k] = h2[k]
-                    last[bi, c3, k] = h3[k]
+                    y0[i] = s0
+                    y1[i] = s1
+                    y2[i] = s2
+                    y3[i] = s3
+                _forward_out(z, sz, D, out, sout, ysum, last, bi, c0, t0, m, h0, u0, y0, zb, ob)
+                _forward_out(z, sz, D, out, sout, ysum, last, bi, c1, t0, m, h1, u1, y1, zb, ob)
+                _forward_out(z, sz, D, out, sout, ysum, last, bi, c2, t0, m, h2, u2, y2, zb, ob)
+                _forward_out(z, sz, D, out, sout, ysum, last, bi, c3, t0, m, h3, u3, y3, zb, ob)
 
-    @_njit(fastmath=_FASTMATH)
-    def _forward_step(a: Any, bt: Any, hp: Any, hn: Any, dlt: Any, du: Any) -> None:
-        """h_t = exp(dlt * a) * h_{t-1} + du * B_t, into hn.
-
-        The backward's step loops live in their own functions: numba optimises each function
-        on its own before inlining, so each loop is vectorised with only its own arrays to check
-        for overlap; written inline in the kernel, LLVM gave up on them (3x slower).
-        """
-        for k in range(a.shape[0]):
-            hn[k] = _fexp(dlt * a[k]) * hp[k] + du * bt[k]
-
-    @_njit(fastmath=_FASTMATH)
-    def _reverse_step(
-        a: Any, bt: Any, ct: Any, hp: Any, hn: Any, g: Any, dlt: Any, du: Any,
-        gh: Any, gar: Any, gbt: Any, gct: Any,
-    ) -> tuple[Any, Any]:
-        """One reverse step; gh holds a_{t+1} dL/dh_{t+1} on entry and a_t dL/dh_t on exit.
-
-        Returns dL/d(du) and the part of dL/d(delta) that flows through the decay.
-        """
-        n = a.shape[0]
-        zero = a.dtype.type(0)
-        for k in range(n):
-            gh[k] += g * ct[k]  # dL/dh_t
-            gct[k] += g * hn[k]
-        gdu = zero
-        for k in range(n):
-            gbt[k] += gh[k] * du
-            gdu += gh[k] * bt[k]
-        gx = zero
-        for k in range(n):
-            ak = _fexp(dlt * a[k])
-            q = gh[k] * ak * hp[k]  # dL/d(dlt * a_k)
-            gx += q * a[k]
-            gar[k] += q * dlt
-            gh[k] *= ak
-        return gdu, gx
-
-    @_njit(parallel=True, fastmath=_FASTMATH)
-    def _backward_kernel(
-        u: Any, dt: Any, A: Any, Bt: Any, Ct: Any, gy: Any, glast: Any, nw: int,
-        gu: Any, gdt: Any, gA: Any, gB: Any, gC: Any,
+    @_njit(parallel=True, fastmath=_FASTMATH, error_model="numpy")
+    def _forward_kernel(
+        u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, z: Any, sz: Any, D: Any, A: Any,
+        B: Any, sB: Any, C: Any, sC: Any, out: Any, sout: Any, ysum: Any, last: Any, ckpt: Any,
+        b: int, l: int, g: int, parts: int, nw: int,
     ) -> None:
-        """Reverse-mode scan. gA: (b, d, n) per row; gB, gC: (nw, b, g, l, n) per worker, zeroed."""
-        b, d, l = u.shape
-        n = A.shape[1]
-        dg = d // Bt.shape[1]
-        rows = b * d
+        """Tasks (batch, group, channel slice) round-robin over nw workers; see ``_forward_task``."""
+        d = A.shape[0]
+        dg = d // g
+        tasks = b * g * parts
         for w in numba.prange(nw):
-            H = np.empty((l + 1, n), dtype=u.dtype)  # H[t + 1] = h_t, H[0] = 0
-            gh = np.empty(n, dtype=u.dtype)  # a_{t+1} * dL/dh_{t+1}, then dL/dh_t
-            gar = np.empty(n, dtype=u.dtype)
-            zero = u.dtype.type(0)
-            for r in range(w, rows, nw):
-                bi = r // d
-                di = r - bi * d
-                gi = di // dg
-                a = A[di]
-                Bg = Bt[bi, gi]
-                Cg = Ct[bi, gi]
-                gBg = gB[w, bi, gi]
-                gCg = gC[w, bi, gi]
-                ur = u[bi, di]
-                dtr = dt[bi, di]
-                gyr = gy[bi, di]
-                gur = gu[bi, di]
-                gdtr = gdt[bi, di]
-                H[0, :] = zero
-                for t in range(l):
-                    _forward_step(a, Bg[t], H[t], H[t + 1], dtr[t], dtr[t] * ur[t])
-                gh[:] = glast[bi, di]
-                gar[:] = zero
-                for t in range(l - 1, -1, -1):
-                    dlt = dtr[t]
-                    ut = ur[t]
+            for it in range(w, tasks, nw):
+                bi = it // (g * parts)
+                r = it - bi * (g * parts)
+                gi = r // parts
+                p = r - gi * parts
+                lo = gi * dg + (p * dg) // parts
+                hi = gi * dg + ((p + 1) * dg) // parts
+                _forward_task(u, su, dt, sdt, bias, softplus, z, sz, D, A, B, sB, C, sC, out, sout, ysum, last, ckpt,
+                              l, bi, gi, lo, hi)
+
+    @_njit(fastmath=_FASTMATH, error_model="numpy")
+    def _backward_task(
+        u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, z: Any, sz: Any, D: Any, A: Any,
+        B: Any, sB: Any, C: Any, sC: Any, gout: Any, sgo: Any, ysum: Any, ckpt: Any, gstate: Any,
+        gu: Any, sgu: Any, gdt: Any, sgdt: Any, gz: Any, sgz: Any, gD: Any, gbias: Any, gA: Any,
+        gB: Any, sgB: Any, gC: Any, sgC: Any, l: int, bi: int, gi: int, p: int, lo: int, hi: int,
+    ) -> None:
+        """Reverse scan of channels lo..hi-1 of batch bi; p picks this slice's gB, gC copy.
+
+        Per chunk, last to first: undo the gate, recompute the decays E and states H of each
+        channel from its checkpoint, then walk the chunk backwards. ``gstate`` carries
+        a_{t+1} dL/dh_{t+1} between chunks (dL/d last on entry).
+        """
+        n = A.shape[1]
+        K = _chunk_len(n)
+        zero = A.dtype.type(0)
+        one = A.dtype.type(1)
+        has_z = z.shape[0] > 0
+        Bc = _stack(K, n, zero)
+        Cc = _stack(K, n, zero)
+        dBc = _stack(K, n, zero)
+        dCc = _stack(K, n, zero)
+        E = _stack(K, n, zero)
+        H = _stack(K + 1, n, zero)  # H[i + 1] = h at step t0 + i, H[0] the checkpoint
+        a = _stack_vec(n, zero)
+        h = _stack_vec(n, zero)
+        G = _stack_vec(n, zero)
+        gar = _stack_vec(n, zero)
+        ub = _stack_vec(K, zero)
+        db = _stack_vec(K, zero)
+        gb = _stack_vec(K, zero)  # dL/d out, then dL/d y
+        zb = _stack_vec(K, zero)
+        gzb = _stack_vec(K, zero)
+        gub = _stack_vec(K, zero)
+        gdb = _stack_vec(K, zero)
+        sg = _stack_vec(K, zero)  # d(step size)/d(raw delta)
+        for ch in range(lo, hi):
+            gA[bi, ch, :] = zero
+            gD[bi, ch] = zero
+            gbias[bi, ch] = zero
+        for c in range((l + K - 1) // K - 1, -1, -1):
+            t0 = c * K
+            m = min(K, l - t0)
+            _load_chunk(B, bi * sB[0] + gi * sB[1] + t0 * sB[3], sB[2], sB[3], m, Bc)
+            _load_chunk(C, bi * sC[0] + gi * sC[1] + t0 * sC[3], sC[2], sC[3], m, Cc)
+            for i in range(m):
+                for k in range(n):
+                    dBc[i, k] = zero
+                    dCc[i, k] = zero
+            for ch in range(lo, hi):
+                _gather(u, bi * su[0] + ch * su[1] + t0 * su[2], su[2], m, ub)
+                _gather(dt, bi * sdt[0] + ch * sdt[1] + t0 * sdt[2], sdt[2], m, db)
+                bc = bias[ch]
+                if softplus:
+                    for i in range(m):
+                        db[i], sg[i] = _fsoftplus(db[i] + bc)
+                else:
+                    for i in range(m):
+                        db[i] += bc
+                _gather(gout, bi * sgo[0] + ch * sgo[1] + t0 * sgo[2], sgo[2], m, gb)
+                if has_z:
+                    _gather(z, bi * sz[0] + ch * sz[1] + t0 * sz[2], sz[2], m, zb)
+                    ys = ysum[bi, ch]
+                    for i in range(m):
+                        zi = zb[i]
+                        s = one / (one + _fexp(-zi))
+                        go = gb[i]
+                        gzb[i] = go * ys[t0 + i] * s * (one + zi * (one - s))
+                        gb[i] = go * zi * s
+                    _scatter(gzb, m, gz, bi * sgz[0] + ch * sgz[1] + t0 * sgz[2], sgz[2])
+                gdc = zero
+                for i in range(m):
+                    gdc += gb[i] * ub[i]
+                gD[bi, ch] += gdc
+                ar = A[ch]
+                ck = ckpt[bi, ch, c]
+                gs = gstate[bi, ch]
+                ga = gA[bi, ch]
+                for k in range(n):
+                    a[k] = ar[k]
+                    h[k] = ck[k]
+                    H[0, k] = ck[k]
+                    G[k] = gs[k]
+                    gar[k] = ga[k]
+                for i in range(m):
+                    dlt = db[i]
+                    du = dlt * ub[i]
+                    for k in range(n):
+                        ek = _fexp(dlt * a[k])
+                        hk = ek * h[k] + du * Bc[i, k]
+                        E[i, k] = ek
+                        h[k] = hk
+                        H[i + 1, k] = hk
+                Dc = D[ch]
+                for i in range(m - 1, -1, -1):
+                    dlt = db[i]
+                    ut = ub[i]
                     du = dlt * ut
-                    gdu, gx = _reverse_step(
-                        a, Bg[t], Cg[t], H[t], H[t + 1], gyr[t], dlt, du, gh, gar, gBg[t], gCg[t]
-                    )
-                    gur[t] = gdu * dlt
-                    gdtr[t] = gdu * ut + gx
-                gA[bi, di, :] = gar
+                    g = gb[i]
+                    gdu = zero
+                    gx = zero
+                    for k in range(n):
+                        Gk = G[k] + g * Cc[i, k]  # dL/dh_t
+                        dCc[i, k] += g * H[i + 1, k]
+                        dBc[i, k] += du * Gk
+                        gdu += Gk * Bc[i, k]
+                        ek = E[i, k]
+                        Gn = Gk * ek
+                        q = Gn * H[i, k]  # dL/d(dlt * a_k)
+                        gx += q * a[k]
+                        gar[k] += q * dlt
+                        G[k] = Gn
+                    gub[i] = gdu * dlt + g * Dc
+                    gdb[i] = gdu * ut + gx
+                _scatter(gub, m, gu, bi * sgu[0] + ch * sgu[1] + t0 * sgu[2], sgu[2])
+                if softplus:
+                    for i in range(m):
+                        gdb[i] *= sg[i]
+                gbc = zero
+                for i in range(m):
+                    gbc += gdb[i]
+                gbias[bi, ch] += gbc
+                _scatter(gdb, m, gdt, bi * sgdt[0] + ch * sgdt[1] + t0 * sgdt[2], sgdt[2])
+                for k in range(n):
+                    gs[k] = G[k]
+                    ga[k] = gar[k]
+            o = p * sgB[0] + bi * sgB[1] + gi * sgB[2] + t0 * sgB[4]
+            _store_chunk(dBc, m, gB, o, sgB[3], sgB[4])
+            o = p * sgC[0] + bi * sgC[1] + gi * sgC[2] + t0 * sgC[4]
+            _store_chunk(dCc, m, gC, o, sgC[3], sgC[4])
 
-
-# "rows" or "quads" pins the forward kernel (tests cover both); None lets _use_quads choose.
-_FORCE_KERNEL: str | None = None
+    @_njit(parallel=True, fastmath=_FASTMATH, error_model="numpy")
+    def _backward_kernel(
+        u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, z: Any, sz: Any, D: Any, A: Any,
+        B: Any, sB: Any, C: Any, sC: Any, gout: Any, sgo: Any, ysum: Any, ckpt: Any, gstate: Any,
+        gu: Any, sgu: Any, gdt: Any, sgdt: Any, gz: Any, sgz: Any, gD: Any, gbias: Any, gA: Any,
+        gB: Any, sgB: Any, gC: Any, sgC: Any, b: int, l: int, g: int, parts: int, nw: int,
+    ) -> None:
+        """Reverse-mode scan over the forward's tasks. gD (b, d); gA (b, d, n); gB, gC (parts, b, g, n, l)."""
+        d = A.shape[0]
+        dg = d // g
+        tasks = b * g * parts
+        for w in numba.prange(nw):
+            for it in range(w, tasks, nw):
+                bi = it // (g * parts)
+                r = it - bi * (g * parts)
+                gi = r // parts
+                p = r - gi * parts
+                lo = gi * dg + (p * dg) // parts
+                hi = gi * dg + ((p + 1) * dg) // parts
+                _backward_task(u, su, dt, sdt, bias, softplus, z, sz, D, A, B, sB, C, sC, gout, sgo, ysum, ckpt,
+                               gstate, gu, sgu, gdt, sgdt, gz, sgz, gD, gbias, gA, gB, sgB, gC, sgC,
+                               l, bi, gi, p, lo, hi)
 
 
 def _threads() -> int:
@@ -381,67 +670,130 @@ def _launch(kernel: Any, *args: Any) -> None:
         kernel(*args)
 
 
-def _use_quads(b: int, d: int, g: int, n: int, nt: int) -> bool:
-    """Whether four-channel tasks finish sooner than single-row tasks on ``nt`` threads.
+# Pins the number of channel slices per (batch, group) in tests; None lets _split choose.
+_FORCE_PARTS: int | None = None
 
-    Per element both cost the same when n is a multiple of 16 and rows cost ~2x otherwise
-    (measured); rows win only when they keep threads busy that quads would leave idle.
+
+def _split(pairs: int, dg: int, nt: int) -> int:
+    """Slices per group's channels, so that ``pairs * parts`` tasks share ``nt`` threads evenly.
+
+    One slice whenever there are enough (batch, group) pairs: slices re-read B and C, and in the
+    backward each needs its own B/C gradient copy that torch then sums.
     """
-    quads = -(-(b * g * -(-(d // g) // 4)) // nt) * 4
-    rows = -(-(b * d) // nt) * (1 if n % 16 == 0 else 2)
-    return quads <= rows
+    if _FORCE_PARTS is not None:
+        return max(1, min(_FORCE_PARTS, dg))
+    parts = 1
+    while parts < dg and (pairs * parts) % nt and pairs * parts < 4 * nt:
+        parts += 1
+    return parts
+
+
+def _flat(t: Tensor | None, like: Tensor) -> tuple[Any, Any]:
+    """t's memory as a 1-D numpy array from its first element, and its strides in elements.
+
+    Kernels index ``base[i0 * s0 + i1 * s1 + ...]``: the views the Mamba block passes (slices of
+    time-major projections) are read in place instead of copied, and one compiled kernel serves
+    every layout (numba compiles one per contiguity of each array argument). None and empty
+    tensors give an empty base, which the kernels read as absent.
+    """
+    if t is None or t.numel() == 0:
+        return like.detach().new_empty(0).numpy(), np.zeros(like.dim(), dtype=np.int64)
+    t = t.detach()
+    span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+    return t.as_strided((span,), (1,)).numpy(), np.array(t.stride(), dtype=np.int64)
+
+
+def _dense_like(t: Tensor, lead: tuple[int, ...] = ()) -> Tensor:
+    """An uninitialised dense tensor shaped ``lead + t.shape`` whose last dims keep t's stride order.
+
+    Outputs and gradients in their input's layout keep torch's ops around the scan (softplus
+    backward, the views back into time-major projections) on matching strides; mixed layouts
+    made them 3-7x slower and cost copies.
+    """
+    order = sorted(range(t.dim()), key=lambda i: (-t.stride(i), i))
+    base = t.new_empty(lead + tuple(t.shape[i] for i in order))
+    k = len(lead)
+    perm = list(range(k)) + [k + order.index(i) for i in range(t.dim())]
+    return base.permute(perm)
 
 
 def _np(t: Tensor) -> Any:
     return t.detach().numpy()
 
 
-def _scan_forward(u: Tensor, dt: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor) -> tuple[Tensor, Tensor]:
-    """The bare recurrence: y = <C_t, h_t> and h_{l-1}. Bt, Ct: contiguous (b, g, l, n)."""
+def _scan_forward(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
+    bias: Tensor | None, softplus: bool, save: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """out = (<C_t, h_t> + D u) * silu(z) with steps softplus(delta + bias), and h_{l-1}; for a
+    backward also the chunk checkpoints and y + D u (needed with z only).
+
+    Any strides; A (d, n), D and bias (d,) contiguous.
+    """
     b, d, l = u.shape
-    g, n = Bt.shape[1], A.shape[1]
-    y = torch.empty_like(u)
-    last = u.new_empty(b, d, n)
-    if b * d == 0:
-        return y, last
+    g, n = B.shape[1], A.shape[1]
+    out = _dense_like(u)
+    last = u.new_zeros(b, d, n)
+    chunks = -(-l // min(_SCRATCH // n, _VEC // 4))
+    ckpt = u.new_empty((b, d, chunks, n) if save else (0, 0, 0, 0))
+    ysum = u.new_empty((b, d, l) if save and z is not None else (0, 0, 0))
+    if b * d == 0 or l == 0:
+        return out, last, ckpt, ysum
     nt = _threads()
-    args = (_np(u), _np(dt), _np(A), _np(Bt), _np(Ct), _np(y), _np(last))
-    quads = _use_quads(b, d, g, n, nt) if _FORCE_KERNEL is None else _FORCE_KERNEL == "quads"
-    if quads:
-        _launch(_forward_quads, *args, min(nt, b * g * -(-(d // g) // 4)))
-    else:
-        _launch(_forward_rows, *args, min(nt, b * d))
-    return y, last
+    parts = _split(b * g, d // g, nt)
+    zeros = u.new_zeros(d)
+    _launch(_forward_kernel, *_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
+            *_flat(z, u), _np(zeros if D is None else D), _np(A), *_flat(B, B), *_flat(C, C), *_flat(out, u),
+            _np(ysum), _np(last), _np(ckpt), b, l, g, parts, min(nt, b * g * parts))
+    return out, last, ckpt, ysum
 
 
 class _ScanFunction(torch.autograd.Function):
-    """The bare recurrence (no softplus, D or z) with the compiled reverse scan as its backward."""
+    """The whole of ``selective_scan_fn`` (steps, recurrence, gate) with a compiled backward."""
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, dt: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor) -> tuple[Tensor, Tensor]:
-        y, last = _scan_forward(u, dt, A, Bt, Ct)
-        ctx.save_for_backward(u, dt, A, Bt, Ct)
-        return y, last
+    def forward(
+        ctx: Any, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+        z: Tensor | None, bias: Tensor | None, softplus: bool,
+    ) -> tuple[Tensor, Tensor]:
+        out, last, ckpt, ysum = _scan_forward(u, delta, A, B, C, D, z, bias, softplus, save=True)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, bias)
+        ctx.inner = (ckpt, ysum, softplus)  # intermediates, not inputs or outputs: kept on ctx
+        return out, last
 
     @staticmethod
-    def backward(ctx: Any, gy: Tensor | None, glast: Tensor | None) -> tuple[Tensor, ...]:
-        u, dt, A, Bt, Ct = ctx.saved_tensors
+    def backward(ctx: Any, gout: Tensor | None, glast: Tensor | None) -> tuple[Tensor | None, ...]:
+        u, delta, A, B, C, D, z, bias = ctx.saved_tensors
+        ckpt, ysum, softplus = ctx.inner
         b, d, l = u.shape
-        n = A.shape[1]
-        gy = torch.zeros_like(u) if gy is None else gy.to(u.dtype).contiguous()
-        glast = u.new_zeros(b, d, n) if glast is None else glast.to(u.dtype).contiguous()
-        nw = min(_threads(), max(b * d, 1))
-        gu = torch.empty_like(u)
-        gdt = torch.empty_like(u)
-        gA = u.new_zeros(b, d, n)
-        gBt = Bt.new_zeros((nw, *Bt.shape))
-        gCt = Ct.new_zeros((nw, *Ct.shape))
-        if b * d:
+        g, n = B.shape[1], A.shape[1]
+        gout = torch.zeros_like(u) if gout is None else gout.to(u.dtype)
+        # carries dL/dh between chunks, so the kernel writes into it: never glast itself
+        gstate = u.new_zeros(b, d, n) if glast is None else glast.to(u.dtype, copy=True).contiguous()
+        nt = _threads()
+        parts = _split(b * g, d // g, nt)
+        gu, gdelta = _dense_like(u), _dense_like(delta)
+        # like u, not z: in the Mamba block z and u's input are halves of one projection whose
+        # gradients are concatenated next, which is fastest on alike layouts (and the kernel
+        # writes u's contiguous rows faster than z's time-major ones)
+        gz = _dense_like(u) if z is not None else None
+        gD, gbias, gA = u.new_zeros(b, d), u.new_zeros(b, d), u.new_zeros(b, d, n)
+        gB, gC = _dense_like(B, (parts,)), _dense_like(C, (parts,))
+        if b * d > 0 and l > 0:
+            zeros = u.new_zeros(d)
             _launch(
-                _backward_kernel, _np(u), _np(dt), _np(A), _np(Bt), _np(Ct), _np(gy), _np(glast), nw,
-                _np(gu), _np(gdt), _np(gA), _np(gBt), _np(gCt),
+                _backward_kernel, *_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
+                *_flat(z, u), _np(zeros if D is None else D), _np(A), *_flat(B, B), *_flat(C, C),
+                *_flat(gout, u), _np(ysum), _np(ckpt), _np(gstate), *_flat(gu, u), *_flat(gdelta, u),
+                *_flat(gz, u), _np(gD), _np(gbias), _np(gA), *_flat(gB, gB), *_flat(gC, gC),
+                b, l, g, parts, min(nt, b * g * parts),
             )
-        return gu, gdt, gA.sum(0), gBt.sum(0), gCt.sum(0)
+        else:
+            for t in (gu, gdelta, gz, gB, gC):
+                if t is not None:
+                    t.zero_()
+        return (gu, gdelta, gA.sum(0), gB.sum(0) if parts > 1 else gB[0], gC.sum(0) if parts > 1 else gC[0],
+                gD.sum(0) if D is not None else None, gz, gbias.sum(0) if bias is not None else None, None)
 
 
 def _check_inputs(tensors: dict[str, Tensor | None]) -> None:
@@ -464,7 +816,8 @@ def selective_scan_numba(
     _check_inputs({"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z,
                    "delta_bias": delta_bias})
     in_dtype = u.dtype
-    u, delta, dtype = prepare_inputs(u, delta, D, z, delta_bias, delta_softplus)
+    dtype = torch.promote_types(u.dtype, torch.float32)  # as prepare_inputs: the kernels' precision
+    u, delta = u.to(dtype), delta.to(dtype)
     b, d, l = u.shape
     n = A.shape[1]
     B = B.unsqueeze(1) if B.dim() == 3 else B
@@ -477,16 +830,19 @@ def selective_scan_numba(
             f"shape mismatch: u {tuple(u.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
             f"C {tuple(C.shape)} (B and C must have the same groups)"
         )
-    u = u.contiguous()
-    delta = delta.contiguous()
+    if n > _VEC:
+        raise ValueError(f"the numba scan backend supports d_state up to {_VEC}, got {n}")
     A = A.to(dtype).contiguous()
-    Bt = B.to(dtype).transpose(-1, -2).contiguous()
-    Ct = C.to(dtype).transpose(-1, -2).contiguous()
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, Bt, Ct)):
-        y, last = _ScanFunction.apply(u, delta, A, Bt, Ct)
+    B, C = B.to(dtype), C.to(dtype)
+    D = D.to(dtype).contiguous() if D is not None else None
+    z = z.to(dtype) if z is not None else None
+    bias = delta_bias.to(dtype).contiguous() if delta_bias is not None else None
+    inputs = (u, delta, A, B, C, D, z, bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        y, last = _ScanFunction.apply(*inputs, delta_softplus)
     else:
-        y, last = _scan_forward(u, delta, A, Bt, Ct)
-    y = finish_output(y, u, D, z).to(in_dtype)
+        y, last, _, _ = _scan_forward(*inputs, delta_softplus, save=False)
+    y = y.to(in_dtype)
     return (y, last) if return_last_state else y
 
 
