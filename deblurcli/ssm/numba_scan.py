@@ -58,6 +58,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .reference import grouped_bc
+
 try:
     import numba
     import numpy as np
@@ -820,16 +822,7 @@ def selective_scan_numba(
     u, delta = u.to(dtype), delta.to(dtype)
     b, d, l = u.shape
     n = A.shape[1]
-    B = B.unsqueeze(1) if B.dim() == 3 else B
-    C = C.unsqueeze(1) if C.dim() == 3 else C
-    g = B.shape[1]
-    if d % g:
-        raise ValueError(f"channels ({d}) must be a multiple of the B/C groups ({g})")
-    if A.shape != (d, n) or B.shape != (b, g, n, l) or C.shape != (b, g, n, l):
-        raise ValueError(
-            f"shape mismatch: u {tuple(u.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
-            f"C {tuple(C.shape)} (B and C must have the same groups)"
-        )
+    B, C, g = grouped_bc(u, A, B, C)
     if n > _VEC:
         raise ValueError(f"the numba scan backend supports d_state up to {_VEC}, got {n}")
     A = A.to(dtype).contiguous()

@@ -21,6 +21,23 @@ def _expand_groups(M: Tensor, d: int) -> Tensor:
     return M.repeat_interleave(d // g, dim=1) if g > 1 else M
 
 
+def grouped_bc(u: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor, int]:
+    """B and C as (b, g, n, l) with their group count, after checking every shape agrees."""
+    b, d, l = u.shape
+    n = A.shape[1]
+    B = B.unsqueeze(1) if B.dim() == 3 else B
+    C = C.unsqueeze(1) if C.dim() == 3 else C
+    g = B.shape[1]
+    if d % g:
+        raise ValueError(f"channels ({d}) must be a multiple of the B/C groups ({g})")
+    if A.shape != (d, n) or B.shape != (b, g, n, l) or C.shape != (b, g, n, l):
+        raise ValueError(
+            f"shape mismatch: u {tuple(u.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
+            f"C {tuple(C.shape)} (B and C must have the same groups)"
+        )
+    return B, C, g
+
+
 def prepare_inputs(
     u: Tensor, delta: Tensor, D: Tensor | None, z: Tensor | None,
     delta_bias: Tensor | None, delta_softplus: bool,

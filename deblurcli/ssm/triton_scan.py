@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .reference import finish_output, prepare_inputs
+from .reference import finish_output, grouped_bc, prepare_inputs
 from .torch_scan import selective_scan_torch
 
 # Imported by _import() only where the kernel could run: triton's own library functions are
@@ -177,17 +177,7 @@ def selective_scan_triton(
     in_dtype = u.dtype
     u, delta, dtype = prepare_inputs(u, delta, D, z, delta_bias, delta_softplus)
     b, d, l = u.shape
-    n = A.shape[1]
-    B = B.unsqueeze(1) if B.dim() == 3 else B
-    C = C.unsqueeze(1) if C.dim() == 3 else C
-    g = B.shape[1]
-    if d % g:
-        raise ValueError(f"channels ({d}) must be a multiple of the B/C groups ({g})")
-    if A.shape != (d, n) or B.shape != (b, g, n, l) or C.shape != (b, g, n, l):
-        raise ValueError(
-            f"shape mismatch: u {tuple(u.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
-            f"C {tuple(C.shape)} (B and C must have the same groups)"
-        )
+    B, C, g = grouped_bc(u, A, B, C)
     y, last = _scan_core(
         u.contiguous(), delta.contiguous(), A.to(dtype).contiguous(),
         B.to(dtype).contiguous(), C.to(dtype).contiguous(),
