@@ -176,7 +176,7 @@ def resolve(
     if entry is None:
         if _looks_like_path(text):
             raise CheckpointError(f"{text}: no such weights file; check the path, or name a model (deblur models)")
-        raise ModelNotAvailable(registry.unknown_name_message(text))
+        raise ModelNotAvailable(registry.unknown_name_message(text), exit_code=2)  # a typo, like a bad option
     if entry.embedded and (registry.embedded_path(entry) is not None or not entry.hf_repo):
         return _resolve_embedded(entry, ref=text)
     if not entry.hf_repo:
@@ -206,7 +206,7 @@ def download(
             entry = registry.find(name)
             if entry is None:
                 hint = " (it is a local file: nothing to download)" if Path(name).expanduser().exists() else ""
-                raise ModelNotAvailable(registry.unknown_name_message(name) + hint)
+                raise ModelNotAvailable(registry.unknown_name_message(name) + hint, exit_code=2)
         results.append(resolve(name, offline=offline, progress=progress, console=console, force_download=force))
     return results
 

@@ -779,6 +779,7 @@ class SyntheticPairs(Dataset):
         self.margin = int(self.degrade_kwargs.get("kernel_size", (7, 31))[1]) // 2
         self.cache = cache
         self._cache: dict[int, np.ndarray] = {}
+        self._bad: set[int] = set()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -798,6 +799,25 @@ class SyntheticPairs(Dataset):
         if self.cache:
             self._cache[i] = img
         return img
+
+    def _readable_source(self, rng: np.random.Generator) -> np.ndarray:
+        """A random source image, skipping (with one warning each) files that cannot be read.
+
+        A bad file among thousands must not end an hours-long training run. The draws do not depend
+        on which bad files are already known, so every worker makes the same samples.
+        """
+        while True:
+            if len(self._bad) == len(self.images):
+                raise ImageError(f"none of the {len(self.images)} sharp images can be read; "
+                                 "check the folder (the warnings above name each file)")
+            i = int(rng.integers(len(self.images)))
+            if i in self._bad:
+                continue
+            try:
+                return self._source(i)
+            except ImageError as exc:
+                self._bad.add(i)
+                log.warning("skipping a training image: %s", exc)
 
     def _window(self, img: np.ndarray, hh: int, ww: int, rng: np.random.Generator) -> np.ndarray:
         """A random ``hh x ww`` window; images smaller than the patch are upscaled to cover it, and
@@ -831,7 +851,7 @@ class SyntheticPairs(Dataset):
         if rng.random() < self.dead_leaves_fraction:
             sharp = dead_leaves((hh, ww), rng)
         else:
-            sharp = self._window(self._source(int(rng.integers(len(self.images)))), hh, ww, rng)
+            sharp = self._window(self._readable_source(rng), hh, ww, rng)
         sharp = np.rot90(sharp, rot)
         if flip:
             sharp = sharp[:, ::-1]

@@ -389,7 +389,7 @@ def test_bad_paths_and_options(deblur, bad_files: dict[str, Path], monkeypatch: 
     assert_one_line_error(deblur("run", folder), 2, "is a folder", "deblur batch")
     assert_one_line_error(deblur("run", good, "-o", good / "out.png"), 1, "good.png is a file, not a folder")
     assert_one_line_error(deblur("run", good, "-o", good), 2, "output is the input")
-    assert_one_line_error(deblur("run", good, "-o", folder / "o.png", "--model", "algnett", model=False), 1,
+    assert_one_line_error(deblur("run", good, "-o", folder / "o.png", "--model", "algnett", model=False), 2,
                           "unknown model 'algnett'", "did you mean algnet")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert_one_line_error(deblur("run", good, "-o", folder / "o.png", "--device", "cuda"), 2, "--device cuda")
@@ -502,7 +502,7 @@ def test_models_table_and_json(deblur) -> None:
     assert {"name", "arch", "where"} <= set(rows[0]) and any(r["name"] == "evssm-gopro" for r in rows)
     info = deblur("models", "info", "algnet-gopro", "--json")
     assert info.exit_code == 0 and json.loads(info.stdout)["arch"] == "algnet"
-    assert_one_line_error(deblur("models", "info", "algnett"), 1, "did you mean")
+    assert_one_line_error(deblur("models", "info", "algnett"), 2, "did you mean")
 
 
 def test_convert_json(deblur, tiny_model: Path, tmp_path: Path) -> None:

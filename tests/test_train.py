@@ -240,6 +240,41 @@ def test_paired_folder_training(tiny_arch: SimpleNamespace, tmp_path: Path) -> N
     assert read_log(out)[-1]["val_psnr"] > 0
 
 
+def test_unreadable_training_files_are_skipped_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One corrupt photo or pair among many must not end an hours-long run: warn once, use others."""
+    from PIL import Image
+
+    from deblurcli.errors import DeblurError
+    from deblurcli.synth import write_pairs
+    from deblurcli.train.data import PatchStream, find_paired
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    Image.fromarray(torch.randint(0, 256, (48, 48, 3), dtype=torch.uint8).numpy()).save(sharp / "good.png")
+    (sharp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    photos = sorted(sharp.glob("*.png"))
+    stream = PatchStream(seed=0, photos=photos)
+    with caplog.at_level("WARNING"):
+        samples = [stream[(k, 16)] for k in range(12)]
+    assert all(b.shape == (3, 16, 16) and s.shape == (3, 16, 16) for b, s in samples)
+    warned = [r.getMessage() for r in caplog.records if "broken.png" in r.getMessage()]
+    assert len(warned) == 1 and "skipping" in warned[0]
+
+    write_pairs(sharp, tmp_path / "pairs", count_per_image=2, seed=0, degrade_kwargs={"kernel_size": (3, 7)})
+    pairs = find_paired(tmp_path / "pairs")
+    assert len(pairs) == 2  # only good.png made pairs (write_pairs reports broken.png)
+    pairs[0].blur.write_bytes(b"garbage")
+    stream = PatchStream(seed=0, pairs=pairs)
+    assert all(stream[(k, 16)][0].shape == (3, 16, 16) for k in range(6))
+
+    (sharp / "good.png").write_bytes(b"")
+    with pytest.raises(DeblurError, match="none of the 2 sharp images can be read"):
+        PatchStream(seed=0, photos=photos)[(0, 16)]
+    pairs[1].sharp.write_bytes(b"")
+    with pytest.raises(DeblurError, match="none of the 2 training pairs can be read"):
+        PatchStream(seed=0, pairs=pairs)[(0, 16)]
+
+
 # ------------------------------------------------------------------------------------------ export
 
 

@@ -303,7 +303,7 @@ def get(name: str) -> ModelEntry:
     entry = find(name)
     if entry is not None:
         return entry
-    raise ModelNotAvailable(unknown_name_message(name))
+    raise ModelNotAvailable(unknown_name_message(name), exit_code=2)
 
 
 def suggestions(name: str, n: int = 3) -> list[str]:

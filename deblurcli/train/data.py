@@ -13,6 +13,7 @@ size of that step's progressive stage. Hence:
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +30,8 @@ from ..errors import DeblurError, UsageError
 
 # Distinct streams of the seed sequence, so no two uses of the seed ever share random numbers.
 _STREAM_SOURCE, _STREAM_ORDER, _STREAM_CROP = 1, 2, 3
+
+log = logging.getLogger(__name__)
 
 Sample = tuple[Tensor, Tensor]
 
@@ -182,6 +185,7 @@ class PatchStream(Dataset):
         self._makers: dict[int, Any] = {}
         self._images: dict[Path, np.ndarray] = {}
         self._order: tuple[int, np.ndarray] | None = None
+        self._bad: set[PairFiles] = set()
 
     def __len__(self) -> int:  # the stream is endless; DataLoader only needs this for sanity checks
         return 2**62
@@ -214,6 +218,22 @@ class PatchStream(Dataset):
             self._order = (epoch, _rng(self.seed, _STREAM_ORDER, epoch).permutation(n))
         return self.pairs[int(self._order[1][pos])]
 
+    def _readable_pair(self, k: int) -> tuple[PairFiles, tuple[np.ndarray, np.ndarray]]:
+        """Pair ``k``, or the next readable one: a bad file is skipped with one warning, not fatal."""
+        n = len(self.pairs)
+        epoch, pos = divmod(k, n)
+        for j in range(n):  # the rest of this epoch's order, wrapping: every pair is tried once
+            pair = self._pair_for(epoch * n + (pos + j) % n)
+            if pair in self._bad:
+                continue
+            try:
+                return pair, (self._read(pair.blur), self._read(pair.sharp))
+            except DeblurError as exc:
+                self._bad.add(pair)
+                log.warning("skipping a training pair: %s", exc)
+        raise DeblurError(f"none of the {len(self.pairs)} training pairs can be read; "
+                          "check the folder (the warnings above name each file)")
+
     def __getitem__(self, index: tuple[int, int]) -> Sample:
         k, patch = (int(v) for v in index)
         use_pairs = self.paired_fraction >= 1 or (
@@ -224,9 +244,9 @@ class PatchStream(Dataset):
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"data.synth: {exc}") from None
             return _chw(blurred), _chw(sharp)
-        pair = self._pair_for(k)
+        pair, images = self._readable_pair(k)
         rng = _rng(self.seed, _STREAM_CROP, k)
-        blur, sharp = random_crop(self._read(pair.blur), self._read(pair.sharp), patch, rng, pair.blur.name)
+        blur, sharp = random_crop(*images, patch, rng, pair.blur.name)
         blur, sharp = augment([blur, sharp], rng)
         return _chw(blur), _chw(sharp)
 
