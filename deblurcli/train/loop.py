@@ -318,6 +318,7 @@ class Trainer:
                                      paired_fraction=d["paired_fraction"], synth=d["synth"],
                                      cache=bool(d["cache_images"]))
         self.val_set: list[D.Sample] = []
+        self._val_input_psnr: float | None = None
         if self.world.main and v["count"] > 0:
             if val_pairs:
                 self.val_set = D.paired_val(val_pairs, count=v["count"], size=v["size"], multiple=self.multiple)
@@ -468,7 +469,7 @@ class Trainer:
             validate_now = (val_every > 0 and step % val_every == 0) or last
             if validate_now and self.world.main and self.val_set:
                 psnr, ssim = self.validate()
-                record.update(step=step, val_psnr=psnr, val_ssim=ssim)
+                record.update(step=step, val_psnr=psnr, val_ssim=ssim, val_input_psnr=self.val_input_psnr())
                 if self.best_psnr is None or psnr > self.best_psnr:
                     self.best_psnr = psnr
                     self.export(self.out / "best.safetensors", psnr=psnr, ssim=ssim)
@@ -500,6 +501,16 @@ class Trainer:
             ss.append(ssim_matlab(restored, target))
         net.train(was_training)
         return float(np.mean(ps)), float(np.mean(ss))
+
+    def val_input_psnr(self) -> float:
+        """PSNR of the blurred validation inputs themselves: the baseline a model must beat."""
+        if self._val_input_psnr is None:
+            from ..eval.metrics import psnr, to_uint8
+
+            self._val_input_psnr = float(np.mean([
+                min(psnr(to_uint8(b.permute(1, 2, 0).numpy()), to_uint8(s.permute(1, 2, 0).numpy())), 100.0)
+                for b, s in self.val_set]))
+        return self._val_input_psnr
 
     def export(self, path: Path, *, psnr: float | None = None, ssim: float | None = None) -> None:
         from ..weights import save_model

@@ -56,6 +56,7 @@ class Reporter:
         self.log_file = None
         self.tb = None
         self.last_val: float | None = None
+        self.last_gain = 0.0
         self._t0 = time.monotonic()
         if not enabled:
             return
@@ -96,6 +97,7 @@ class Reporter:
             return
         if record.get("val_psnr") is not None:
             self.last_val = record["val_psnr"]
+            self.last_gain = record["val_psnr"] - record.get("val_input_psnr", record["val_psnr"])
         assert self.log_file is not None
         self.log_file.write(json.dumps(record, allow_nan=True) + "\n")
         self.log_file.flush()
@@ -114,7 +116,7 @@ class Reporter:
         if record.get("images_per_s") is not None:
             parts.append(f"{record['images_per_s']:.1f} img/s")
         if self.last_val is not None:
-            parts.append(f"val {self.last_val:.2f} dB")
+            parts.append(f"val {self.last_val:.2f} dB ({self.last_gain:+.2f} over input)")
         info = "  ".join(parts)
         if self.progress is not None:
             self.progress.update(self.task, completed=step, info=info)
