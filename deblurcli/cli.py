@@ -386,8 +386,20 @@ def models_info(
     t.add_column(style="bold")
     t.add_column()
     for k, v in info.items():
-        t.add_row(k, escape(v if isinstance(v, str) else json.dumps(v, default=str)))
+        t.add_row(k, escape(_info_value(k, v, info)))
     out.print(t)
+
+
+def _info_value(key: str, value: Any, info: dict[str, Any]) -> str:
+    """A person reads '{}' or 'null' as a bug; say what an empty field means instead."""
+    if value not in (None, {}, []):
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+    paper_url = (info.get("paper") or {}).get("url")
+    if key == "paper_numbers":
+        return f"not recorded here yet; see the paper ({paper_url})" if paper_url else "none"
+    if key in ("revision", "sha256", "size_bytes") and info.get("hf_repo") and not info.get("embedded"):
+        return "not pinned yet (the converted weights are not published on the Hub; use source_url + convert_command)"
+    return "-"
 
 
 @app.command()

@@ -280,7 +280,24 @@ def _resolve_embedded(entry: ModelEntry, *, ref: str) -> Resolved:
             f"({folder / (entry.embedded or '') if folder else 'no deblurcli._weights package'}); "
             "reinstall deblurcli, or pass --model with a model name (deblur models) or a weights file"
         )
+    if entry.sha256:
+        _check_embedded(path, entry.sha256)
     return Resolved(path=path, ref=ref, entry=entry, revision=None, sha256=entry.sha256, source="embedded")
+
+
+@functools.lru_cache(maxsize=8)
+def _embedded_digest(path: Path, mtime_ns: int, size: int) -> str:
+    return _sha256(path)
+
+
+def _check_embedded(path: Path, pinned: str) -> None:
+    """Refuse embedded weights that differ from the package's pin (hashed once per file version)."""
+    st = path.stat()
+    digest = _embedded_digest(path, st.st_mtime_ns, st.st_size)
+    if digest != pinned.lower():
+        raise CheckpointError(
+            f"{path}: the embedded weights do not match the sha256 this package pins (got {digest[:16]}…, "
+            f"expected {pinned[:16]}…); the file was damaged or replaced: reinstall deblurcli")
 
 
 # --------------------------------------------------------------------------------------------- #

@@ -398,6 +398,19 @@ def test_local_path_and_embedded_default(tmp_path: Path, weights: dict[str, byte
     assert load_model(res.path)[1].arch == "algnet"
     assert hub.download(["default"], console=_quiet())[0].source == "embedded"
 
+    # The package pins what it ships: a matching file runs, a replaced one is refused.
+    import hashlib
+    import json
+
+    pin = hashlib.sha256(weights["v2"]).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps({"default.safetensors": {"sha256": pin}}))
+    assert registry.get("default").sha256 == pin
+    assert hub.resolve(None, console=_quiet()).sha256 == pin
+    (folder / "default.safetensors").write_bytes(weights["v1"])
+    os.utime(folder / "default.safetensors", ns=(10**9, 10**9))  # a new version even on coarse clocks
+    with pytest.raises(CheckpointError, match="embedded weights do not match the sha256 this package pins"):
+        hub.resolve(None, console=_quiet())
+
 
 def test_models_table_and_details(hubenv: StandInHub, weights: dict[str, bytes]) -> None:
     hubenv.add_file("testorg/evssm-realblur-j", "evssm-realblur-j.safetensors", weights["v1"])

@@ -21,20 +21,28 @@ def main(src: str, dst: str = "weights/default.safetensors") -> None:
     step = None
     if log.is_file():
         lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-        validated = [x for x in lines if "val_psnr" in x]  # best.safetensors comes from a validation step
-        step = (validated or lines)[-1].get("step") if lines else None
+        validated = [x for x in lines if "val_psnr" in x]
+        if Path(src).name == "best.safetensors" and validated:  # written at the best validation so far
+            step = max(validated, key=lambda x: x["val_psnr"]).get("step")
+        else:
+            step = (validated or lines)[-1].get("step") if lines else None
     extra = {
         "trained_on": "synthetic camera shake (7-31 px, linear light, noise, JPEG) on dead leaves and "
                       "licensed photos (scikit-learn china/flower CC-BY 2.0, imgaug quokka, PyWavelets aero/ascent)",
-        "description": "scaled-down ALGNet (width 8, d_state 16, one block per level) trained on CPU with "
-                       "deblur train; see weights/README.md",
+        "description": f"scaled-down {spec.arch} ({json.dumps(spec.config, sort_keys=True)}) trained on CPU "
+                       "with deblur train; see weights/README.md",
         "license": "MIT (deblurcli)",
         "training_steps": str(step),
         "source_sha256": sha256_file(src),
     }
     save_model(model, dst, arch=spec.arch, config=spec.config, variant=spec.variant, settings=spec.settings,
                extra_metadata=extra)
-    print(f"{src} (step {step}) -> {dst} ({Path(dst).stat().st_size / 1e6:.1f} MB)")
+    # The package pins what it ships: deblurcli refuses an embedded file that does not match.
+    manifest_path = Path(dst).parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest[Path(dst).name] = {"sha256": sha256_file(dst), "size": Path(dst).stat().st_size}
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(f"{src} (step {step}) -> {dst} ({Path(dst).stat().st_size / 1e6:.1f} MB); pinned in {manifest_path}")
 
 
 if __name__ == "__main__":

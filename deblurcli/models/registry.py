@@ -234,6 +234,26 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, str
     return {str(k): str(v) for k, v in meta.items()}, int(params)
 
 
+#: Beside the embedded weights: ``{file name: {"sha256": ..., "size": ...}}``, written by the
+#: export script, so a file that was damaged or swapped after release is refused, not run.
+MANIFEST_FILE = "manifest.json"
+
+
+def embedded_pin(entry: ModelEntry) -> str | None:
+    """The sha256 the package pins for ``entry``'s embedded file (None without a manifest entry)."""
+    folder = weights_dir()
+    if folder is None or not entry.embedded:
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / MANIFEST_FILE}: unreadable ({exc}); reinstall deblurcli") from None
+    pin = (manifest.get(entry.embedded) or {}).get("sha256")
+    return str(pin).lower() if pin else None
+
+
 @lru_cache(maxsize=8)
 def _default_from_file(path: str, mtime_ns: int, size: int) -> ModelEntry:
     meta, params = read_safetensors_header(path)
@@ -272,7 +292,7 @@ def default_entry() -> ModelEntry:
     if path is None:
         return placeholder
     st = path.stat()
-    return _default_from_file(str(path), st.st_mtime_ns, st.st_size)
+    return replace(_default_from_file(str(path), st.st_mtime_ns, st.st_size), sha256=embedded_pin(placeholder))
 
 
 # --------------------------------------------------------------------------------------------- #
