@@ -250,7 +250,9 @@ def embedded_pin(entry: ModelEntry) -> str | None:
         return None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder / MANIFEST_FILE}: unreadable ({exc}); reinstall deblurcli") from None
-    pin = (manifest.get(entry.embedded) or {}).get("sha256")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get(entry.embedded, {}), dict):
+        raise CheckpointError(f"{folder / MANIFEST_FILE}: not a manifest of weights files; reinstall deblurcli")
+    pin = manifest.get(entry.embedded, {}).get("sha256")
     return str(pin).lower() if pin else None
 
 
