@@ -145,6 +145,11 @@ def run_training_shapes(args: argparse.Namespace, results: dict[str, Any]) -> No
     print(format_training_table(results))
 
 
+def _table_head(title: str, head: list[str]) -> list[str]:
+    """A title line and the header of a Markdown table."""
+    return [title, "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+
+
 def format_training_table(results: dict[str, Any]) -> str:
     """Markdown: ms per call forward and forward+backward, and backward / forward."""
     names: list[str] = []
@@ -153,13 +158,8 @@ def format_training_table(results: dict[str, Any]) -> str:
     head = ["shape", "(b, d, n, l)"]
     for n in names:
         head += [f"{n} fwd ms", f"{n} fwd+bwd ms", f"{n} bwd/fwd"]
-    lines = [
-        f"selective scan training calls, float32, {results['threads']} thread(s), {results['device']}: "
-        "median ms per call, forward with autograd on",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
+    lines = _table_head(f"selective scan training calls, float32, {results['threads']} thread(s), "
+                        f"{results['device']}: median ms per call, forward with autograd on", head)
     totals = {n: [0.0, 0.0] for n in names}
     for key, row in results["training"].items():
         cells = [key, f"{row['b']}, {row['d']}, {row['n']}, {row['l']}"]
@@ -291,13 +291,8 @@ def format_table(results: dict[str, Any]) -> str:
     for row in results["scenarios"].values():
         names += [n for n in row["seconds"] if n not in names]
     head = ["scenario", "shape (b, d, n, l)"] + [("loop" if n == "reference" else n) for n in names]
-    lines = [
-        f"selective scan, float32, {results['threads']} thread(s), {results['device']}: "
-        "median seconds per call (x = speed-up over the Python loop)",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
+    lines = _table_head(f"selective scan, float32, {results['threads']} thread(s), {results['device']}: "
+                        "median seconds per call (x = speed-up over the Python loop)", head)
     for key, row in results["scenarios"].items():
         cells = [f"{key}: {row['what']}", f"{row['b']}, {row['d']}, {row['n']}, {row['l']}"]
         for n in names:

@@ -469,6 +469,15 @@ if numba is not None:
                 _forward_out(z, sz, D, out, sout, ysum, last, bi, c2, t0, m, h2, u2, y2, zb, ob)
                 _forward_out(z, sz, D, out, sout, ysum, last, bi, c3, t0, m, h3, u3, y3, zb, ob)
 
+    @_njit(fastmath=_FASTMATH, error_model="numpy", inline="always")
+    def _task(it: int, g: int, parts: int, dg: int) -> tuple[int, int, int, int, int]:
+        """Task ``it`` -> (batch, group, part, first channel, end channel), shared by both kernels."""
+        bi = it // (g * parts)
+        r = it - bi * (g * parts)
+        gi = r // parts
+        p = r - gi * parts
+        return bi, gi, p, gi * dg + (p * dg) // parts, gi * dg + ((p + 1) * dg) // parts
+
     @_njit(parallel=True, fastmath=_FASTMATH, error_model="numpy")
     def _forward_kernel(
         u: Any, su: Any, dt: Any, sdt: Any, bias: Any, softplus: bool, z: Any, sz: Any, D: Any, A: Any,
@@ -481,12 +490,7 @@ if numba is not None:
         tasks = b * g * parts
         for w in numba.prange(nw):
             for it in range(w, tasks, nw):
-                bi = it // (g * parts)
-                r = it - bi * (g * parts)
-                gi = r // parts
-                p = r - gi * parts
-                lo = gi * dg + (p * dg) // parts
-                hi = gi * dg + ((p + 1) * dg) // parts
+                bi, gi, p, lo, hi = _task(it, g, parts, dg)
                 _forward_task(u, su, dt, sdt, bias, softplus, z, sz, D, A, B, sB, C, sC, out, sout, ysum, last, ckpt,
                               l, bi, gi, lo, hi)
 
@@ -634,12 +638,7 @@ if numba is not None:
         tasks = b * g * parts
         for w in numba.prange(nw):
             for it in range(w, tasks, nw):
-                bi = it // (g * parts)
-                r = it - bi * (g * parts)
-                gi = r // parts
-                p = r - gi * parts
-                lo = gi * dg + (p * dg) // parts
-                hi = gi * dg + ((p + 1) * dg) // parts
+                bi, gi, p, lo, hi = _task(it, g, parts, dg)
                 _backward_task(u, su, dt, sdt, bias, softplus, z, sz, D, A, B, sB, C, sC, gout, sgo, ysum, ckpt,
                                gstate, gu, sgu, gdt, sgdt, gz, sgz, gD, gbias, gA, gB, sgB, gC, sgC,
                                l, bi, gi, p, lo, hi)
