@@ -66,9 +66,12 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Help is plain text: option help quotes syntax such as hf:OWNER/REPO[/FILE][@REV], which rich
+    # would read as markup tags (and crash on); plain click help also suits pipes, logs and screen readers.
+    rich_markup_mode=None,
 )
 models_app = typer.Typer(help="List the named models, or show one (deblur models info NAME).",
-                         invoke_without_command=True)
+                         invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
 # stderr is for people and logs: one message per line (never wrapped at 80 columns when it is a
