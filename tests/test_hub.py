@@ -439,9 +439,9 @@ def test_registry_matches_the_official_models() -> None:
     from deblurcli.models import algnet, evssm, get_arch
 
     official = json.loads((FIXTURES / "official_state_dicts.json").read_text())
-    shapes = {"algnet": "algnet", "evssm": "evssm", "xyscannet": "xyscannetp"}
+    shapes = {"algnet-b-gopro": "algnet-b", "algnet-gopro": "algnet", "evssm": "evssm", "xyscannet": "xyscannetp"}
     for entry in registry.entries()[1:]:
-        ref = official[shapes[entry.arch]]
+        ref = official[shapes.get(entry.name) or shapes[entry.arch]]
         sd = {k: torch.empty(s, device="meta") for k, s in ref["keys"].items()}
         assert get_arch(entry.arch).infer_config(sd) == entry.config, entry.name
         assert entry.params == ref["n_params"], entry.name

@@ -61,10 +61,18 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     paper: Paper | None = None
-    #: dataset (one of BENCHMARKS) -> {"psnr": dB, "ssim": 0..1}, as the authors published them.
-    #: Only figures checked against an official source go here; none of the three official
-    #: READMEs states any, so the published entries leave this empty rather than guess.
-    paper_numbers: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Test set (one of BENCHMARKS) -> the paper's figures for this trained network:
+    #: ``{"trained_on": ..., "psnr": dB, "ssim": 0..1, ...}`` plus any other metric the table prints
+    #: (kid, fid, lpips, niqe, lpips_shift_tolerant). Copied from the papers' own tables
+    #: (shared/docs/PAPERS.md); a test set or metric the paper does not state is absent, never filled in.
+    paper_numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The model those figures belong to, as the paper names it. It differs from this entry's
+    #: network for XYScanNetP: the paper measured XYScanNet, the authors released XYScanNetP.
+    paper_model: str = ""
+    #: Said wherever the figures are shown beside this entry, when they are not its own network's.
+    paper_note: str = ""
+    #: The paper's published speed/cost: seconds per image, the image, the GPU (None: not named).
+    paper_cost: dict[str, Any] = field(default_factory=dict)
     license: str = ""
     #: File name inside the package's weights folder, or None.
     embedded: str | None = None
@@ -108,7 +116,7 @@ _ALGNET = Paper(
 )
 _EVSSM = Paper("Efficient Visual State Space Model for Image Deblurring", "CVPR 2025", "https://arxiv.org/abs/2405.14343")
 _XYSCAN = Paper(
-    "XYScanNet: A State Space Model for Single Image Deblurring", "CVPR 2025 Workshops (NTIRE)",
+    "XYScanNet: An Interpretable State Space Model for Perceptual Image Deblurring", "CVPR 2025 Workshops",
     "https://arxiv.org/abs/2412.10338",
 )
 
@@ -135,6 +143,55 @@ _XYSCAN_DRIVE = {
 }
 _DATASET_NAMES = {"gopro": "GoPro", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
 _SHORT = {"gopro": "gopro", "realblur-j": "realj", "realblur-r": "realr"}
+_ALGNET_B_CONFIG = {**_ALGNET_CONFIG, "width": 64}
+
+# The papers' published figures, from their own tables (shared/docs/PAPERS.md): model as the paper
+# names it -> training set -> test set -> metrics. PSNR in dB, SSIM with the digits printed.
+# Cells the papers leave empty ("not stated") are simply absent.
+_PAPER_FIGURES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+    "ALGNet": {  # ACM MM 2024, width 32
+        "GoPro": {"gopro": {"psnr": 33.49, "ssim": 0.964}, "hide": {"psnr": 31.64, "ssim": 0.947},
+                  "realblur-r": {"psnr": 36.35, "ssim": 0.961}, "realblur-j": {"psnr": 29.12, "ssim": 0.886}},
+        "RealBlur-R": {"realblur-r": {"psnr": 41.16, "ssim": 0.981}},
+        "RealBlur-J": {"realblur-j": {"psnr": 32.94, "ssim": 0.946}},
+    },
+    "ALGNet-B": {  # same paper, width 64
+        "GoPro": {"gopro": {"psnr": 34.05, "ssim": 0.969}, "hide": {"psnr": 31.68, "ssim": 0.952}},
+    },
+    "EVSSM": {  # CVPR 2025
+        "GoPro": {"gopro": {"psnr": 34.51, "ssim": 0.9713}, "hide": {"psnr": 31.99, "ssim": 0.9503}},
+        "RealBlur-R": {"realblur-r": {"psnr": 41.27, "ssim": 0.9776}},
+        "RealBlur-J": {"realblur-j": {"psnr": 34.34, "ssim": 0.9456}},
+    },
+    "XYScanNet": {  # CVPR 2025 Workshops; KID and FID per clean-fid, normalised to [0, 1]
+        "GoPro": {
+            "gopro": {"psnr": 33.91, "ssim": 0.968, "kid": 0.073, "fid": 0.138, "lpips": 0.067, "niqe": 4.05},
+            "hide": {"psnr": 31.74, "ssim": 0.947, "kid": 0.035, "fid": 0.118, "lpips": 0.091, "niqe": 3.52},
+        },
+        # On RealBlur the paper gives no PSNR/SSIM, only shift-tolerant LPIPS and NIQE.
+        "RealBlur-J": {"realblur-j": {"lpips_shift_tolerant": 0.041, "niqe": 3.71}},
+        "RealBlur-R": {"realblur-r": {"lpips_shift_tolerant": 0.012, "niqe": 5.21}},
+    },
+}
+_PAPER_COSTS: dict[str, dict[str, Any]] = {
+    # Its Table 6, for width 32 only: ALGNet-B's cost is not stated.
+    "ALGNet": {"seconds_per_image": 0.237, "image": "1280x720", "gpu": None, "gflops": 17,
+               "gflops_input": "256x256"},
+    # The paper's hybrid intra/inter XYScanNet of its ablation tables, not the released XYScanNetP.
+    "XYScanNet": {"seconds_per_image": 0.165, "image": "GoPro test image", "gpu": "RTX 3090", "memory_gb": 4.51},
+}
+_XYSCANP_NOTE = "the paper's figures are for its XYScanNet, not this released XYScanNetP (dim 144)"
+
+
+def _paper_fields(model: str, trained_on: str, note: str = "") -> dict[str, Any]:
+    """The figures ``model`` trained on ``trained_on`` has in its paper, each labelled with its training set."""
+    figures = _PAPER_FIGURES[model].get(trained_on, {})
+    return {
+        "paper_model": model,
+        "paper_numbers": {ds: {"trained_on": trained_on, **nums} for ds, nums in figures.items()},
+        "paper_note": note,
+        "paper_cost": dict(_PAPER_COSTS.get(model, {})),
+    }
 
 
 def _hub_fields(name: str, authors_file: str) -> dict[str, Any]:
@@ -152,9 +209,18 @@ def _published() -> tuple[ModelEntry, ...]:
             config=_ALGNET_CONFIG, settings=_ALGNET_LOCAL, trained_on="GoPro",
             description="ALGNet (width 32) trained on GoPro, run with its local (TLC) pooling as in the paper",
             paper=_ALGNET, license="none stated (the authors' repository has no license file)",
-            source_url=_ALGNET_DRIVE, params=54_642_252,
+            source_url=_ALGNET_DRIVE, params=54_642_252, **_paper_fields("ALGNet", "GoPro"),
             # The Drive folder's file names are not documented; any of its ALGNet-32 .pth files.
             **_hub_fields("algnet-gopro", "AUTHORS_ALGNET_GOPRO.pth"),
+        ),
+        ModelEntry(
+            name="algnet-b-gopro", aliases=("algnet-b",), arch="algnet", variant="local",
+            config=_ALGNET_B_CONFIG, settings=_ALGNET_LOCAL, trained_on="GoPro",
+            description="ALGNet-B (width 64) trained on GoPro, run with its local (TLC) pooling as in the paper",
+            paper=_ALGNET, license="none stated (the authors' repository has no license file)",
+            source_url=_ALGNET_DRIVE, params=213_823_628, **_paper_fields("ALGNet-B", "GoPro"),
+            # Same Drive folder as ALGNet; its width-64 file (names undocumented).
+            **_hub_fields("algnet-b-gopro", "AUTHORS_ALGNET_B_GOPRO.pth"),
         ),
     ]
     for ds in ("gopro", "realblur-j", "realblur-r"):
@@ -165,6 +231,7 @@ def _published() -> tuple[ModelEntry, ...]:
             trained_on=_DATASET_NAMES[ds],
             description=f"EVSSM trained on {_DATASET_NAMES[ds]}, run with the windowed scans the paper tests with",
             paper=_EVSSM, license="MIT (kkkls/EVSSM code)", source_url=_EVSSM_DRIVE, params=17_129_472,
+            **_paper_fields("EVSSM", _DATASET_NAMES[ds]),
             # The authors' test script names the GoPro file net_g_GoPro.pth (BasicSR 'params' inside).
             **_hub_fields(name, "net_g_GoPro.pth" if ds == "gopro" else f"AUTHORS_EVSSM_{_SHORT[ds].upper()}.pth"),
         ))
@@ -177,7 +244,7 @@ def _published() -> tuple[ModelEntry, ...]:
             trained_on=_DATASET_NAMES[ds],
             description=f"XYScanNetP (XYScanNet+, dim 144) trained on {_DATASET_NAMES[ds]}",
             paper=_XYSCAN, license="MIT (HanzhouLiu/XYScanNet code)", source_url=_XYSCAN_DRIVE[ds],
-            params=63_514_368,
+            params=63_514_368, **_paper_fields("XYScanNet", _DATASET_NAMES[ds], _XYSCANP_NOTE),
             # The authors' predict scripts load results/<job>/models/best_XYScanNet_stage2.pth.
             **_hub_fields(name, "best_XYScanNet_stage2.pth"),
         ))
