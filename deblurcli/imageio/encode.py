@@ -24,11 +24,8 @@ Policies a photographer will notice, decided once here (the format facts they us
 
 from __future__ import annotations
 
-import errno
 import io
 import os
-import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +34,7 @@ from typing import BinaryIO
 import numpy as np
 
 from deblurcli.errors import ImageError
+from deblurcli.fsutil import atomic_write, is_disk_full
 
 from .formats import FORMATS, describe, either, format_for_path
 from .image import Image, _unorient
@@ -172,55 +170,15 @@ def _check_options(quality: int, keep_orientation: str) -> None:
 
 
 def _atomic_write(path: Path, writer: Callable[[BinaryIO], None]) -> None:
-    """Temp file next to the target, fsync, rename: readers see the old file or the whole new one."""
-    parent = path.parent if str(path.parent) else Path(".")
+    """`fsutil.atomic_write` (readers see the old file or the whole new one), its failures worded for a user."""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied; choose a folder you can write to") from None
+        atomic_write(path, writer)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot create the output ({exc.strerror or exc})") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(path))
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            if exc.errno == errno.ENOSPC:
-                raise ImageError(f"{path}: disk full; free some space or write elsewhere") from None
-            if isinstance(exc, PermissionError):
-                raise ImageError(f"{path}: permission denied; choose a file you can write") from None
-            raise ImageError(f"{path}: cannot write the output ({exc.strerror or exc})") from None
-        raise
-    _fsync_dir(parent)
-
-
-def _new_file_mode(path: Path) -> int:
-    """mkstemp makes 0600 files; a photo should get the usual permissions (or keep the old ones)."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(parent: Path) -> None:
-    try:
-        fd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        if is_disk_full(exc):
+            raise ImageError(f"{path}: disk full; free some space or write elsewhere") from None
+        if isinstance(exc, PermissionError):
+            raise ImageError(f"{path}: permission denied; choose a folder and file you can write") from None
+        raise ImageError(f"{path}: cannot write the output ({exc.strerror or exc})") from None
 
 
 def _quantize(x: np.ndarray, depth: int, label: str) -> np.ndarray:
