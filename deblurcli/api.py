@@ -33,9 +33,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_OVERLAP = 32
-# Peak bytes of activations per input pixel per unit of level-1 width, measured on CPU with
-# float32 (see benchmarks/): an estimate for picking tiles from free memory, deliberately high.
-_BYTES_PER_PIXEL_PER_CHANNEL = 160.0
 
 
 @dataclass
@@ -236,8 +233,8 @@ class Deblurrer:
         if isinstance(self.tile, int):
             return self.tile
         m = self.spec.pad_multiple
-        width = int(self.spec.config.get("width") or self.spec.config.get("dim") or 48)
-        bpp = _BYTES_PER_PIXEL_PER_CHANNEL * width * (2 if self.precision == "fp32" else 1)
+        # The architecture's own memory hint; full precision gets twice the half-precision estimate.
+        bpp = self.arch.bytes_per_pixel(self.spec.config) * (2 if self.precision == "fp32" else 1)
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             maximum = None

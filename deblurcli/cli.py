@@ -24,6 +24,10 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .errors import DeblurError
+from .models import arch_names
+
+#: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
+_ARCH_CHOICES = " | ".join(arch_names())
 
 
 class _OneLineErrors(TyperGroup):
@@ -427,7 +431,7 @@ def download(
 def convert(
     src: Path = typer.Argument(..., help="The authors' checkpoint (.pth/.pt/.safetensors)"),
     dst: Path = typer.Argument(..., help="Output .safetensors"),
-    arch: str | None = typer.Option(None, "--arch", help="algnet | evssm | xyscannet (default: detected)"),
+    arch: str | None = typer.Option(None, "--arch", help=f"{_ARCH_CHOICES} (default: detected)"),
     variant: str | None = VariantOpt,
     half: bool = typer.Option(False, "--fp16", help="Store weights in float16 (half the size)"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -546,7 +550,7 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
     print_cfg: str | None = typer.Option(None, "--print-config", metavar="ARCH",
                                          help="Print a commented starting config for ARCH and exit"),
-    arch: str | None = typer.Option(None, "--arch"),
+    arch: str | None = typer.Option(None, "--arch", help=_ARCH_CHOICES),
     data: Path | None = typer.Option(None, "--data", help="Paired dataset folder"),
     synthetic: Path | None = typer.Option(None, "--synthetic", help="Folder of sharp photos, blurred on the fly"),
     dead_leaves: float | None = typer.Option(None, "--dead-leaves", help="Fraction of dead-leaves samples"),

@@ -29,6 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .models import find_arch
+
+# Below SCAN_MIN_TILE a scan (state-space) model sees too little of the photo to estimate long
+# blur; each architecture states its own minimum tile (ArchSpec.min_tile).
+from .models.contract import CONV_MIN_TILE as _CONV_MIN_TILE
+from .models.contract import SCAN_MIN_TILE
+
 __all__ = [
     "SCAN_MIN_TILE",
     "Tile",
@@ -42,10 +49,6 @@ __all__ = [
     "too_small_tile_warning",
 ]
 
-#: Below this a scan (state-space) model sees too little of the photo to estimate long blur.
-SCAN_MIN_TILE = 256
-_SCAN_ARCHES = ("evssm", "xyscannet", "scan", "mamba", "ssm")
-_CONV_MIN_TILE = 128
 
 
 @dataclass(frozen=True)
@@ -250,9 +253,13 @@ def auto_tile_size(
 
 
 def min_context(arch_hint: str | None = None) -> int:
-    """Smallest tile side that still lets this kind of model see typical motion blur."""
-    hint = (arch_hint or "").lower()
-    return SCAN_MIN_TILE if any(a in hint for a in _SCAN_ARCHES) else _CONV_MIN_TILE
+    """Smallest tile side that still lets this architecture see typical motion blur.
+
+    The architecture says so itself (``ArchSpec.min_tile``); an unknown name gets the
+    convolutional minimum.
+    """
+    spec = find_arch(arch_hint)
+    return spec.min_tile if spec is not None else _CONV_MIN_TILE
 
 
 def too_small_tile_warning(tile: int, arch_hint: str | None = None) -> str | None:

@@ -166,19 +166,18 @@ def spec_from_state_dict(
         stored_settings = json.loads(meta.get("settings") or "{}")
     else:
         arch = arch or detect_arch(sd)
-        mod = get_arch(arch)
-        if not mod.detect(sd):
+        if not get_arch(arch).detect(sd):
             raise CheckpointError(f"these weights are not {arch}'s (detected: {_safe_detect(sd)}); check --arch")
-        config = mod.infer_config(sd)
+        config = get_arch(arch).infer_config(sd)
         stored_variant, stored_settings = None, {}
     mod = get_arch(arch)
-    v = variant or stored_variant or mod.DEFAULT_VARIANT
-    if v not in mod.VARIANTS:
-        raise CheckpointError(f"{arch} has no variant {v!r}: choose {', '.join(mod.VARIANTS)}")
+    v = variant or stored_variant or mod.default_variant
+    if v not in mod.variants:
+        raise CheckpointError(f"{arch} has no variant {v!r}: choose {', '.join(mod.variants)}")
     s = dict(stored_settings if v == stored_variant else {})
     s.update(settings or {})
     return ModelSpec(
-        arch=arch, config=config, variant=v, settings=s, input_range=mod.INPUT_RANGE,
+        arch=arch, config=config, variant=v, settings=s, input_range=mod.input_range,
         pad_multiple=int(mod.pad_multiple(config, v)),
         metadata={k: val for k, val in meta.items() if k not in ("config", "settings")},
     )
@@ -252,10 +251,10 @@ def save_model(
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous()
-    v_name = variant or mod.DEFAULT_VARIANT
+    v_name = variant or mod.default_variant
     spec = ModelSpec(
         arch=arch, config=dict(config), variant=v_name, settings=dict(settings or {}),
-        input_range=mod.INPUT_RANGE, pad_multiple=int(mod.pad_multiple(config, v_name)),
+        input_range=mod.input_range, pad_multiple=int(mod.pad_multiple(config, v_name)),
         metadata={k: str(val) for k, val in (extra_metadata or {}).items()},
     )
     _atomic_save(tensors, spec.to_metadata(), Path(path))

@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from deblurcli.errors import UsageError
-from deblurcli.models import detect_arch, evssm, get_arch
+from deblurcli.models import detect_arch, get_arch
+from deblurcli.models.evssm import SPEC
+from deblurcli.models.evssm import network as evssm
 from deblurcli.weights import read_checkpoint
 
 
@@ -67,7 +69,7 @@ def _case(name: str) -> tuple[dict[str, Any], nn.Module, dict[str, Tensor]]:
 
 
 def test_contract() -> None:
-    assert get_arch("evssm") is evssm
+    assert get_arch("evssm") is SPEC and SPEC.build.module == "deblurcli.models.evssm"
     assert evssm.ARCH == "evssm"
     assert evssm.VARIANTS == ("global", "windowed")
     assert evssm.DEFAULT_VARIANT == "windowed"

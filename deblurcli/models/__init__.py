@@ -1,63 +1,107 @@
-"""The three architectures and how a checkpoint's keys map to one of them.
+"""The architectures, and the one list that makes the rest of deblurcli know them.
 
-Each architecture lives in its own module (``algnet``, ``evssm``, ``xyscannet``) and exposes the
-same small surface, so that the loader, the tiler and the trainer never need to know which
-network they hold:
+Each architecture is a module (or a folder) of this package exposing ``SPEC``, an
+:class:`~deblurcli.models.contract.ArchSpec`: its name, constructor, variants, checkpoint
+detection, size rule, minimum useful tile, memory hint, training recipe, export hook and
+multi-scale outputs. The loader, the named-model registry, the tiler, the API, the trainer and
+the CLI read those facts through :func:`get_arch` and :func:`arch_names` only.
 
-- ``ARCH``: the architecture's name.
-- ``VARIANTS`` / ``DEFAULT_VARIANT``: the forms the authors use (e.g. ALGNet ``plain`` / ``local``,
-  EVSSM ``global`` / ``windowed``); the default is the one the paper's test numbers use.
-- ``INPUT_RANGE``: ``"[0, 1]"`` or ``"[-0.5, 0.5]"``, recorded in converted checkpoints.
-- ``build(kwargs, variant=DEFAULT_VARIANT, **settings) -> nn.Module``: ``kwargs`` are the official
-  constructor's keyword arguments (as in the conformance ``case.json``); ``settings`` are the
-  variant's extra settings (``local_pool=...``, ``scan_window=...``).
-- ``detect(state_dict) -> bool`` and ``infer_config(state_dict) -> dict`` (the constructor kwargs
-  read from key names and shapes alone).
-- ``pad_multiple(kwargs, variant) -> int``: the size rule an input must meet.
-- ``restore(model, x) -> Tensor``: ``x`` is (N, 3, H, W) in [0, 1] with H, W multiples of
-  ``pad_multiple``; returns the restored image in [0, 1] space (not clamped), same shape.
-- ``training_outputs(model, x) -> list[Tensor]``: the multi-scale predictions a loss compares,
-  coarsest first, finest (full size) last, in [0, 1] image space.
+Adding an architecture: write ``deblurcli/models/NAME.py`` (or ``NAME/__init__.py``) with a
+``SPEC``, and add ``"NAME"`` to :data:`ARCH_NAMES`. Code outside the package (a plug-in, a test)
+calls :func:`register_arch` instead.
 
-A model's raw ``forward`` stays exactly the official one, which is what conformance compares.
+Nothing here imports torch, so listing architectures costs nothing; a network's code is imported
+when it is first built.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Any
-
-from torch import Tensor, nn
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
+from .contract import ArchSpec, TrainRecipe
 
+if TYPE_CHECKING:
+    from torch import nn
+
+#: The built-in architectures: each is the module ``deblurcli.models.<name>`` exposing ``SPEC``.
+#: Detection tries them in this order.
 ARCH_NAMES: tuple[str, ...] = ("algnet", "evssm", "xyscannet")
 
+_loaded: dict[str, ArchSpec] = {}
+_registered: dict[str, ArchSpec] = {}
 
-def get_arch(name: str) -> ModuleType:
-    """The module implementing architecture ``name``."""
-    key = name.lower()
+
+def register_arch(spec: ArchSpec, *, replace: bool = False) -> ArchSpec:
+    """Make an architecture defined outside this package known to every command.
+
+    The name must be new unless ``replace`` is given (a built-in cannot be replaced).
+    """
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(f"register_arch takes an ArchSpec, got {type(spec).__name__}")
+    if spec.name in ARCH_NAMES:
+        raise ValueError(f"{spec.name!r} is a built-in architecture; choose another name")
+    if spec.name in _registered and not replace:
+        raise ValueError(f"an architecture called {spec.name!r} is already registered")
+    _registered[spec.name] = spec
+    return spec
+
+
+def unregister_arch(name: str) -> None:
+    """Forget an architecture added by :func:`register_arch` (built-ins stay)."""
+    _registered.pop(name, None)
+
+
+def arch_names() -> tuple[str, ...]:
+    """Every architecture's name: the built-ins in detection order, then registered ones."""
+    return (*ARCH_NAMES, *_registered)
+
+
+def find_arch(name: str | None) -> ArchSpec | None:
+    """The spec called ``name`` (case-insensitive), or None."""
+    key = (name or "").lower()
+    if key in _registered:
+        return _registered[key]
     if key not in ARCH_NAMES:
-        raise CheckpointError(f"unknown architecture {name!r}: expected one of {', '.join(ARCH_NAMES)}")
-    return importlib.import_module(f"{__name__}.{key}")
+        return None
+    if key not in _loaded:
+        spec = getattr(importlib.import_module(f"{__name__}.{key}"), "SPEC", None)
+        if not isinstance(spec, ArchSpec) or spec.name != key:
+            raise TypeError(f"deblurcli.models.{key} must define SPEC = ArchSpec(name={key!r}, ...)")
+        _loaded[key] = spec
+    return _loaded[key]
 
 
-def detect_arch(state_dict: dict[str, Tensor]) -> str:
+def get_arch(name: str) -> ArchSpec:
+    """The description of architecture ``name``; an unknown name is a clear error."""
+    spec = find_arch(name)
+    if spec is None:
+        raise CheckpointError(f"unknown architecture {name!r}: expected one of {', '.join(arch_names())}")
+    return spec
+
+
+def detect_arch(state_dict: Mapping[str, Any]) -> str:
     """Name the architecture a state dict belongs to, from its keys alone."""
-    found = [name for name in ARCH_NAMES if get_arch(name).detect(state_dict)]
+    found = [name for name in arch_names() if get_arch(name).detect(state_dict)]
     if len(found) == 1:
         return found[0]
     if not found:
         sample = ", ".join(list(state_dict)[:5])
         raise CheckpointError(
             "could not recognise the architecture of these weights "
-            f"(first keys: {sample}); pass --arch algnet|evssm|xyscannet if you know it"
+            f"(first keys: {sample}); pass --arch {'|'.join(arch_names())} if you know it"
         )
     raise CheckpointError(f"these weights look like several architectures ({', '.join(found)}); pass --arch")
 
 
-def create(arch: str, kwargs: dict[str, Any], variant: str | None = None, **settings: Any) -> nn.Module:
+def create(arch: str, kwargs: Mapping[str, Any], variant: str | None = None, **settings: Any) -> nn.Module:
     """Build an (untrained) network from its constructor kwargs, variant and variant settings."""
-    mod = get_arch(arch)
-    return mod.build(dict(kwargs), variant or mod.DEFAULT_VARIANT, **settings)
+    return get_arch(arch).create(kwargs, variant, **settings)
+
+
+__all__ = [
+    "ARCH_NAMES", "ArchSpec", "TrainRecipe", "arch_names", "create", "detect_arch", "find_arch", "get_arch",
+    "register_arch", "unregister_arch",
+]

@@ -17,6 +17,7 @@ models costs no network and no model loading.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib.resources
 import json
@@ -30,6 +31,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import CheckpointError, ModelNotAvailable
+from . import get_arch
 
 DEFAULT_NAME = "default"
 #: File name of the embedded default model inside ``deblurcli._weights``.
@@ -120,15 +122,16 @@ _XYSCAN = Paper(
     "https://arxiv.org/abs/2412.10338",
 )
 
-# Full-size constructor kwargs, as read from the released checkpoints' keys and shapes
-# (tests/fixtures/conformance/official_state_dicts.json).
-_ALGNET_CONFIG = {"img_channel": 3, "width": 32, "middle_blk_num": 8, "enc_blk_nums": [2, 2, 4, 8],
-                  "dec_blk_nums": [8, 4, 2, 2]}
-_EVSSM_CONFIG = {"inp_channels": 3, "out_channels": 3, "dim": 48, "num_blocks": [6, 6, 12],
-                 "ffn_expansion_factor": 3, "bias": False}
-_XYSCANP_CONFIG = {"inp_channels": 3, "out_channels": 3, "dim": 144, "num_blocks": [3, 3, 6],
-                   "vssm_expansion_factor": 1, "ffn_expansion_factor": 1, "bias": False,
-                   "LayerNorm_type": "WithBias"}
+# Full-size constructor kwargs of the released checkpoints: each architecture keeps them beside
+# its code (ArchSpec.configs); deep copies, so an entry's dict is its own.
+def _config(arch: str, name: str) -> dict[str, Any]:
+    return copy.deepcopy(dict(get_arch(arch).configs[name]))
+
+
+_ALGNET_CONFIG = _config("algnet", "algnet")
+_ALGNET_B_CONFIG = _config("algnet", "algnet-b")
+_EVSSM_CONFIG = _config("evssm", "evssm")
+_XYSCANP_CONFIG = _config("xyscannet", "xyscannetp")
 # The test-time forms behind the papers' numbers: ALGNet's TLC pooling sized for 256 px training
 # crops, EVSSM's 384/192/96 px scan windows (the defaults of those variants, spelled out here).
 _ALGNET_LOCAL = {"local_pool": {"train_size": [256, 256], "base_size": [384, 384], "fast_imp": False}}
@@ -143,7 +146,6 @@ _XYSCAN_DRIVE = {
 }
 _DATASET_NAMES = {"gopro": "GoPro", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
 _SHORT = {"gopro": "gopro", "realblur-j": "realj", "realblur-r": "realr"}
-_ALGNET_B_CONFIG = {**_ALGNET_CONFIG, "width": 64}
 
 # The papers' published figures, from their own tables (shared/docs/PAPERS.md): model as the paper
 # names it -> training set -> test set -> metrics. PSNR in dB, SSIM with the digits printed.

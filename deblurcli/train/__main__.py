@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..errors import DeblurError
+from ..models import arch_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key (dotted, value read as YAML); repeatable")
     p.add_argument("--print-config", action="store_true", help="print a commented starting config and exit")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--arch", help="algnet | evssm | xyscannet")
+    p.add_argument("--arch", help=" | ".join(arch_names()))
     p.add_argument("--data", help="folder of blurred/sharp pairs")
     p.add_argument("--synthetic", help="folder of sharp photos, blurred on the fly")
     p.add_argument("--dead-leaves", type=float, help="fraction of synthetic samples drawn as dead leaves")

@@ -6,7 +6,9 @@ a YAML or TOML file, and the architecture's defaults, which follow the authors' 
 Every key is checked against the defaults so that a typo fails loudly with the nearest valid key
 instead of being silently ignored for a multi-day run.
 
-This module imports neither torch nor the models, so ``deblur train --print-config`` is instant.
+The per-architecture parts (full-size model, trained variant, recipe, comments) are each
+architecture's ``ArchSpec.recipe``. This module imports no torch and no network code, so
+``deblur train --print-config`` is instant.
 """
 
 from __future__ import annotations
@@ -22,32 +24,15 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..models import ARCH_NAMES, arch_names, get_arch
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ARCHS: tuple[str, ...] = ("algnet", "evssm", "xyscannet")
-
-#: Architecture constructor kwargs of the papers' full-size models.
-_MODELS: dict[str, dict[str, Any]] = {
-    "algnet": {
-        "img_channel": 3, "width": 32, "middle_blk_num": 8,
-        "enc_blk_nums": [2, 2, 4, 8], "dec_blk_nums": [8, 4, 2, 2], "d_state": 32,
-    },
-    "evssm": {
-        "inp_channels": 3, "out_channels": 3, "dim": 48, "num_blocks": [6, 6, 12],
-        "ffn_expansion_factor": 3, "bias": False,
-    },
-    "xyscannet": {
-        "inp_channels": 3, "out_channels": 3, "dim": 72, "num_blocks": [3, 3, 6],
-        "vssm_expansion_factor": 1, "ffn_expansion_factor": 1, "bias": False,
-    },
-}
-
-#: The form each network is trained in (the exported file gets the inference form, see export).
-_TRAIN_VARIANT = {"algnet": "plain", "evssm": "global", "xyscannet": "plain"}
+#: The built-in architectures (``deblurcli.models.ARCH_NAMES``); registered ones are accepted too.
+ARCHS: tuple[str, ...] = ARCH_NAMES
 
 _COMMON: dict[str, Any] = {
     "arch": None,
@@ -113,25 +98,6 @@ _COMMON: dict[str, Any] = {
     },
 }
 
-#: Per-architecture departures from _COMMON: the papers' recipes.
-_RECIPES: dict[str, dict[str, Any]] = {
-    "algnet": {
-        "train": {"optimizer": "adam", "lr": 2.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0,
-                  "patch_size": 256, "batch_size": 8},
-        "loss": {"pixel": "charbonnier", "edge": 0.05, "fft": 0.1, "contrastive": 0.0, "all_scales": True},
-    },
-    "evssm": {
-        "train": {"optimizer": "adamw", "lr": 1.0e-3, "betas": [0.9, 0.9], "weight_decay": 1.0e-3, "grad_clip": 0.01,
-                  "patch_size": 256, "batch_size": 8, "progressive": [[0.5, 128, 8], [1.0, 256, 4]]},
-        "loss": {"pixel": "l1", "edge": 0.0, "fft": 0.1, "contrastive": 0.0},
-    },
-    "xyscannet": {
-        "train": {"optimizer": "adam", "lr": 2.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0,
-                  "patch_size": 256, "batch_size": 8},
-        "loss": {"pixel": "charbonnier", "edge": 0.05, "fft": 0.0, "contrastive": 0.0},
-    },
-}
-
 # Keys whose default is None (or open-ended), with the types they accept.
 _PATH_KEYS = {"out", "data.paired", "data.synthetic", "val.paired", "train.init"}
 _FREE_DICTS = {"data.synth", "export.settings"}
@@ -164,18 +130,20 @@ FLAG_KEYS: dict[str, str] = {
 def default_config(arch: str) -> dict[str, Any]:
     """The complete default configuration for ``arch`` (a fresh, deep copy)."""
     arch = _check_arch(arch)
+    recipe = get_arch(arch).recipe
     cfg = copy.deepcopy(_COMMON)
-    cfg.update(arch=arch, variant=_TRAIN_VARIANT[arch], model=copy.deepcopy(_MODELS[arch]), out=f"runs/{arch}")
-    for section, values in _RECIPES[arch].items():
-        cfg[section].update(copy.deepcopy(values))
+    cfg.update(arch=arch, variant=recipe.variant, model=copy.deepcopy(dict(recipe.model)), out=f"runs/{arch}")
+    for section, values in recipe.overrides.items():
+        cfg[section].update(copy.deepcopy(dict(values)))
     return cfg
 
 
 def _check_arch(arch: Any) -> str:
     key = str(arch).lower() if arch is not None else ""
-    if key not in ARCHS:
-        hint = _closest(key, ARCHS)
-        raise UsageError(f"unknown architecture {arch!r}: choose {', '.join(ARCHS)}" + (f" (did you mean {hint}?)"
+    names = arch_names()
+    if key not in names:
+        hint = _closest(key, names)
+        raise UsageError(f"unknown architecture {arch!r}: choose {', '.join(names)}" + (f" (did you mean {hint}?)"
                                                                                        if hint else ""))
     return key
 
@@ -185,7 +153,6 @@ def _check_arch(arch: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 
 _COMMENTS: dict[str, str] = {
-    "arch": "algnet | evssm | xyscannet",
     "variant": "the form trained; the exported file gets the inference form (export.variant)",
     "model": "constructor arguments of the network (the paper's full-size model; shrink for CPU)",
     "seed": "seeds weights, data stream and augmentation: same seed + same config = same run",
@@ -250,33 +217,11 @@ _COMMENTS: dict[str, str] = {
     "export.settings": "settings of that form; ALGNet's local form gets its train_size from the final crop",
 }
 
-_ARCH_COMMENTS: dict[str, dict[str, str]] = {
-    "algnet": {
-        "arch": "ALGNet (Gao & Dang): Charbonnier + 0.05 edge + 0.1 FFT on all four outputs, Adam",
-        "variant": "plain (global average pooling, how it is trained); exported as local (TLC)",
-        "train.lr": "peak learning rate (Adam, cosine decay to min_lr as in the paper; value ours)",
-    },
-    "evssm": {
-        "arch": "EVSSM (Kong et al.): L1 + 0.1 FFT, AdamW(lr 1e-3, betas 0.9/0.9, wd 1e-3), 128 -> 256 crops",
-        "variant": "global (the scan covers the whole crop, as trained); exported as windowed",
-        "train.grad_clip": "clip the gradient norm to this (0 = off); EVSSM's BasicSR code clips at 0.01",
-        "train.progressive": (
-            "the paper grows crops 128 -> 256; [[until, patch, batch], ...], until a step or a "
-            "fraction of steps if written with a decimal point"
-        ),
-    },
-    "xyscannet": {
-        "arch": "XYScanNet (Liu et al.): Charbonnier + 0.05 edge (+ optional VGG contrastive), Adam",
-        "variant": "plain (its only form)",
-        "train.lr": "peak learning rate (stage 1 of the paper: 2e-4, cosine to 1e-7)",
-    },
-}
-
-
 def print_config(arch: str) -> str:
     """A complete, commented YAML starting configuration for ``arch`` that loads back unchanged."""
     cfg = default_config(arch)
-    comments = {**_COMMENTS, **_ARCH_COMMENTS[cfg["arch"]]}
+    # An architecture's own comments win; "arch" falls back to the list of choices.
+    comments = {**_COMMENTS, "arch": " | ".join(arch_names()), **get_arch(cfg["arch"]).recipe.comments}
     lines = [
         f"# deblur train configuration for {cfg['arch']}.",
         "# Every key can be overridden on the command line: --set train.lr=1e-4 --set train.steps=2000",

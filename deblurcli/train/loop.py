@@ -196,12 +196,12 @@ class Trainer:
             self.arch = get_arch(cfg["arch"])
         except DeblurError as exc:
             raise UsageError(str(exc)) from None
-        if cfg["variant"] not in self.arch.VARIANTS:
-            raise UsageError(f"{cfg['arch']} has no variant {cfg['variant']!r}: choose {', '.join(self.arch.VARIANTS)}")
-        export_variant = cfg["export"]["variant"] or self.arch.DEFAULT_VARIANT
-        if export_variant not in self.arch.VARIANTS:
+        if cfg["variant"] not in self.arch.variants:
+            raise UsageError(f"{cfg['arch']} has no variant {cfg['variant']!r}: choose {', '.join(self.arch.variants)}")
+        export_variant = cfg["export"]["variant"] or self.arch.default_variant
+        if export_variant not in self.arch.variants:
             raise UsageError(f"export.variant: {cfg['arch']} has no variant {export_variant!r}: "
-                             f"choose {', '.join(self.arch.VARIANTS)}")
+                             f"choose {', '.join(self.arch.variants)}")
         self.multiple = int(self.arch.pad_multiple(cfg["model"], cfg["variant"]))
         self.stages = resolve_stages(cfg)
         for _, patch, _ in self.stages:
@@ -516,12 +516,10 @@ class Trainer:
         from ..weights import save_model
 
         cfg = self.cfg
-        variant = cfg["export"]["variant"] or self.arch.DEFAULT_VARIANT
-        settings = dict(cfg["export"]["settings"])
+        variant = cfg["export"]["variant"] or self.arch.default_variant
         final_patch = self.stages[-1][1]
-        if cfg["arch"] == "algnet" and variant == "local":
-            # TLC windows are sized from the crop the network was trained on.
-            settings.setdefault("local_pool", {"train_size": [final_patch, final_patch]})
+        # Settings that depend on training (ALGNet's TLC windows: the final crop) come from the arch.
+        settings = self.arch.export_settings(variant, dict(cfg["export"]["settings"]), final_patch)
         extra = {"trained_by": "deblur train", "train_steps": str(self.step), "train_patch": str(final_patch),
                  "train_variant": cfg["variant"], "weights": "ema" if self.ema is not None else "raw"}
         if psnr is not None:

@@ -25,13 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, UsageError
-from .mamba import Mamba
-
-ARCH = "xyscannet"
-VARIANTS: tuple[str, ...] = ("plain",)
-DEFAULT_VARIANT = "plain"
-INPUT_RANGE = "[-0.5, 0.5]"
+from ...errors import CheckpointError, UsageError
+from ..mamba import Mamba
+from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
 
 _LN_EPS = 1e-5
 _SIZE_MULTIPLE = 4

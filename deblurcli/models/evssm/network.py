@@ -26,13 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, UsageError
-from ..ssm import selective_scan
-
-ARCH = "evssm"
-VARIANTS: tuple[str, ...] = ("global", "windowed")
-DEFAULT_VARIANT = "windowed"
-INPUT_RANGE = "[0, 1]"
+from ...errors import CheckpointError, UsageError
+from ...ssm import selective_scan
+from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
 #: The official test-time window sizes, levels 1, 2, 3 (``models/EVSSM.py``).
 OFFICIAL_WINDOWS: tuple[int, int, int] = (384, 192, 96)

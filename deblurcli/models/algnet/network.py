@@ -31,13 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
-from .mamba import Mamba
-
-ARCH = "algnet"
-VARIANTS: tuple[str, ...] = ("plain", "local")
-DEFAULT_VARIANT = "local"
-INPUT_RANGE = "[0, 1]"
+from ...errors import CheckpointError
+from ..mamba import Mamba
+from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
 #: The official Glayer hard-codes the Mamba state size; a checkpoint with another one is ours.
 OFFICIAL_D_STATE = 32
