@@ -27,10 +27,10 @@ from typing import Any
 
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, UsageError
-from .imageio import FORMAT_EXTENSIONS, Image, read_image, write_image
+from .imageio import IMAGE_EXTENSIONS, Image, read_image, unknown_format_error, write_image
 
 JOURNAL = ".deblur-journal.jsonl"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
 
 
 @dataclass
@@ -119,9 +119,9 @@ def list_inputs(in_dir: Path, opts: BatchOptions, out_dir: Path | None = None) -
 
 def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None = None) -> list[Path]:
     """Every check on the folders (and the report path) that can fail, before a model is loaded."""
-    if opts.format and "." + opts.format.lower().lstrip(".") not in FORMAT_EXTENSIONS:
-        known = ", ".join(sorted({e.lstrip(".") for e in FORMAT_EXTENSIONS}))
-        raise UsageError(f"--format {opts.format}: unknown image format; choose one of {known}")
+    bad_format = unknown_format_error(opts.format)
+    if bad_format:
+        raise UsageError(bad_format)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is a file; give a folder for the outputs")
     blocker = next((a for a in out_dir.parents if a.exists()), None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DeblurError
-from .imageio import FORMAT_EXTENSIONS, same_file
+from .imageio import FORMAT_EXTENSIONS, extension_hint, same_file, unknown_format_error
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -61,9 +61,9 @@ def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblu
     ``stdin_tty``/``stdout_tty`` say a person's terminal is attached there, which would make
     ``-`` wait forever for typed bytes or fill the screen with binary.
     """
-    if fmt and "." + fmt.lower().lstrip(".") not in FORMAT_EXTENSIONS:
-        known = ", ".join(sorted({e.lstrip(".") for e in FORMAT_EXTENSIONS}))
-        return [Planned(s, "", f"--format {fmt}: unknown image format; choose one of {known}", True) for s in inputs]
+    bad_format = unknown_format_error(fmt)
+    if bad_format:
+        return [Planned(s, "", bad_format, True) for s in inputs]
     if STDIO in inputs and len(inputs) > 1:
         return [Planned(STDIO, "", "stdin (-) can only be used as the single input", True)]
     if output == STDIO and len(inputs) > 1:
@@ -149,7 +149,7 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
     if dst.suffix.lower() not in FORMAT_EXTENSIONS:
         hint = "; for a folder that does not exist yet, end it with /" if not dst.suffix else ""
         return Planned(s, str(dst), f"{dst}: unknown output format {dst.suffix or '(no extension)'}; "
-                       f"end the name in .png, .jpg, .tif, .webp or .bmp{hint}", True)
+                       f"end the name in {extension_hint()}{hint}", True)
     if fmt and FORMAT_EXTENSIONS[dst.suffix.lower()] != FORMAT_EXTENSIONS.get("." + fmt.lower().lstrip(".")):
         return Planned(s, str(dst), f"{dst}: the extension says {FORMAT_EXTENSIONS[dst.suffix.lower()]} but "
                        f"--format says {fmt}; drop --format or change the name", True)

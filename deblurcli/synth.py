@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deblurcli.errors import DeblurError, ImageError
+from deblurcli.imageio.formats import IMAGE_EXTENSIONS  # the one list of photo extensions
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -55,7 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 FloatRange = tuple[float, float]
 

@@ -375,7 +375,7 @@ def test_allow_large(deblur, bad_files: dict[str, Path], monkeypatch: pytest.Mon
                                        "--allow-large"), 1, "bomb.png")
     assert "--allow-large" not in err
     # A real photo over a (lowered) limit is refused, then accepted with --allow-large.
-    monkeypatch.setattr(imageio, "DEFAULT_MAX_PIXELS", 1000)
+    monkeypatch.setattr(imageio.decode, "DEFAULT_MAX_PIXELS", 1000)
     good = bad_files["good"]
     assert_one_line_error(deblur("run", good, "-o", good.parent / "big.png"), 1, "safety limit", "--allow-large")
     res = deblur("run", good, "-o", good.parent / "big.png", "--allow-large")

@@ -54,9 +54,14 @@ def test_eval_unknown_layout_shows_expected_trees(tmp_path: Path, tiny_model: Pa
     (tmp_path / "nothing").mkdir()
     res = runner.invoke(app, ["eval", "--dataset", "gopro", "--data-dir", str(tmp_path / "nothing"),
                               "--model", str(tiny_model)])
-    assert res.exit_code != 0
-    assert "blur" in res.stderr and "sharp" in res.stderr
-    assert "Traceback" not in res.stderr
+    assert res.exit_code == 1 and res.stdout == ""
+    err = res.stderr
+    assert err.startswith(f"error: no GoPro test set found under {tmp_path / 'nothing'}. Expected one of these trees:")
+    assert "GOPRO_Large/test/<sequence>/blur/*.png  with  GOPRO_Large/test/<sequence>/sharp/*.png" in err
+    assert "<dir>/test/input/*.png     with  <dir>/test/target/*.png" in err
+    assert err.rstrip().endswith("Point the data folder at one of them (or pass the blurred and sharp folders "
+                                 "separately).")
+    assert "Traceback" not in err
 
 
 def test_synth_writes_a_layout_eval_reads(tmp_path: Path) -> None:

@@ -105,13 +105,18 @@ def test_failures_are_recorded_per_image(dataset: Path) -> None:
     pairs = find_pairs("gopro", dataset)
     pairs.append(Pair("broken.png", dataset / "test" / "input" / "missing.png", pairs[0].sharp))
 
-    def restore(x: np.ndarray) -> np.ndarray:
-        return x[:-1] if x.mean() > 0.6 else x  # wrong size for some images
-
     calls: list[int] = []
-    result = evaluate(lambda x: calls.append(1) or restore(x), pairs, dataset="pairs", protocol="matlab")
+
+    def restore(x: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return x[:-1] if len(calls) == 2 else x  # one row short for the second image (c.png)
+
+    result = evaluate(restore, pairs, dataset="pairs", protocol="matlab")
     statuses = {i["name"]: i["status"] for i in result["images"]}
-    assert statuses["broken.png"] == "failed"
+    assert statuses == {"a.png": "ok", "c.png": "failed", "seq/b.jpg": "ok", "broken.png": "failed"}
+    short = next(i for i in result["images"] if i["name"] == "c.png")
+    assert short["psnr"] is None
+    assert "the model returned (63, 64, 3) for an input of shape (64, 64, 3)" in short["error"]
     broken = next(i for i in result["images"] if i["name"] == "broken.png")
     assert "missing.png" in broken["error"] and broken["psnr"] is None
     assert result["summary"]["failed"] == sum(s == "failed" for s in statuses.values())

@@ -655,7 +655,7 @@ def test_failed_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.Mo
         f.write(b"partial data " * 100)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imageio, "_encode_into", explode)
+    monkeypatch.setattr(imageio.encode, "_encode_into", explode)
     with pytest.raises(ImageError) as exc:
         write_image(img, img.pixels, out)
     assert "disk full" in one_line_error(exc, str(out))
@@ -671,8 +671,44 @@ def test_interrupted_write_keeps_existing_file(tmp_path: Path, monkeypatch: pyte
     def interrupt(src, dst):  # noqa: ANN001
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imageio.os, "replace", interrupt)
+    monkeypatch.setattr(imageio.encode.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_image(img, img.pixels, out)
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png"]
+
+
+def test_every_format_extension_is_an_input_everywhere(tmp_path: Path) -> None:
+    """One list of photo extensions: a `.jfif` that `run` reads is also found by batch, eval and training."""
+    from deblurcli import batch, synth
+    from deblurcli.eval import datasets
+
+    src = Image(pixels=photo(16, 24, 3).astype(np.float32) / 255.0)
+    for ext in sorted(imageio.IMAGE_EXTENSIONS):
+        write_image(src, src.pixels, tmp_path / f"p{ext.replace('.', '_')}{ext}")
+        assert read_image(tmp_path / f"p{ext.replace('.', '_')}{ext}").format == imageio.format_for_path(f"x{ext}")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    want = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".txt")
+    assert ".jfif" in imageio.IMAGE_EXTENSIONS and len(want) == len(imageio.IMAGE_EXTENSIONS)
+    assert sorted(p.name for p in batch.list_inputs(tmp_path, batch.BatchOptions())) == want
+    assert sorted(p.name for p in datasets._images(tmp_path)) == want
+    assert sorted(p.name for p in synth._list_images(tmp_path)) == want
+
+
+def test_one_format_option_check(tmp_path: Path) -> None:
+    """`run` and `batch` refuse the same --format values with the same message, and accept every extension."""
+    from deblurcli.batch import BatchOptions, prepare
+    from deblurcli.errors import UsageError
+    from deblurcli.runplan import plan_outputs
+
+    for ok in [*(e.lstrip(".") for e in imageio.IMAGE_EXTENSIONS), "JPEG", "WebP", ".tif"]:
+        assert imageio.unknown_format_error(ok) is None, ok
+        assert imageio.format_for_path("out", ok) in {f.name for f in imageio.FORMATS}
+    message = imageio.unknown_format_error("gif")
+    assert message and "gif" in message and "png" in message and "jfif" in message
+    (tmp_path / "in").mkdir()
+    with pytest.raises(UsageError) as exc:
+        prepare(tmp_path / "in", tmp_path / "out", BatchOptions(format="gif"))
+    assert str(exc.value) == message
+    (p,) = plan_outputs([str(tmp_path / "a.png")], None, fmt="gif")
+    assert p.error == message

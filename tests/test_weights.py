@@ -123,9 +123,11 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_arch_override_must_fit(tmp_path: Path) -> None:
-    code, _ = _convert([str(FIXTURES / "evssm_global_d8_1x32x64" / "weights.safetensors"),
-                        str(tmp_path / "o.safetensors"), "--arch", "algnet"])
-    assert code == 1
+    res = runner.invoke(app, ["convert", str(FIXTURES / "evssm_global_d8_1x32x64" / "weights.safetensors"),
+                              str(tmp_path / "o.safetensors"), "--arch", "algnet"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.strip() == "error: these weights are not algnet's (detected: evssm); check --arch"
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 def test_metadata_records_source_and_settings(tmp_path: Path) -> None:

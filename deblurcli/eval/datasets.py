@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import DeblurError, UsageError
+from ..imageio.formats import IMAGE_EXTENSIONS
 
 __all__ = [
     "DATASETS",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("gopro", "hide", "realblur-j", "realblur-r", "pairs")
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES: frozenset[str] = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
 
 # (blurred folder, sharp folder) names used by restructured copies, most common first.
 _FOLDER_PAIRS: tuple[tuple[str, str], ...] = (("input", "target"), ("testA", "testB"), ("blur", "sharp"))

@@ -1,0 +1,194 @@
+"""Every fact about an image format, in one description per format (`FORMATS`).
+
+To add a format, add one `ImageFormat` entry to `FORMATS` (and, when Pillow cannot encode it the
+way we need, its writer in `writers.py`). Everything else is derived from this list: the file
+extensions `run`, `batch`, `eval` and training accept (`IMAGE_EXTENSIONS`), the ``--format``
+check, sniffing by magic bytes, which formats keep 16 bits, alpha, grey or metadata (and the
+notes printed when one cannot), the largest side, and the writer that is called.
+
+Decoding needs no entry of its own: Pillow (and OpenCV for 16-bit data) decodes every listed
+format; a format Pillow cannot open needs its decoder in `decode.py` as well.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from deblurcli.errors import ImageError
+
+from .writers import Writer, write_bmp, write_jpeg, write_png, write_tiff, write_webp
+
+#: A file signature: all of its (offset, bytes) parts must match.
+Magic = tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One file format as the reader, the writer and the command line need to know it."""
+
+    #: Pillow's name for the format (``Image.format``), upper case.
+    name: str
+    #: How messages spell it.
+    label: str
+    #: File extensions, lower case with the dot; the first one names new files.
+    extensions: tuple[str, ...]
+    #: Signatures that identify the format from a file's first bytes.
+    magic: tuple[Magic, ...]
+    #: Bit depths per channel the format stores (8 and/or 16).
+    bit_depths: tuple[int, ...]
+    #: Whether it keeps an alpha channel (formats without one drop it with a note).
+    alpha: bool
+    #: Whether it has a greyscale mode (without one, grey photos are stored as RGB with a note).
+    grey: bool
+    #: Metadata it carries, out of ``{"exif", "icc", "xmp", "dpi"}``.
+    metadata: frozenset[str]
+    #: Largest width or height it can hold.
+    max_side: int
+    #: Encodes restored samples; None for a format that is only read.
+    writer: Writer | None
+    #: Other names Pillow reports for files that are read as this format (MPO: phones' multi-JPEG).
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def extension(self) -> str:
+        """The extension given to new files in this format."""
+        return self.extensions[0]
+
+
+_ALL_METADATA = frozenset({"exif", "icc", "xmp", "dpi"})
+
+FORMATS: tuple[ImageFormat, ...] = (
+    ImageFormat(
+        name="PNG", label="PNG", extensions=(".png",), magic=(((0, b"\x89PNG\r\n\x1a\n"),),),
+        bit_depths=(8, 16), alpha=True, grey=True, metadata=_ALL_METADATA, max_side=2**31 - 1, writer=write_png,
+    ),
+    ImageFormat(
+        name="JPEG", label="JPEG", extensions=(".jpg", ".jpeg", ".jpe", ".jfif"), magic=(((0, b"\xff\xd8\xff"),),),
+        bit_depths=(8,), alpha=False, grey=True, metadata=_ALL_METADATA, max_side=65_500, writer=write_jpeg,
+        aliases=("MPO",),
+    ),
+    ImageFormat(
+        name="TIFF", label="TIFF", extensions=(".tif", ".tiff"),
+        magic=(((0, b"II*\x00"),), ((0, b"MM\x00*"),), ((0, b"II+\x00"),), ((0, b"MM\x00+"),)),
+        bit_depths=(8, 16), alpha=True, grey=True, metadata=_ALL_METADATA, max_side=2**32 - 1, writer=write_tiff,
+    ),
+    ImageFormat(
+        name="WEBP", label="WebP", extensions=(".webp",), magic=(((0, b"RIFF"), (8, b"WEBP")),),
+        bit_depths=(8,), alpha=True, grey=False, metadata=_ALL_METADATA, max_side=16_383, writer=write_webp,
+    ),
+    ImageFormat(
+        name="BMP", label="BMP", extensions=(".bmp",), magic=(((0, b"BM"),),),
+        bit_depths=(8,), alpha=False, grey=True, metadata=frozenset({"dpi"}), max_side=2**31 - 1, writer=write_bmp,
+    ),
+)
+
+_BY_NAME: dict[str, ImageFormat] = {n: f for f in FORMATS for n in (f.name, *f.aliases)}
+_BY_EXTENSION: dict[str, ImageFormat] = {e: f for f in FORMATS for e in f.extensions}
+
+#: Every extension a photo may have, lower case with the dot: the one list used to find inputs.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(_BY_EXTENSION)
+
+#: Output format name by extension (every listed format can be written).
+FORMAT_EXTENSIONS: dict[str, str] = {e: f.name for e, f in _BY_EXTENSION.items() if f.writer is not None}
+
+# Camera raw files: Pillow happily opens many of them as TIFF and returns the tiny embedded
+# preview, which would be deblurred and written out as if it were the photo.
+RAW_EXTENSIONS = frozenset({
+    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25", ".kdc",
+    ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl",
+    ".sr2", ".srf", ".srw", ".x3f",
+})  # fmt: skip
+
+# Formats we recognise only to name them in an error ("unsupported format HEIC").
+_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"GIF8", "GIF"),
+    (b"8BPS", "PSD"),
+    (b"%PDF", "PDF"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"qoif", "QOI"),
+    (b"\x76\x2f\x31\x01", "OpenEXR"),
+    (b"#?RADIANCE", "HDR"),
+)
+_FTYP_BRANDS = {
+    b"avif": "AVIF", b"avis": "AVIF",
+    **dict.fromkeys((b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"), "HEIC"),
+}  # fmt: skip
+
+
+def readable(name: str | None) -> ImageFormat | None:
+    """The description for a format name as Pillow or `sniff` reports it, None if not supported."""
+    return _BY_NAME.get(name or "")
+
+
+def writable() -> list[ImageFormat]:
+    return [f for f in FORMATS if f.writer is not None]
+
+
+def either(items: list[str]) -> str:
+    """``a, b or c``: lists in messages are derived from `FORMATS`, so they can never go stale."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def names_for_message() -> str:
+    """``PNG, JPEG, TIFF, WebP or BMP``."""
+    return either([f.label for f in FORMATS])
+
+
+def sniff(data: bytes) -> str | None:
+    """Name the format from magic bytes so errors can say "unsupported HEIC" or "corrupt PNG"."""
+    for f in FORMATS:
+        if any(all(data[o : o + len(b)] == b for o, b in m) for m in f.magic):
+            return f.name
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12])
+    for magic, kind in _UNSUPPORTED_MAGIC:
+        if data[: len(magic)] == magic:
+            return kind
+    return None
+
+
+def format_named(name: str) -> ImageFormat | None:
+    """A writable format from a ``--format`` value: any of its extensions (dot optional) or its name."""
+    key = name.strip().lower().lstrip(".")
+    f = _BY_EXTENSION.get("." + key) or _BY_NAME.get(key.upper())
+    return f if f is not None and f.writer is not None else None
+
+
+def unknown_format_error(name: str | None) -> str | None:
+    """The one ``--format`` check: None when `name` is empty or a writable format, else the message."""
+    if not name or format_named(name) is not None:
+        return None
+    known = ", ".join(sorted(e.lstrip(".") for e in FORMAT_EXTENSIONS))
+    return f"--format {name}: unknown image format; choose one of {known}"
+
+
+def extension_hint() -> str:
+    """``.png, .jpg, .tif, .webp or .bmp``: the extensions to suggest for an output name."""
+    return either([f.extension for f in writable()])
+
+
+def format_for_path(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """Output format from an explicit name or the extension, as an `ImageError` if neither works."""
+    if format:
+        f = format_named(format)
+        if f is None:
+            raise ImageError(
+                f"{path}: cannot write format {format}; use {either([g.extension.lstrip('.') for g in writable()])}"
+            )
+        return f.name
+    ext = Path(path).suffix.lower()
+    if ext in FORMAT_EXTENSIONS:
+        return FORMAT_EXTENSIONS[ext]
+    what = f"extension {ext}" if ext else "no extension"
+    raise ImageError(f"{path}: cannot tell the output format ({what}); end the name in {extension_hint()}")
+
+
+def describe(name: str) -> ImageFormat:
+    """The description of a format `format_for_path` returned."""
+    return _BY_NAME[name]

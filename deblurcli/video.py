@@ -1,0 +1,792 @@
+"""Videos, frame by frame, on the same engine as photos: ``deblur run clip.mp4 -o sharp.mp4``.
+
+Read and written with PyAV (FFmpeg's libraries). What a viewer or an editor relies on is kept:
+
+* Every frame's timestamp is copied from the input (variable frame rate stays variable), so are
+  the time base, resolution, the display matrix (phone rotation), colour primaries, transfer,
+  matrix and range, and the bit depth where the encoder can hold it (10-bit stays 10-bit).
+* Audio, subtitle and data streams are copied packet for packet (remuxed, never re-encoded), and
+  the container's metadata (creation time, location) is carried over.
+* The video is re-encoded in the input's codec family at a quality meant to add no visible loss
+  (x264 CRF 18, x265 CRF 20, VP9 CRF 20, SVT-AV1 CRF 22; ``crf``/``codec`` change it) or
+  losslessly with FFV1 (``lossless``); the choice is reported as a note.
+
+Frames are decoded on one background thread and encoded on another while the model works on the
+current frame (bounded queues, so memory stays a few frames). The result is written under a
+temporary name in a work folder beside the output (``.NAME.deblur-work/``) and renamed only when
+complete, so an interrupted job never leaves a file under the final name. The work folder also
+keeps the restored frames in lossless FFV1 segments of ``segment_frames`` frames: a rerun with the
+same input and settings takes the frames it already has from there instead of running the model
+again, and the result is frame for frame the one an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import DeblurError, UsageError
+
+if TYPE_CHECKING:
+    from .api import Deblurrer, RestoreResult
+
+#: Video containers we write, by extension, and the video encoders each can hold.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+_CONTAINER_CODECS = {
+    ".mp4": ("h264", "hevc", "av1", "vp9", "mpeg4", "ffv1"),
+    ".m4v": ("h264", "hevc", "av1", "vp9", "mpeg4", "ffv1"),
+    ".mov": ("h264", "hevc", "prores", "mpeg4", "mjpeg", "av1", "vp9"),
+    ".mkv": ("h264", "hevc", "av1", "vp9", "vp8", "ffv1", "prores", "mpeg4", "mjpeg"),
+    ".webm": ("vp9", "vp8", "av1"),
+    ".avi": ("h264", "mpeg4", "mjpeg", "ffv1"),
+}
+#: Codec families: the decoder names FFmpeg reports, mapped to the encoder we write them with and
+#: the default CRF that does not visibly add loss (None: the encoder's own quality scale).
+_FAMILIES: dict[str, tuple[str, int | None]] = {
+    "h264": ("libx264", 18),
+    "hevc": ("libx265", 20),
+    "vp9": ("libvpx-vp9", 20),
+    "vp8": ("libvpx-vp9", 20),  # VP8's successor, same containers
+    "av1": ("libsvtav1", 22),
+    "mpeg4": ("mpeg4", None),
+    "mjpeg": ("mjpeg", None),
+    "prores": ("prores_ks", None),
+    "ffv1": ("ffv1", None),
+}
+#: What ``--codec`` accepts.
+CODEC_CHOICES = ("h264", "hevc", "vp9", "av1", "ffv1", "prores", "mpeg4")
+#: Decoders worth naming when an input's codec cannot be read.
+_KNOWN_DECODERS = ("h264", "hevc", "vp9", "vp8", "av1", "mpeg4", "mpeg2video", "mjpeg", "prores", "ffv1", "dnxhd")
+DEFAULT_SEGMENT_FRAMES = 32
+_QUEUE = 4  # frames in flight between the decoder, the model and the encoder
+
+
+def _av() -> Any:
+    """PyAV, with a one-line error if it is missing (it is a dependency; a broken install can lack it)."""
+    try:
+        import av
+    except ImportError:
+        raise DeblurError("video needs PyAV, which is not installed here: pip install av") from None
+    return av
+
+
+# -- detection --------------------------------------------------------------------------------------
+def sniff_video(path: str | os.PathLike[str]) -> str | None:
+    """The container family from the file's first bytes (mp4/mov, matroska/webm, avi), else None.
+
+    Content, not the name, decides: a clip renamed .bin is still a video, a photo renamed .mp4
+    is not one.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head else "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """A video by content, or a file named like one (so a broken .mp4 gets the video errors)."""
+    return sniff_video(path) is not None or Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+# -- options and facts ------------------------------------------------------------------------------
+@dataclass
+class VideoOptions:
+    """How to write the restored video; the defaults keep everything the input has."""
+
+    crf: int | None = None
+    codec: str | None = None  # a family from CODEC_CHOICES; None = the input's
+    lossless: bool = False
+    start: float = 0.0  # seconds from the start of the video stream
+    duration: float | None = None
+    preview: float | None = None  # seconds of side-by-side (input | result) instead of the full result
+    strength: float = 1.0
+    overwrite: bool = False
+    segment_frames: int = DEFAULT_SEGMENT_FRAMES
+    #: Ask for a new frame every so often; raising from it stops the run (tests, GUIs).
+    on_frame: Callable[[int], None] | None = None
+
+
+@dataclass
+class VideoInfo:
+    """What the output must keep of the input's video stream."""
+
+    path: str
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    depth: int
+    time_base: Fraction
+    rate: Fraction | None
+    frames: int  # declared frame count (0 when the container does not say)
+    duration: float | None  # seconds
+    start_time: int  # first timestamp of the video stream, in time_base units
+    display_matrix: list[int] | None = None
+    rotation: int = 0
+    color: dict[str, int] = field(default_factory=dict)
+    others: list[str] = field(default_factory=list)  # "audio aac", "subtitle mov_text", ...
+
+
+def _bad(path: Path, what: str) -> DeblurError:
+    return DeblurError(f"{path}: {what}")
+
+
+def _open_input(path: Path) -> Any:
+    av = _av()
+    try:
+        return av.open(str(path), "r")
+    except av.error.FileNotFoundError:
+        return _raise(_bad(path, "no such file; check the path"))
+    except av.error.PermissionError:
+        return _raise(_bad(path, "cannot read it (permission denied)"))
+    except av.error.FFmpegError as exc:
+        kind = sniff_video(path)
+        if kind is None:
+            return _raise(_bad(path, "not a video (no mp4/mov/mkv/webm/avi data found); check the file"))
+        return _raise(_bad(path, f"truncated or corrupt {kind} file ({_short(exc)}); copy the whole file again"))
+    except OSError as exc:
+        return _raise(_bad(path, f"cannot read it ({exc.strerror or exc})"))
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:120]
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """The input's facts, or the one-line error a user can act on (decodes the first frame)."""
+    path = Path(path)
+    with _open_input(path) as inp:
+        videos = [s for s in inp.streams.video if not (s.disposition & 0x400)]  # skip attached cover pictures
+        if not videos:
+            kinds = sorted({s.type for s in inp.streams})
+            has = f" (it has {', '.join(kinds)} only)" if kinds else ""
+            raise _bad(path, f"no video stream{has}; nothing to deblur")
+        vs = videos[0]
+        cc = vs.codec_context
+        name = cc.name if cc is not None else None
+        if cc is None or not _can_decode(name):
+            raise _bad(path, f"unsupported video codec {vs.codec_context.name if cc else '(unknown)'}; "
+                       f"this build reads {', '.join(_supported_decoders())}")
+        first = None
+        try:
+            for frame in inp.decode(vs):
+                first = frame
+                break
+        except _av().error.FFmpegError as exc:
+            raise _bad(path, f"truncated or corrupt video ({_short(exc)}); copy the whole file again") from None
+        if first is None:
+            raise _bad(path, "the video stream has no frames that can be decoded (truncated?)")
+        fmt = first.format
+        depth = max((c.bits for c in fmt.components), default=8)
+        matrix = None
+        rotation = 0
+        for sd in first.side_data:
+            if sd.type.name == "DISPLAYMATRIX":
+                matrix = [int(v) for v in np.frombuffer(bytes(sd), dtype="<i4")[:9]]
+                rotation = int(first.rotation)
+        dur = None
+        if vs.duration:
+            dur = float(vs.duration * vs.time_base)
+        elif inp.duration:
+            dur = inp.duration / 1_000_000
+        return VideoInfo(
+            path=str(path), codec=name or "", width=first.width, height=first.height, pix_fmt=fmt.name,
+            depth=depth, time_base=vs.time_base, rate=vs.average_rate or vs.guessed_rate, frames=int(vs.frames or 0),
+            duration=dur, start_time=int(vs.start_time or 0), display_matrix=matrix, rotation=rotation,
+            color={"color_primaries": int(first.color_primaries), "color_trc": int(first.color_trc),
+                   "colorspace": int(first.colorspace), "color_range": int(first.color_range)},
+            others=[f"{s.type} {s.codec_context.name if s.codec_context else s.codec_tag}" for s in inp.streams
+                    if s is not vs and s.type in ("audio", "subtitle", "data")],
+        )
+
+
+def _can_decode(name: str | None) -> bool:
+    if not name:
+        return False
+    try:
+        _av().Codec(name, "r")
+        return True
+    except Exception:
+        return False
+
+
+def _supported_decoders() -> list[str]:
+    return [n for n in _KNOWN_DECODERS if _can_decode(n)]
+
+
+# -- the encoder ------------------------------------------------------------------------------------
+@dataclass
+class EncoderChoice:
+    family: str
+    encoder: str
+    pix_fmt: str
+    options: dict[str, str]
+    crf: int | None
+    description: str
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> EncoderChoice:
+    """The input's codec family at a visually lossless setting, unless told otherwise; say why."""
+    av = _av()
+    ext = out_ext.lower()
+    allowed = _CONTAINER_CODECS.get(ext)
+    if allowed is None:
+        raise UsageError(f"unknown video container {out_ext or '(no extension)'}; end the output name in "
+                         f"{', '.join(VIDEO_EXTENSIONS)}")
+    notes: list[str] = []
+    if opts.lossless:
+        if opts.codec not in (None, "ffv1"):
+            raise UsageError(f"--lossless writes FFV1; drop --codec {opts.codec} or --lossless")
+        family = "ffv1"
+        if family not in allowed:
+            raise UsageError(f"--lossless: FFV1 cannot go into {ext}; write .mkv (or .avi) instead")
+    elif opts.codec:
+        if opts.codec not in CODEC_CHOICES:
+            raise UsageError(f"--codec {opts.codec}: choose one of {', '.join(CODEC_CHOICES)}")
+        family = opts.codec
+        if family not in allowed:
+            raise UsageError(f"--codec {family} cannot go into {ext}; choose .mkv or one of "
+                             f"{', '.join(c for c in allowed if c in CODEC_CHOICES)}")
+    else:
+        family = info.codec if info.codec in _FAMILIES else "h264"
+        if family not in allowed:
+            fallback = "vp9" if ext == ".webm" else "h264"
+            notes.append(f"{info.codec} cannot go into {ext}; writing {fallback}")
+            family = fallback
+    encoder, default_crf = _FAMILIES[family]
+    try:
+        codec = av.Codec(encoder, "w")
+    except Exception:
+        raise DeblurError(f"this PyAV build has no {encoder} encoder; choose another --codec or --lossless") from None
+    formats = [f.name for f in codec.video_formats or []]
+    pix = _pick_pix_fmt(info, formats)
+    if _depth_of(pix) < info.depth:
+        notes.append(f"{encoder} here cannot write {info.depth}-bit video; writing {_depth_of(pix)}-bit "
+                     "(--lossless or --codec hevc keep the bit depth)")
+    crf = opts.crf if opts.crf is not None else default_crf
+    options: dict[str, str] = {}
+    if opts.crf is not None and default_crf is None:
+        notes.append(f"--crf does not apply to {encoder}; ignored")
+        crf = None
+    if encoder == "libx264":
+        options = {"crf": str(crf), "preset": "medium"}
+    elif encoder == "libx265":
+        options = {"crf": str(crf), "preset": "medium", "x265-params": "log-level=error"}
+    elif encoder == "libvpx-vp9":
+        options = {"crf": str(crf), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+    elif encoder == "libsvtav1":
+        options = {"crf": str(crf), "preset": "8"}
+        os.environ.setdefault("SVT_LOG", "1")  # errors only; its banner would break one line per message
+    elif encoder == "ffv1":
+        options = {"level": "3", "slicecrc": "1"}
+    elif encoder == "prores_ks":
+        options = {"profile": "3"}  # HQ
+    elif encoder in ("mpeg4", "mjpeg"):
+        options = {"qscale": "2"}
+    quality = ("lossless" if encoder == "ffv1" else f"crf {crf}" if crf is not None
+               else "profile HQ" if encoder == "prores_ks" else "qscale 2")
+    why = "" if encoder == "ffv1" else " (visually lossless; --crf/--codec to change, --lossless for FFV1)"
+    desc = f"video: {family} with {encoder}, {quality}, {pix}{why}"
+    return EncoderChoice(family, encoder, pix, options, crf, desc, notes)
+
+
+def _depth_of(pix_fmt: str) -> int:
+    fmt = _av().VideoFormat(pix_fmt)
+    return max((c.bits for c in fmt.components), default=8)
+
+
+def _pick_pix_fmt(info: VideoInfo, formats: list[str]) -> str:
+    """The input's pixel format if the encoder has it, else the nearest of the same bit depth."""
+    if info.pix_fmt in formats:
+        return info.pix_fmt
+    plain = info.pix_fmt.replace("yuvj", "yuv")  # full range is signalled by color_range, not the format
+    if plain in formats:
+        return plain
+    deep = [f for f in ("yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p16le") if f in formats]
+    if info.depth > 8 and deep:
+        return deep[0]
+    for f in ("yuv420p", "yuv422p", "yuv444p", "yuv422p10le"):
+        if f in formats:
+            return f
+    return formats[0]
+
+
+# -- the work folder --------------------------------------------------------------------------------
+def work_dir(dst: str | os.PathLike[str]) -> Path:
+    """Where an unfinished job keeps its frames and partial output: beside the output, hidden."""
+    d = Path(dst)
+    return d.with_name(f".{d.name}.deblur-work")
+
+
+def _job_key(src: Path, d: Deblurrer, opts: VideoOptions, enc: EncoderChoice) -> dict[str, Any]:
+    st = src.stat()
+    return {
+        "input": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        "settings": d.settings_key(), "strength": opts.strength, "start": opts.start, "duration": opts.duration,
+        "segment_frames": opts.segment_frames, "depth": _depth_of(enc.pix_fmt),
+    }
+
+
+def _prepare_work(work: Path, key: dict[str, Any]) -> int:
+    """Create or reuse the work folder; return how many segments hold finished frames."""
+    job = work / "job.json"
+    if work.exists():
+        try:
+            same = json.loads(job.read_text()) == json.loads(json.dumps(key))
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if not job.exists():
+            tmp = work / "job.json.part"
+            tmp.write_text(json.dumps(key, indent=1))
+            os.replace(tmp, job)
+    except OSError as exc:
+        raise DeblurError(f"{work}: cannot create the work folder ({exc.strerror}); choose another output") from None
+    done = 0
+    while (work / _segment_name(done)).is_file():
+        done += 1
+    return done
+
+
+def _segment_name(k: int) -> str:
+    return f"frames_{k:06d}.mkv"
+
+
+# -- the pipeline -----------------------------------------------------------------------------------
+class _Stop(Exception):
+    """Another stage failed or the job was interrupted: stop this one quietly."""
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+@dataclass
+class _Frame:
+    index: int
+    pts: int
+    duration: int | None
+    pixels: np.ndarray | None  # float32 HxWx3 in [0, 1]; None for frames taken from the work folder
+    result: np.ndarray | None = None  # quantised output (uint8/uint16 HxWx3)
+
+
+def restore_video(
+    d: Deblurrer, src: str | os.PathLike[str], dst: str | os.PathLike[str], opts: VideoOptions | None = None, *,
+    progress: Callable[[int, int | None, float], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RestoreResult:
+    """Restore every frame of ``src`` (or a section, or a side-by-side preview) into ``dst``.
+
+    ``progress(done, total, fps)`` is called after each frame (``total`` None when unknown).
+    """
+    from .api import RestoreResult, _check_destination
+
+    opts = opts or VideoOptions()
+    av = _av()
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if not 0.0 <= opts.strength <= 1.0:
+        raise UsageError(f"--strength must be between 0 and 1 (got {opts.strength})")
+    if opts.start < 0 or (opts.duration is not None and opts.duration <= 0) or (
+            opts.preview is not None and opts.preview <= 0):
+        raise UsageError("--start must be >= 0, --duration and --preview > 0 (seconds)")
+    if opts.segment_frames < 1:
+        raise UsageError("segment_frames must be at least 1")
+    _check_destination(src, dst, opts.overwrite)
+    info = probe(src)
+    enc = choose_encoder(info, dst.suffix, opts)
+    notes = [enc.description, *enc.notes]
+    for n in notes:
+        if on_note:
+            on_note(f"{dst}: {n}")
+    preview = opts.preview is not None
+    length = opts.preview if preview else opts.duration
+    end = None if length is None else opts.start + length
+    out_depth = _depth_of(enc.pix_fmt)
+    work = work_dir(dst)
+    checkpoint = not preview
+    done_segments = 0
+    if checkpoint:
+        done_segments = _prepare_work(work, _job_key(src, d, opts, enc))
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+    resumed = done_segments * opts.segment_frames
+    if resumed and on_note:
+        on_note(f"{dst}: resuming: {resumed} restored frames found in {work}")
+    partial = work / f"partial{dst.suffix.lower()}"
+    total = _expected_frames(info, opts.start, end)
+
+    stop = threading.Event()
+    decoded: queue.Queue[Any] = queue.Queue(_QUEUE)
+    restored: queue.Queue[Any] = queue.Queue(_QUEUE)
+    failure: list[BaseException] = []
+    written = {"frames": 0}
+
+    def fail(exc: BaseException) -> None:
+        if not isinstance(exc, _Stop):
+            failure.append(exc)
+        stop.set()
+
+    def decoder() -> None:
+        try:
+            _decode(av, src, info, opts.start, end, resumed, decoded, stop, whole=not (opts.start or end))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            fail(exc)
+
+    def encoder() -> None:
+        try:
+            written["frames"] = _encode(av, src, info, enc, partial, work, restored, stop, opts, checkpoint,
+                                        resumed, preview, out_depth)
+        except BaseException as exc:  # noqa: BLE001
+            fail(exc)
+
+    threads = [threading.Thread(target=decoder, name="deblur-video-read", daemon=True),
+               threading.Thread(target=encoder, name="deblur-video-write", daemon=True)]
+    for t in threads:
+        t.start()
+    model_frames, model_seconds = 0, 0.0
+    try:
+        while True:
+            item = _get(decoded, stop)
+            if isinstance(item, _Frame):
+                if opts.on_frame is not None:
+                    opts.on_frame(item.index)
+                if item.pixels is not None:
+                    t1 = time.perf_counter()
+                    out = d.restore(item.pixels)
+                    if opts.strength < 1.0:
+                        out = item.pixels + opts.strength * (out - item.pixels)
+                    if preview:
+                        out = _side_by_side(item.pixels, out, info.rotation)
+                    item.result = _quantise(out, out_depth)
+                    item.pixels = None
+                    model_frames += 1
+                    model_seconds += time.perf_counter() - t1
+                if progress is not None:
+                    progress(item.index + 1, total, model_frames / model_seconds if model_seconds else 0.0)
+            _put(restored, item, stop)
+            if item is None:
+                break
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except BaseException as exc:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        if isinstance(exc, _Stop) and failure:
+            raise failure[0] from None
+        raise
+    if failure:
+        raise failure[0]
+    if written["frames"] == 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise _bad(src, f"no frames in the section starting at {opts.start:g} s; check --start/--duration")
+    final = dst if not preview else preview_path(dst)
+    try:
+        os.replace(partial, final)
+    except OSError as exc:
+        raise DeblurError(f"{final}: cannot write ({exc.strerror})") from None
+    shutil.rmtree(work, ignore_errors=True)
+    if resumed:
+        notes.append(f"resumed: {min(resumed, written['frames'])} frames from the work folder")
+    return RestoreResult(input=str(src), output=str(final), seconds=time.perf_counter() - t0, width=info.width,
+                         height=info.height, bytes=final.stat().st_size, notes=notes)
+
+
+def preview_path(dst: str | os.PathLike[str]) -> Path:
+    """``NAME_preview.EXT`` beside the output: the side-by-side clip ``--preview`` writes."""
+    p = Path(dst)
+    return p.with_name(f"{p.stem}_preview{p.suffix}")
+
+
+def _expected_frames(info: VideoInfo, start: float, end: float | None) -> int | None:
+    if not (start or end):
+        return info.frames or None
+    if info.rate and info.duration:
+        stop = min(end, info.duration) if end is not None else info.duration
+        return max(0, round((stop - start) * float(info.rate)))
+    return None
+
+
+def _side_by_side(before: np.ndarray, after: np.ndarray, rotation: int) -> np.ndarray:
+    """Input | result as the viewer will see it: stacked in the stored frame when it is shown rotated."""
+    if rotation % 180 == 90 or rotation % 180 == -90:
+        # A quarter turn shows the stored top on the left (counter-clockwise) or on the right.
+        first, second = (before, after) if rotation % 360 == 90 else (after, before)
+        gap = np.ones((8, before.shape[1], 3), np.float32)
+        return np.concatenate([first, gap, second], axis=0)
+    gap = np.ones((before.shape[0], 8, 3), np.float32)
+    return np.concatenate([before, gap, after], axis=1)
+
+
+def _quantise(x: np.ndarray, depth: int) -> np.ndarray:
+    if depth > 8:
+        return (np.clip(x, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _rgb_format(depth: int) -> str:
+    return "rgb48le" if depth > 8 else "rgb24"
+
+
+def _decode(av: Any, src: Path, info: VideoInfo, start: float, end: float | None, resumed: int,
+            out: queue.Queue[Any], stop: threading.Event, *, whole: bool) -> None:
+    """Demux and decode on this thread: frames (as float RGB) and the other streams' packets, in order."""
+    with _open_input(src) as inp:
+        vs = next(s for s in inp.streams.video if not (s.disposition & 0x400))
+        vs.thread_type = "AUTO"
+        keep = [s for s in inp.streams if s is not vs and s.type in ("audio", "subtitle", "data")]
+        tb = vs.time_base
+        origin = float(info.start_time * tb)
+        if start > 0:
+            inp.seek(int((origin + start) / tb), stream=vs, backward=True, any_frame=False)
+        depth_fmt = _rgb_format(info.depth)
+        index = 0
+        count_all = 0
+        shift = None  # seconds subtracted from every timestamp of a section
+        if whole:
+            shift = 0.0
+        pending: list[Any] = []  # packets of other streams seen before the first kept frame
+        finished = False
+        try:
+            for packet in inp.demux([vs, *keep]):
+                if stop.is_set():
+                    raise _Stop
+                if packet.stream is not vs:
+                    if packet.dts is None or packet.pts is None:
+                        continue
+                    t = float(packet.pts * packet.time_base) - origin
+                    if not whole and (t < start - 1e-9 or (end is not None and t >= end - 1e-9)):
+                        continue  # a whole run keeps everything, encoder priming before 0 included
+                    # The stream index travels with the packet: its stream object dies with this
+                    # container, which may close before the writer reaches the packet.
+                    if shift is None:
+                        pending.append((packet.stream.index, packet))
+                    else:
+                        _put(out, (packet.stream.index, _shifted(packet, shift)), stop)
+                    continue
+                if finished:
+                    continue
+                for frame in vs.decode(packet):
+                    count_all += 1
+                    if frame.pts is None:
+                        continue
+                    t = float(frame.pts * tb) - origin
+                    if t < start - 1e-9:
+                        continue
+                    if end is not None and t >= end - 1e-9:
+                        finished = True
+                        break
+                    if shift is None:
+                        shift = t
+                        for i, p in pending:
+                            _put(out, (i, _shifted(p, shift)), stop)
+                        pending.clear()
+                    _put(out, _decoded(frame, index, shift, tb, resumed, depth_fmt, info), stop)
+                    index += 1
+        except av.error.FFmpegError as exc:
+            raise _bad(src, f"truncated or corrupt video at frame {index} ({_short(exc)}); "
+                       "copy the whole file again") from None
+        if whole and info.frames and count_all < info.frames:
+            raise _bad(src, f"truncated: only {count_all} of its {info.frames} frames could be read; "
+                       "copy the whole file again")
+    _put(out, None, stop)
+
+
+def _shifted(packet: Any, shift: float) -> Any:
+    if shift:
+        delta = round(shift / packet.time_base)
+        packet.pts -= delta
+        packet.dts -= delta
+    return packet
+
+
+def _decoded(frame: Any, index: int, shift: float, tb: Fraction, resumed: int, fmt: str, info: VideoInfo) -> _Frame:
+    pts = frame.pts - (round(shift / tb) if shift else 0)
+    dur = frame.duration or None
+    if index < resumed:
+        return _Frame(index, pts, dur, None)
+    rng = info.color.get("color_range") or 1
+    rgb = frame.to_ndarray(format=fmt, src_color_range=rng, dst_color_range=2)
+    scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    return _Frame(index, pts, dur, rgb.astype(np.float32) / np.float32(scale))
+
+
+def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Path, work: Path,
+            q: queue.Queue[Any], stop: threading.Event, opts: VideoOptions, checkpoint: bool, resumed: int,
+            preview: bool, depth: int) -> int:
+    """Encode restored frames and mux the copied packets; keep lossless segments for resuming."""
+    rgb_fmt = _rgb_format(depth)
+    seg_fmt = "rgb48le" if depth > 8 else "bgr0"
+    seg_n = opts.segment_frames
+    with _open_input(src) as inp, av.open(str(partial), "w") as out:
+        for k, v in inp.metadata.items():
+            if k.lower() not in ("encoder", "duration", "major_brand", "minor_version", "compatible_brands"):
+                out.metadata[k] = v
+        vs_in = next(s for s in inp.streams.video if not (s.disposition & 0x400))
+        vs = out.add_stream(enc.encoder, rate=info.rate if info.rate else None, options=dict(enc.options))
+        width, height = info.width, info.height
+        if preview:
+            if info.rotation % 180 in (90, -90):
+                height = 2 * height + 8
+            else:
+                width = 2 * width + 8
+        vs.width, vs.height, vs.pix_fmt = width, height, enc.pix_fmt
+        vs.time_base = info.time_base
+        vs.codec_context.time_base = info.time_base
+        for k, v in info.color.items():
+            setattr(vs.codec_context, k, v)
+        if info.display_matrix:
+            vs.set_display_matrix(info.display_matrix)
+        for k, v in vs_in.metadata.items():
+            if k.lower() not in ("handler_name", "encoder", "duration", "vendor_id"):
+                vs.metadata[k] = v
+        copies: dict[int, Any] = {}
+        supported = out.supported_codecs
+        for s in inp.streams:
+            if s is vs_in or s.type not in ("audio", "subtitle", "data"):
+                continue
+            name = s.codec_context.name if s.codec_context else None
+            if name and name not in supported:
+                raise DeblurError(f"{src}: its {s.type} stream ({name}) cannot be copied into "
+                                  f"{partial.suffix}; choose an output .mkv (or the input's own container)")
+            try:
+                copies[s.index] = out.add_stream_from_template(s)
+            except Exception as exc:
+                raise DeblurError(f"{src}: its {s.type} stream #{s.index} cannot be copied into {partial.suffix} "
+                                  f"({_short(exc)}); choose an output .mkv") from None
+        seg: tuple[Any, Any, Path] | None = None
+        reader: tuple[Any, Any] | None = None
+        count = 0
+        colors = info.color
+        durations: dict[int, int] = {}
+
+        def encode(rgb: np.ndarray, pts: int, duration: int | None) -> None:
+            frame = av.VideoFrame.from_ndarray(rgb, format=rgb_fmt)
+            frame = frame.reformat(format=enc.pix_fmt, dst_colorspace=colors.get("colorspace") or None,
+                                   dst_color_range=colors.get("color_range") or 1)
+            for k, v in colors.items():
+                setattr(frame, k, v)
+            frame.pts = pts
+            frame.time_base = info.time_base
+            if duration:
+                durations[pts] = duration
+            mux(vs.encode(frame))
+
+        def mux(packets: list[Any]) -> None:
+            # Encoders guess each packet's duration from the frame rate; the input's own durations
+            # keep a variable-rate stream's last frame, and so its length, as they were.
+            for p in packets:
+                if p.pts is not None and p.pts in durations:
+                    p.duration = durations.pop(p.pts)
+                out.mux(p)
+
+        try:
+            while True:
+                item = _get(q, stop)
+                if item is None:
+                    break
+                if not isinstance(item, _Frame):
+                    packet = item[1]
+                    packet.stream = copies[item[0]]
+                    out.mux(packet)
+                    continue
+                if item.result is None:  # restored by an earlier run
+                    k = item.index // seg_n
+                    if item.index % seg_n == 0:
+                        if reader is not None:
+                            reader[0].close()
+                        c = av.open(str(work / _segment_name(k)))
+                        reader = (c, c.decode(video=0))
+                    assert reader is not None
+                    rgb = next(reader[1]).to_ndarray(format=rgb_fmt)
+                else:
+                    rgb = item.result
+                    if checkpoint and item.index >= resumed:
+                        if item.index % seg_n == 0:
+                            path = work / (_segment_name(item.index // seg_n) + ".part")
+                            c = av.open(str(path), "w", format="matroska")
+                            s = c.add_stream("ffv1", rate=24, options={"level": "3"})
+                            s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], seg_fmt
+                            seg = (c, s, path)
+                        assert seg is not None
+                        f = av.VideoFrame.from_ndarray(rgb, format=rgb_fmt).reformat(format=seg_fmt)
+                        f.pts = item.index % seg_n
+                        for p in seg[1].encode(f):
+                            seg[0].mux(p)
+                        if item.index % seg_n == seg_n - 1:
+                            _close_segment(seg)
+                            seg = None
+                encode(rgb, item.pts, item.duration)
+                count += 1
+            mux(vs.encode(None))
+        finally:
+            if reader is not None:
+                reader[0].close()
+            if seg is not None:
+                seg[0].close()  # an unfinished segment stays .part: a rerun makes it again
+    return count
+
+
+def _close_segment(seg: tuple[Any, Any, Path]) -> None:
+    c, s, path = seg
+    for p in s.encode(None):
+        c.mux(p)
+    c.close()
+    os.replace(path, path.with_suffix(""))
+
+
+def describe_video(info: VideoInfo) -> dict[str, Any]:
+    """The probe as JSON-ready facts (for --json and tests)."""
+    d = asdict(info)
+    d["time_base"] = str(info.time_base)
+    d["rate"] = str(info.rate) if info.rate else None
+    return d

@@ -1,0 +1,248 @@
+"""Videos: what a viewer or an editor relies on survives restoration, on clips made here with PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from deblurcli.api import Deblurrer  # noqa: E402
+from deblurcli.errors import DeblurError  # noqa: E402
+from deblurcli.video import VideoOptions, is_video, preview_path, restore_video, sniff_video, work_dir  # noqa: E402
+
+W, H, N = 64, 48, 48
+
+
+def make_clip(path: Path, *, n: int = N, vfr: bool = False, rotation: int | None = None, pix_fmt: str = "yuv420p",
+              audio: bool = True, video: bool = True) -> Path:
+    """h264 (+ AAC) with BT.709 colour tags; VFR clips get irregular 30/50/41 ms frame steps."""
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as c:
+        if video:
+            v = c.add_stream("libx264", rate=24, options={"crf": "10"})
+            v.width, v.height, v.pix_fmt = W, H, pix_fmt
+            v.codec_context.time_base = Fraction(1, 1000) if vfr else Fraction(1, 24)
+            for k in ("color_primaries", "color_trc", "colorspace"):
+                setattr(v.codec_context, k, 1)
+            v.codec_context.color_range = 1
+            if rotation is not None:
+                v.set_display_rotation(rotation)
+        if audio:
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "mono"
+        t = 0
+        base = rng.random((H, W, 3))
+        for i in range(n if video else 0):
+            img = (np.clip(base + 0.3 * np.sin(i / 5), 0, 1) * 255).astype(np.uint8)
+            img[:, (i * 3) % W] = 255  # something moving, so frames differ
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = t if vfr else i
+            t += (30, 50, 41)[i % 3]
+            for p in v.encode(f):
+                c.mux(p)
+        if video:
+            for p in v.encode():
+                c.mux(p)
+        if audio:
+            samples, pos = int((t / 1000 if vfr else n / 24) * 48000), 0
+            while pos < samples:
+                k = min(1024, samples - pos)
+                x = (0.1 * np.sin(np.arange(pos, pos + k) * 2 * np.pi * 440 / 48000)).astype(np.float32)[None]
+                af = av.AudioFrame.from_ndarray(x, format="fltp", layout="mono")
+                af.sample_rate, af.pts = 48000, pos
+                for p in a.encode(af):
+                    c.mux(p)
+                pos += k
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def facts(path: Path) -> dict[str, Any]:
+    """What must survive: per-frame times, durations, rotation, colour, depth and the audio packets."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        frames = list(c.decode(vs))
+        c.seek(0)
+        audio = [(bytes(p), float(p.pts * p.time_base), float(p.dts * p.time_base), float(p.duration * p.time_base))
+                 for p in c.demux(c.streams.audio) if p.size] if c.streams.audio else []
+        return {
+            "count": len(frames),
+            "times": [round(float(f.pts * f.time_base), 6) for f in frames],
+            "duration": round(float(vs.duration * vs.time_base), 4) if vs.duration else None,
+            "rotation": frames[0].rotation,
+            "color": (frames[0].color_primaries, frames[0].color_trc, frames[0].colorspace, frames[0].color_range),
+            "pix_fmt": vs.codec_context.pix_fmt,
+            "size": (frames[0].width, frames[0].height),
+            "codec": vs.codec_context.name,
+            "audio": audio,
+        }
+
+
+def pixels(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24", src_color_range=1, dst_color_range=2) for f in c.decode(video=0)]
+
+
+def through_yuv420(rgb: np.ndarray) -> np.ndarray:
+    """What 4:2:0 BT.709 limited-range storage does to an RGB frame."""
+    f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", src_colorspace=1, dst_colorspace=1,
+                                                                 dst_color_range=1)
+    return f.to_ndarray(format="rgb24", src_colorspace=1, dst_colorspace=1, src_color_range=1, dst_color_range=2)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "cfr": make_clip(d / "cfr.mp4"),
+        "vfr": make_clip(d / "vfr.mp4", vfr=True),
+        "rotated": make_clip(d / "rotated.mp4", rotation=90),
+        "10bit": make_clip(d / "tenbit.mp4", pix_fmt="yuv420p10le"),
+        "mkv": make_clip(d / "vfr.mkv", vfr=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def deblurrer(tiny_model: Path) -> Deblurrer:
+    return Deblurrer(tiny_model, device="cpu", tile=0, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["cfr", "vfr", "rotated", "10bit", "mkv"])
+def test_timing_audio_rotation_colour_and_depth_are_kept(kind: str, clips: dict[str, Path], deblurrer: Deblurrer,
+                                                         tmp_path: Path) -> None:
+    src = clips[kind]
+    dst = tmp_path / f"out{src.suffix}"
+    res = restore_video(deblurrer, src, dst)
+    a, b = facts(src), facts(dst)
+    assert b["count"] == a["count"] == N
+    assert b["times"] == a["times"]
+    if a["duration"] is not None:
+        assert b["duration"] == a["duration"]
+    assert b["audio"] == a["audio"] and len(a["audio"]) > 20  # packet for packet: bytes and timestamps
+    for k in ("rotation", "color", "pix_fmt", "size", "codec"):
+        assert b[k] == a[k], k
+    assert a["rotation"] == (90 if kind == "rotated" else 0)
+    assert a["pix_fmt"] == ("yuv420p10le" if kind == "10bit" else "yuv420p")
+    assert res.status == "ok" and "libx264, crf 18" in res.notes[0]
+    assert not work_dir(dst).exists()
+    # the model really ran: the frames changed
+    assert np.abs(pixels(dst)[10].astype(int) - pixels(src)[10].astype(int)).mean() > 1.0
+
+
+def test_each_frame_goes_through_the_deblurrer_lossless_and_strength(clips: dict[str, Path], deblurrer: Deblurrer,
+                                                                       tmp_path: Path) -> None:
+    src = clips["cfr"]
+    full = tmp_path / "full.mkv"
+    res = restore_video(deblurrer, src, full, VideoOptions(lossless=True))
+    assert facts(full)["codec"] == "ffv1" and "ffv1" in res.notes[0]
+    with av.open(str(src)) as c:
+        frame = next(iter(c.decode(video=0)))
+        rgb = frame.to_ndarray(format="rgb24", src_color_range=1, dst_color_range=2).astype(np.float32) / 255
+    expected = through_yuv420((np.clip(deblurrer.restore(rgb), 0, 1) * 255 + 0.5).astype(np.uint8))
+    got = pixels(full)[0]
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # FFV1: nothing lost but 4:2:0 storage
+    none = tmp_path / "none.mkv"
+    restore_video(deblurrer, src, none, VideoOptions(lossless=True, strength=0.0))
+    assert np.abs(pixels(none)[0].astype(int) - through_yuv420((rgb * 255 + 0.5).astype(np.uint8))).max() <= 1
+
+
+def test_section_and_preview(clips: dict[str, Path], deblurrer: Deblurrer, tmp_path: Path) -> None:
+    src = clips["cfr"]
+    dst = tmp_path / "section.mp4"
+    restore_video(deblurrer, src, dst, VideoOptions(start=0.5, duration=0.5))
+    f = facts(dst)
+    assert f["count"] == 12
+    assert f["times"] == [round(i / 24, 6) for i in range(12)]
+    audio_seconds = sum(p[3] for p in f["audio"])
+    assert 0.4 < audio_seconds < 0.6 and f["audio"][0][1] < 0.03
+    src_audio = {p[0] for p in facts(src)["audio"]}
+    assert all(p[0] in src_audio for p in f["audio"])  # copied, not re-encoded
+
+    out = tmp_path / "look.mp4"
+    res = restore_video(deblurrer, src, out, VideoOptions(preview=0.25))
+    assert not out.exists() and Path(res.output) == preview_path(out) == tmp_path / "look_preview.mp4"
+    p = facts(preview_path(out))
+    assert p["size"] == (2 * W + 8, H) and p["count"] == 6
+    frame, before = pixels(preview_path(out))[0].astype(int), pixels(src)[0].astype(int)
+    left, right = np.abs(frame[:, :W] - before).mean(), np.abs(frame[:, W + 8:] - before).mean()
+    assert left < 0.5 * right, (left, right)  # input | result
+
+
+def test_interrupted_run_leaves_nothing_and_resumes_to_the_same_frames(clips: dict[str, Path], deblurrer: Deblurrer,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    src = clips["vfr"]
+    whole = tmp_path / "whole.mp4"
+    restore_video(deblurrer, src, whole, VideoOptions(segment_frames=8))
+
+    dst = tmp_path / "resumed.mp4"
+
+    def interrupt(index: int) -> None:
+        if index == 21:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(deblurrer, src, dst, VideoOptions(segment_frames=8, on_frame=interrupt))
+    assert not dst.exists()
+    assert sorted(p.name for p in work_dir(dst).glob("frames_*.mkv")) == [
+        "frames_000000.mkv", "frames_000001.mkv"]
+
+    calls = []
+    restore = deblurrer.restore
+    monkeypatch.setattr(deblurrer, "restore", lambda x, **kw: calls.append(1) or restore(x, **kw))
+    res = restore_video(deblurrer, src, dst, VideoOptions(segment_frames=8))
+    assert len(calls) == N - 16  # the first two segments were not restored again
+    assert any("resumed: 16 frames" in n for n in res.notes)
+    assert facts(dst) == facts(whole)
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(dst), pixels(whole), strict=True))
+    assert not work_dir(dst).exists()
+
+
+def test_changed_settings_do_not_reuse_old_frames(clips: dict[str, Path], deblurrer: Deblurrer,
+                                                   tmp_path: Path) -> None:
+    src, dst = clips["cfr"], tmp_path / "o.mp4"
+
+    def interrupt(index: int) -> None:
+        if index == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(deblurrer, src, dst, VideoOptions(segment_frames=4, on_frame=interrupt))
+    res = restore_video(deblurrer, src, dst, VideoOptions(segment_frames=4, strength=0.5))
+    assert not any("resumed" in n for n in res.notes)
+
+
+def test_bad_inputs_are_one_line_errors(clips: dict[str, Path], deblurrer: Deblurrer, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video at all" * 100)
+    cut = tmp_path / "cut.mp4"
+    data = clips["cfr"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    audio_only = make_clip(tmp_path / "sound.m4a", video=False)
+    cases = [(junk, "not a video"), (cut, "truncated or corrupt"), (audio_only, "no video stream (it has audio only)")]
+    for path, words in cases:
+        with pytest.raises(DeblurError) as exc:
+            restore_video(deblurrer, path, tmp_path / "x.mp4")
+        msg = str(exc.value)
+        assert words in msg and str(path) in msg and "\n" not in msg
+    assert not (tmp_path / "x.mp4").exists()
+    with pytest.raises(DeblurError, match="already exists"):
+        restore_video(deblurrer, clips["cfr"], clips["vfr"])  # never replaces an existing file unasked
+    with pytest.raises(DeblurError, match="FFV1 cannot go into .mov"):
+        restore_video(deblurrer, clips["cfr"], tmp_path / "y.mov", VideoOptions(lossless=True))
+
+
+def test_detection_is_by_content(clips: dict[str, Path], tmp_path: Path) -> None:
+    renamed = tmp_path / "clip.bin"
+    renamed.write_bytes(clips["cfr"].read_bytes())
+    assert sniff_video(renamed) == "mp4" and is_video(renamed)
+    assert sniff_video(clips["mkv"]) == "matroska"
+    photo = tmp_path / "photo.mp4"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert sniff_video(photo) is None
