@@ -5,10 +5,15 @@ users share, so that every front end behaves the same.
     d = Deblurrer("evssm", device="cuda")
     sharp = d.restore(pixels)            # HxWx3 float32 in [0, 1]
     d.restore_file("in.jpg", "out.jpg")  # metadata, bit depth and alpha kept, written atomically
+
+The options (device, precision, tiles, strength, ...) are `deblurcli.options.EngineOptions`, the
+same object the ``deblur`` commands build from their flags: ``Deblurrer(options=opts)`` or keyword
+arguments named like its fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,17 +27,17 @@ import numpy as np
 import torch
 
 from . import ssm, tiling
-from .errors import DeblurError, UsageError
+from .errors import DeblurError, OptionError, UsageError
 from .imageio import Image, encode_image, output_notes, read_image, same_file, write_image
 from .models import get_arch
+from .options import DEFAULT_OVERLAP, DEVICES, PRECISIONS, EngineOptions
 from .weights import ModelSpec, load_model, sha256_file
 
 log = logging.getLogger("deblurcli")
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+__all__ = ["DEFAULT_OVERLAP", "DEVICES", "PRECISIONS", "Deblurrer", "EngineOptions", "RestoreResult"]
+
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DEFAULT_OVERLAP = 32
 
 
 @dataclass
@@ -63,7 +68,7 @@ class RestoreResult:
 def pick_device(device: str) -> torch.device:
     """The torch device for ``--device``, with a one-line error when it cannot be had."""
     if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r}: choose {', '.join(DEVICES)}")
+        raise OptionError("device", f"unknown device {device!r}; choose {', '.join(DEVICES)}")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -71,19 +76,19 @@ def pick_device(device: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu (or auto)")
+        raise OptionError("device", "no CUDA GPU is available to PyTorch here; use cpu (or auto)", value=device)
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: Apple's Metal backend is not available here; use --device cpu (or auto)")
+        raise OptionError("device", "Apple's Metal backend is not available here; use cpu (or auto)", value=device)
     return torch.device(device)
 
 
 def pick_precision(precision: str, device: torch.device) -> str:
     """fp32 on CPU unless bf16 is asked for; fp16 is refused there (slow and inaccurate)."""
     if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
+        raise OptionError("precision", f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if device.type == "cpu":
         if precision == "fp16":
-            raise UsageError("--precision fp16 is not supported on the CPU; use fp32 (default) or bf16")
+            raise OptionError("precision", "not supported on the CPU; use fp32 (default) or bf16", value=precision)
         return "fp32" if precision == "auto" else precision
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -102,53 +107,63 @@ def set_threads(threads: int | None) -> None:
     if threads is None:
         return
     if threads < 1:
-        raise UsageError(f"--threads must be at least 1 (got {threads})")
+        raise OptionError("threads", "must be at least 1", value=threads)
     torch.set_num_threads(threads)
 
 
 class Deblurrer:
-    """A loaded model plus how to run it (device, precision, tiles)."""
+    """A loaded model plus how to run it (device, precision, tiles, strength).
+
+    ``Deblurrer(model, options=EngineOptions(...), **changes)``: ``changes`` are `EngineOptions`
+    fields (``tile=512``), applied over ``options``; ``model`` over ``options.model``. ``options``
+    keeps what was asked for; the attributes (``device``, ``precision``, ``tile``, ...) hold what
+    it resolved to.
+    """
 
     def __init__(
         self,
         model: str | os.PathLike[str] | None = None,
         *,
-        device: str = "auto",
-        precision: str = "auto",
-        tile: int | str = "auto",
-        tile_overlap: int = DEFAULT_OVERLAP,
-        batch_size: int = 1,
-        threads: int | None = None,
-        offline: bool | None = None,
-        scan_backend: str = "auto",
-        variant: str | None = None,
+        options: EngineOptions | None = None,
         progress: bool = True,
         console: Any = None,
         on_note: Callable[[str], None] | None = None,
+        **changes: Any,
     ) -> None:
-        set_threads(threads)
-        if scan_backend != "auto":
+        opts = options or EngineOptions()
+        if model is not None:
+            changes["model"] = model
+        unknown = set(changes) - {f.name for f in dataclasses.fields(EngineOptions)}
+        if unknown:
+            raise TypeError(f"Deblurrer() got unknown option(s) {', '.join(sorted(unknown))}; "
+                            f"see deblurcli.options.EngineOptions")
+        self.options = opts = opts.replace(**changes)
+        set_threads(opts.threads)
+        if opts.scan_backend != "auto":
             try:
-                ssm.set_backend(scan_backend)
+                ssm.set_backend(opts.scan_backend)
             except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        self.device = pick_device(device)
-        self.precision = pick_precision(precision, self.device)
-        self.tile = _parse_tile(tile)
-        if tile_overlap < 0:
-            raise UsageError(f"--tile-overlap must be >= 0 (got {tile_overlap})")
-        self.tile_overlap = tile_overlap
-        self.batch_size = max(1, int(batch_size))
+                raise OptionError("scan_backend", str(exc), value=opts.scan_backend) from None
+        self.device = pick_device(opts.device)
+        self.precision = pick_precision(opts.precision, self.device)
+        self.tile = _parse_tile(opts.tile)
+        if opts.tile_overlap < 0:
+            raise OptionError("tile_overlap", "must be >= 0", value=opts.tile_overlap)
+        self.tile_overlap = int(opts.tile_overlap)
+        if opts.batch_size < 1:
+            raise OptionError("batch_size", "must be at least 1", value=opts.batch_size)
+        self.batch_size = int(opts.batch_size)
+        self.strength = _check_strength(opts.strength)
         self._note = on_note or (lambda msg: log.warning(msg))
         self._noted: set[str] = set()
         self._lock = threading.Lock()
 
         from .hub import resolve  # the Hub client is only imported when a model is resolved
 
-        self.resolved = resolve(None if model is None else str(model), offline=offline, progress=progress,
-                                console=console)
+        self.resolved = resolve(None if opts.model is None else str(opts.model), offline=opts.offline or None,
+                                progress=progress, console=console)
         self.path = Path(self.resolved.path)
-        net, spec = load_model(self.path, variant=variant)
+        net, spec = load_model(self.path, variant=opts.variant)
         self.spec: ModelSpec = spec
         self.arch = get_arch(spec.arch)
         self.model = net.to(self.device).eval()
@@ -156,7 +171,7 @@ class Deblurrer:
             p.requires_grad_(False)
         if self.device.type == "cpu" and self.precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
-        self.name = self.resolved.entry.name if self.resolved.entry is not None else str(model or "default")
+        self.name = self.resolved.entry.name if self.resolved.entry is not None else str(opts.model or "default")
         warn = tiling.too_small_tile_warning(self.tile, spec.arch) if isinstance(self.tile, int) else None
         if warn:
             self._say(warn)
@@ -184,14 +199,27 @@ class Deblurrer:
             "tile_overlap": self.tile_overlap,
         }
 
+    @property
+    def variant(self) -> str:
+        """The variant the model runs as (the one asked for, else the one stored with the weights)."""
+        return self.spec.variant
+
     def settings_key(self) -> dict[str, Any]:
-        """The settings that change the pixels written: work done with other ones is redone."""
-        # The weights' hash, not the name or path they were given by: the same file reached as
-        # ./w.safetensors today and /abs/w.safetensors tomorrow must not redo a finished batch.
-        return {
-            "arch": self.spec.arch, "weights_sha256": self.weights_sha256, "variant": self.spec.variant,
-            "precision": self.precision, "tile": self.tile, "tile_overlap": self.tile_overlap,
-        }
+        """The settings that change the pixels written: work done with other ones is redone.
+
+        Derived from the `EngineOptions` fields marked as deciding the output, each as this
+        object resolved it (``precision="auto"`` -> ``"fp32"``), so a new option cannot be
+        forgotten here. The model is keyed on its weights' hash and architecture, not the name
+        or path it was given by: ./w.safetensors today and /abs/w.safetensors tomorrow is the
+        same finished batch.
+        """
+        key: dict[str, Any] = {}
+        for name in EngineOptions.output_fields():
+            if name == "model":
+                key.update(arch=self.spec.arch, weights_sha256=self.weights_sha256)
+            else:
+                key[name] = getattr(self, name)  # every output-deciding option is resolved onto self
+        return key
 
     def _say(self, msg: str) -> None:
         if msg not in self._noted:
@@ -244,10 +272,15 @@ class Deblurrer:
         side = tiling.auto_tile_size(free, bpp, m, minimum=256, batch_size=self.batch_size, maximum=maximum)
         return 0 if max(h, w) <= side else side
 
-    def restore(self, pixels: np.ndarray, *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1]."""
+    def restore(self, pixels: np.ndarray, *, strength: float | None = None,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1].
+
+        ``strength`` (default: this object's) < 1 blends the result back toward the input.
+        """
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
+        strength = self.strength if strength is None else _check_strength(strength)
         h, w = pixels.shape[:2]
         tile = self.tile_for(h, w)
         while True:
@@ -260,17 +293,19 @@ class Deblurrer:
                 break
             except torch.OutOfMemoryError:
                 if self.device.type != "cuda":
-                    raise DeblurError(
-                        "out of memory on the CPU; use a smaller --tile (e.g. --tile 512)"
-                    ) from None
+                    raise DeblurError("out of memory on the CPU; use smaller tiles", hint=("tile", 512)) from None
                 torch.cuda.empty_cache()
                 current = tile or max(h, w)
                 smaller = (current // 2) // self.spec.pad_multiple * self.spec.pad_multiple
                 if smaller < 128:
-                    raise DeblurError("out of GPU memory even with 128 px tiles; use --device cpu") from None
+                    raise DeblurError("out of GPU memory even with 128 px tiles; run on the CPU",
+                                      hint=("device", "cpu")) from None
                 self._say(f"GPU out of memory with {current} px tiles; retrying with {smaller} px")
                 tile = smaller
-        return np.clip(out, 0.0, 1.0, out=out)
+        np.clip(out, 0.0, 1.0, out=out)
+        if strength < 1.0:
+            out = pixels + strength * (out - pixels)
+        return out
 
     def tile_check(self, pixels: np.ndarray, *, tile: int | None = None) -> dict[str, Any]:
         """How far tiles change the result, measured on a centre crop of the user's own photo.
@@ -301,19 +336,14 @@ class Deblurrer:
         psnr = 100.0 if mse <= 1e-10 else float(10 * np.log10(1.0 / mse))
         return {"crop": f"{side}x{side}", "tile": t, "psnr": psnr, "seam_ratio": ratio}
 
-    def restore_image(self, img: Image, *, strength: float = 1.0,
+    def restore_image(self, img: Image, *, strength: float | None = None,
                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Restore a decoded photo; ``strength`` < 1 blends back toward the input."""
-        if not 0.0 <= strength <= 1.0:
-            raise UsageError(f"--strength must be between 0 and 1 (got {strength})")
-        out = self.restore(img.pixels, progress=progress)
-        if strength < 1.0:
-            out = img.pixels + strength * (out - img.pixels)
-        return out
+        """Restore a decoded photo; ``strength`` (default: this object's) < 1 blends back toward the input."""
+        return self.restore(img.pixels, strength=strength, progress=progress)
 
     def restore_file(
         self, src: str | os.PathLike[str] | bytes, dst: str | os.PathLike[str] | BinaryIO, *,
-        overwrite: bool = False, quality: int = 95, strength: float = 1.0, allow_large: bool = False,
+        overwrite: bool = False, quality: int = 95, strength: float | None = None, allow_large: bool = False,
         compare: str | os.PathLike[str] | None = None, format: str | None = None, tile_check: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> RestoreResult:
@@ -388,10 +418,16 @@ def _parse_tile(tile: int | str) -> int | str:
         try:
             tile = int(tile)
         except ValueError:
-            raise UsageError(f"--tile must be a number of pixels, 0 (whole image) or auto (got {tile!r})") from None
+            raise OptionError("tile", "must be a number of pixels, 0 (whole image) or auto", value=tile) from None
     if tile < 0:
-        raise UsageError(f"--tile must be >= 0 (got {tile})")
+        raise OptionError("tile", "must be >= 0", value=tile)
     return int(tile)
+
+
+def _check_strength(strength: float) -> float:
+    if not 0.0 <= strength <= 1.0:
+        raise OptionError("strength", "must be between 0 and 1", value=strength)
+    return float(strength)
 
 
 def _available_memory() -> int:

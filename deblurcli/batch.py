@@ -28,22 +28,28 @@ from typing import Any
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, UsageError
 from .imageio import IMAGE_EXTENSIONS, Image, read_image, unknown_format_error, write_image
+from .options import output_settings
 
 JOURNAL = ".deblur-journal.jsonl"
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
 
 
+_DECIDES = {"decides_output": True}  # part of the resume key, with the Deblurrer's own settings
+
+
 @dataclass
 class BatchOptions:
+    """What to process and how to write it; how to restore is the `Deblurrer`'s (incl. strength)."""
+
     recursive: bool = False
     glob: str | None = None
     overwrite: bool = False
     retry_failed: bool = False
     shard: tuple[int, int] = (0, 1)
-    suffix: str = ""
-    format: str | None = None  # output extension (without dot); None keeps the input's
-    quality: int = 95
-    strength: float = 1.0
+    suffix: str = field(default="", metadata=_DECIDES)
+    #: Output extension (without dot); None keeps the input's.
+    format: str | None = field(default=None, metadata=_DECIDES)
+    quality: int = field(default=95, metadata=_DECIDES)
     allow_large: bool = False
 
 
@@ -211,9 +217,7 @@ def run_batch(
         (out_dir / JOURNAL).touch()
     except OSError as exc:
         raise DeblurError(f"{out_dir}: cannot write there ({exc.strerror}); choose a writable folder") from None
-    settings = deblurrer.settings_key() | {
-        "strength": opts.strength, "quality": opts.quality, "suffix": opts.suffix, "format": opts.format,
-    }
+    settings = deblurrer.settings_key() | output_settings(opts)
     summary = BatchSummary()
     t_start = time.perf_counter()
     if on_start:
@@ -283,7 +287,7 @@ def run_batch(
                 # the final journal line, the next run knows it may replace that output.
                 journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
                 res.width, res.height = item.width, item.height
-                out = deblurrer.restore_image(item, strength=opts.strength, progress=on_tile)
+                out = deblurrer.restore_image(item, progress=on_tile)
             except DeblurError as exc:
                 res.status, res.error = "failed", str(exc)
             except Exception as exc:  # an unexpected failure on one file must not lose the others

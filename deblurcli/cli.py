@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import DeblurError
 from .models import arch_names
+from .options import EngineOptions, engine_options, flag_for
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
 _ARCH_CHOICES = " | ".join(arch_names())
@@ -112,7 +113,7 @@ def handle_errors(fn: F) -> F:
         except DeblurError as exc:
             if debug:
                 raise
-            _fail(str(exc), exc.exit_code)
+            _fail(exc.cli_message(flag_for), exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
@@ -140,17 +141,14 @@ def _main(
 
 
 # -- shared options ---------------------------------------------------------------------------------
-ModelOpt = typer.Option(None, "--model", "-m", help="Registry name, weights file, or hf:OWNER/REPO[/FILE][@REV]. "
-                        "Default: the embedded model.")
-DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
-PrecisionOpt = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16 (fp32 on CPU by default)")
-ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for the model (default: all cores)")
-TileOpt = typer.Option("auto", "--tile", help="Tile side in px; 0 = whole image; auto = from free memory")
-OverlapOpt = typer.Option(32, "--tile-overlap", help="Overlap between tiles in px (blended smoothly)")
-BatchOpt = typer.Option(1, "--batch-size", help="Tiles per model call")
-OfflineOpt = typer.Option(False, "--offline", help="Never use the network (HF cache and embedded models only)")
-ScanOpt = typer.Option("auto", "--scan", help="Scan backend: auto | torch | numba | triton | cuda | reference")
-VariantOpt = typer.Option(None, "--variant", help="Model variant (e.g. algnet: plain|local, evssm: global|windowed)")
+# The options of run/batch/eval/bench that say which model and how to run it are EngineOptions
+# (deblurcli/options.py), added to each command by @engine_options(): declared once, there.
+# --variant is also one of them; convert's reuses its declaration.
+VariantOpt = next(s for s in EngineOptions.specs() if s.name == "variant").typer_option()
+OfflineOpt = next(s for s in EngineOptions.specs() if s.name == "offline").typer_option()
+# Output encoding, shared by the commands that write images beside their inputs (run, batch).
+QualityOpt = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality")
+AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 178 megapixels")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and internal choices")
 
@@ -159,20 +157,15 @@ def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _make_deblurrer(model: str | None, *, device: str, precision: str, threads: int | None, tile: str,
-                    overlap: int, batch_size: int, offline: bool, scan: str, variant: str | None,
-                    quiet: bool, debug: bool) -> Any:
+def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
     from .api import Deblurrer
 
     def note(msg: str) -> None:
         if not quiet:
             _say("[yellow]note:[/] ", msg)
 
-    d = Deblurrer(
-        model, device=device, precision=precision, tile=tile, tile_overlap=overlap, batch_size=batch_size,
-        threads=threads, offline=offline or None, scan_backend=scan, variant=variant,
-        progress=not quiet and _stderr_is_tty(), console=None if quiet else err, on_note=note,
-    )
+    d = Deblurrer(options=engine, progress=not quiet and _stderr_is_tty(), console=None if quiet else err,
+                  on_note=note)
     if debug:
         err.print(escape(json.dumps(d.describe(), indent=1)))
     return d
@@ -200,28 +193,19 @@ def _tile_progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], N
 # -- run ----------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
+@engine_options()
 def run(
     inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image files, or - for stdin"),
     output: str | None = typer.Option(None, "--output", "-o", help="Output file (one input), folder, or - for stdout"),
-    model: str | None = ModelOpt,
     suffix: str = typer.Option("_deblurred", "--suffix", help="Added to the name when no -o is given"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files"),
     fmt: str | None = typer.Option(None, "--format", help="Output format: png, jpg, tif, ..."),
-    quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality"),
-    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="1 = full restoration, 0 = input"),
+    quality: int = QualityOpt,
     compare: bool = typer.Option(False, "--compare", help="Also write NAME_compare.png (input | result)"),
-    tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
     tile_check: bool = typer.Option(False, "--tile-check", help="Report how closely tiles agree with the "
                                     "whole image on a crop of each input"),
-    batch_size: int = BatchOpt,
-    device: str = DeviceOpt,
-    precision: str = PrecisionOpt,
-    threads: int | None = ThreadsOpt,
-    allow_large: bool = typer.Option(False, "--allow-large", help="Accept images over 178 megapixels"),
-    offline: bool = OfflineOpt,
-    scan: str = ScanOpt,
-    variant: str | None = VariantOpt,
+    allow_large: bool = AllowLargeOpt,
+    engine: EngineOptions = EngineOptions(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per result on stdout"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
@@ -239,14 +223,12 @@ def run(
     todo = [p for p in plan if not p.error]
     if not todo:
         raise typer.Exit(2 if any(p.usage for p in failures) else 1)
-    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
-                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
-                        quiet=quiet, debug=debug)
+    d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     failed = len(failures)
     for p in todo:
         with _tile_progress(not quiet and _stderr_is_tty(), Path(p.src).name) as prog:
             res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
-                          quality=quality, strength=strength, allow_large=allow_large, fmt=fmt,
+                          quality=quality, allow_large=allow_large, fmt=fmt,
                           tile_check=tile_check, progress=prog, debug=debug)
         if res.status != "ok":
             failed += 1
@@ -266,10 +248,10 @@ def run(
 # -- batch --------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
+@engine_options()
 def batch(
     in_dir: Path = typer.Argument(..., help="Folder of images"),
     out_dir: Path = typer.Argument(..., help="Folder for the results (tree mirrored)"),
-    model: str | None = ModelOpt,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include subfolders"),
     glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern, e.g. '*.jpg'"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, ignoring the journal"),
@@ -277,20 +259,11 @@ def batch(
     shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th file starting at I"),
     suffix: str = typer.Option("", "--suffix", help="Added to output names"),
     fmt: str | None = typer.Option(None, "--format", help="Output format/extension (default: as the input)"),
-    quality: int = typer.Option(95, "--quality", min=1, max=100),
-    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0),
+    quality: int = QualityOpt,
     report: Path | None = typer.Option(None, "--report", help="Write a JSON report (per file: status, seconds, "
                                        "size, error)"),
-    tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
-    batch_size: int = BatchOpt,
-    device: str = DeviceOpt,
-    precision: str = PrecisionOpt,
-    threads: int | None = ThreadsOpt,
-    allow_large: bool = typer.Option(False, "--allow-large"),
-    offline: bool = OfflineOpt,
-    scan: str = ScanOpt,
-    variant: str | None = VariantOpt,
+    allow_large: bool = AllowLargeOpt,
+    engine: EngineOptions = EngineOptions(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per file on stdout"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
@@ -300,14 +273,11 @@ def batch(
     from .errors import UsageError
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
-                        shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, strength=strength,
-                        allow_large=allow_large)
+                        shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large)
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
-    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
-                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
-                        quiet=quiet, debug=debug)
+    d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -454,39 +424,43 @@ def convert(
 
 
 # -- eval ---------------------------------------------------------------------------------------------
-@app.command("eval")
+@app.command("eval", context_settings={"allow_extra_args": True})
 @handle_errors
+@engine_options()
 def eval_cmd(
+    ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", help="gopro | hide | realblur-j | realblur-r | pairs"),
     data_dir: Path = typer.Option(..., "--data-dir", help="Dataset folder (layout detected)"),
     sharp_dir: Path | None = typer.Option(None, "--sharp-dir", help="For --dataset pairs: the sharp folder"),
-    model: str | None = ModelOpt,
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images"),
     save_dir: Path | None = typer.Option(None, "--save-dir", help="Save restored images here"),
     csv_path: str | None = typer.Option(None, "--csv", help="Per-image CSV (- for stdout)"),
-    json_path: str | None = typer.Option(None, "--json", help="Full JSON result (- for stdout)"),
+    report: str | None = typer.Option(None, "--report", help="Write the full JSON result to this file (- for "
+                                      "stdout)"),
     protocol: str = typer.Option("auto", "--protocol", help="auto | matlab | realblur"),
     allow_unmatched: bool = typer.Option(False, "--allow-unmatched", help="Skip files without a partner"),
-    tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
-    batch_size: int = BatchOpt,
-    device: str = DeviceOpt,
-    precision: str = PrecisionOpt,
-    threads: int | None = ThreadsOpt,
-    offline: bool = OfflineOpt,
-    scan: str = ScanOpt,
-    variant: str | None = VariantOpt,
+    engine: EngineOptions = EngineOptions(),
+    json_out: bool = typer.Option(False, "--json", help="Print the full JSON result on stdout instead of the table"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Benchmark a model on GoPro, HIDE, RealBlur or any paired folders, the papers' way."""
+    from .errors import UsageError
     from .eval.datasets import find_pairs
     from .eval.runner import evaluate, write_csv, write_json
 
+    if ctx.args:
+        # `--json FILE` was this command's way to write the JSON result before --json became the
+        # flag it is in every other command; one such word after --json is still read that way.
+        if not json_out or report is not None or len(ctx.args) != 1:
+            raise UsageError(f"unexpected argument {ctx.args[0]!r} (see 'deblur eval -h')")
+        json_out, report = False, ctx.args[0]
+        if not quiet:
+            _say("[yellow]note:[/] ", f"--json {report} is now --report {report}")
+    if json_out and report == "-":
+        raise UsageError("--report - and --json both write to stdout; give --report a file name")
     pairs = find_pairs(dataset, data_dir, sharp_dir=sharp_dir, allow_unmatched=allow_unmatched)
-    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
-                        overlap=tile_overlap, batch_size=batch_size, offline=offline, scan=scan, variant=variant,
-                        quiet=quiet, debug=debug)
+    d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -504,11 +478,13 @@ def eval_cmd(
     result["model"] = d.name
     result["weights_sha256"] = d.weights_sha256
     result["device"] = str(d.device)
-    if json_path:
-        write_json(result, json_path)
+    if report:
+        write_json(result, report)
+    if json_out:
+        write_json(result, "-")
     if csv_path:
         write_csv(result, csv_path)
-    if not quiet:
+    if not quiet and not json_out:
         _print_eval_summary(result, d)
     if result["summary"].get("failed"):
         raise typer.Exit(1)
@@ -618,20 +594,14 @@ def synth(
 # -- bench --------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
+@engine_options(defaults={"tile": "0"})  # times the model on the whole image unless told otherwise
 def bench(
-    model: str | None = ModelOpt,
     size: str = typer.Option("1024x1024", "--size", help="WxH of the synthetic test image"),
-    tile: str = typer.Option("0", "--tile"),
-    tile_overlap: int = OverlapOpt,
-    device: str = DeviceOpt,
-    precision: str = PrecisionOpt,
-    threads: int | None = ThreadsOpt,
-    scan: str = ScanOpt,
     repeat: int = typer.Option(3, "--repeat", min=1),
     scan_shapes: bool = typer.Option(True, "--scan-shapes/--no-scan-shapes",
                                      help="Also time the scan backends on the models' shapes"),
-    offline: bool = OfflineOpt,
-    json_out: bool = typer.Option(False, "--json"),
+    engine: EngineOptions = EngineOptions(),
+    json_out: bool = typer.Option(False, "--json", help="Print the timings as JSON on stdout"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -639,9 +609,7 @@ def bench(
     from .bench import bench_model, bench_scans, parse_size
 
     w, h = parse_size(size)
-    d = _make_deblurrer(model, device=device, precision=precision, threads=threads, tile=tile,
-                        overlap=tile_overlap, batch_size=1, offline=offline, scan=scan, variant=None,
-                        quiet=quiet, debug=debug)
+    d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     result: dict[str, Any] = {"model": bench_model(d, w, h, repeat=repeat)}
     if scan_shapes:
         result["scan"] = bench_scans(d.device, repeat=repeat)

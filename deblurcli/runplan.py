@@ -196,7 +196,7 @@ def _plan_compare(p: Planned, overwrite: bool, seen: dict[str, str], sources: di
 
 def execute(
     d: Deblurrer, p: Planned, *, read_stdin: Callable[[], bytes], stdout: BinaryIO, overwrite: bool = False,
-    quality: int = 95, strength: float = 1.0, allow_large: bool = False, fmt: str | None = None,
+    quality: int = 95, strength: float | None = None, allow_large: bool = False, fmt: str | None = None,
     tile_check: bool = False, progress: Callable[[int, int], None] | None = None, debug: bool = False,
 ) -> RestoreResult:
     """Run one planned input; a failure becomes a failed result so the other inputs still run.

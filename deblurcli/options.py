@@ -1,0 +1,204 @@
+"""How to run a model, declared once: `EngineOptions` and the machinery that turns it into CLI options.
+
+Every command that restores images (``run``, ``batch``, ``eval``, ``bench``) and the Python
+`Deblurrer` take the same `EngineOptions`. Each field carries, in its metadata, the one
+description of its command-line option (flags, help text, limits) and whether it decides the
+output pixels. Three things are derived from that and must never be written out by hand again:
+
+- the typer options of every command (`with_options`), so the commands cannot drift apart;
+- the batch resume key (`output_settings`), so ``deblur batch`` redoes a file whenever an option
+  that changes its pixels changed, including options added later;
+- the flag named in an error message (`flag_for`), so the library speaks of ``tile`` and the CLI
+  of ``--tile``.
+
+Adding a shared option is adding one field here (and using it where it acts, usually `api.py`).
+This module imports neither torch nor typer at import time: ``deblur --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+SCAN_BACKENDS = ("auto", "torch", "numba", "triton", "cuda", "reference")
+DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One command-line option: what typer (or argparse) needs, and what the tests need to vary it.
+
+    ``decides_output`` marks options whose value changes the pixels written; ``example`` is a valid
+    non-default value (shown nowhere, used by tests that check every option is honoured).
+    """
+
+    name: str
+    flags: tuple[str, ...]
+    default: Any
+    cli_type: type
+    help: str
+    decides_output: bool = False
+    example: Any = None
+    metavar: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def flag(self) -> str:
+        """The long flag, as error messages name it."""
+        return next(f for f in self.flags if f.startswith("--"))
+
+    def typer_option(self, default: Any = dataclasses.MISSING) -> Any:
+        import typer
+
+        extra: dict[str, Any] = {}
+        if self.metavar:
+            extra["metavar"] = self.metavar
+        if self.min is not None:
+            extra["min"] = self.min
+        if self.max is not None:
+            extra["max"] = self.max
+        value = self.default if default is dataclasses.MISSING else default
+        return typer.Option(value, *self.flags, help=self.help, **extra)
+
+
+def _opt(default: Any, *flags: str, cli_type: type, help: str, decides_output: bool = False, example: Any = None,
+         **extra: Any) -> Any:
+    """A dataclass field whose metadata is its command-line option (the name is filled in later)."""
+    return field(default=default, metadata={"option": dict(flags=flags, default=default, cli_type=cli_type,
+                                                           help=help, decides_output=decides_output,
+                                                           example=example, **extra)})
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which model, and how to run it: what ``run``, ``batch``, ``eval``, ``bench`` and `Deblurrer` share.
+
+    Values are as a user gives them (``"auto"`` stays ``"auto"``); `Deblurrer` resolves them and
+    validates them, raising `OptionError` naming the field.
+    """
+
+    model: str | None = _opt(None, "--model", "-m", cli_type=str, decides_output=True,
+                             help="Registry name, weights file, or hf:OWNER/REPO[/FILE][@REV]. "
+                                  "Default: the embedded model.")
+    variant: str | None = _opt(None, "--variant", cli_type=str, decides_output=True, example="local",
+                               help="Model variant (e.g. algnet: plain|local, evssm: global|windowed); "
+                                    "default: the one stored with the weights")
+    device: str = _opt("auto", "--device", cli_type=str, example="cpu", help=" | ".join(DEVICES))
+    precision: str = _opt("auto", "--precision", cli_type=str, decides_output=True, example="bf16",
+                          help=" | ".join(PRECISIONS) + " (fp32 on CPU by default)")
+    threads: int | None = _opt(None, "--threads", cli_type=int, example=1,
+                               help="CPU threads for the model (default: all cores)")
+    tile: int | str = _opt("auto", "--tile", cli_type=str, decides_output=True, example="64",
+                           help="Tile side in px; 0 = whole image; auto = from free memory")
+    tile_overlap: int = _opt(DEFAULT_OVERLAP, "--tile-overlap", cli_type=int, decides_output=True, example=16,
+                             help="Overlap between tiles in px (blended smoothly)")
+    batch_size: int = _opt(1, "--tile-batch", "--batch-size", cli_type=int, example=2, min=1,
+                           help="Tiles per model call (more is faster on a GPU and uses more memory; "
+                                "not deblur train's --batch-size, which counts training crops)")
+    scan_backend: str = _opt("auto", "--scan", cli_type=str, example="torch",
+                             help="Scan backend: " + " | ".join(SCAN_BACKENDS))
+    strength: float = _opt(1.0, "--strength", cli_type=float, decides_output=True, example=0.5, min=0.0, max=1.0,
+                           help="1 = full restoration, 0 = the input unchanged, between: a blend")
+    offline: bool = _opt(False, "--offline", cli_type=bool, example=True,
+                         help="Never use the network (HF cache and embedded models only)")
+
+    @classmethod
+    def specs(cls) -> list[OptionSpec]:
+        return option_specs(cls)
+
+    @classmethod
+    def output_fields(cls) -> list[str]:
+        """The fields whose value changes the pixels written (the batch resume key is built from them)."""
+        return [s.name for s in cls.specs() if s.decides_output]
+
+    def replace(self, **changes: Any) -> EngineOptions:
+        return dataclasses.replace(self, **changes)
+
+
+def option_specs(cls: type) -> list[OptionSpec]:
+    """The `OptionSpec` of every field of a dataclass declared with ``_opt`` (in field order)."""
+    return [OptionSpec(name=f.name, **f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+def output_settings(obj: Any) -> dict[str, Any]:
+    """``{field: value}`` for the fields of dataclass ``obj`` marked as deciding the output.
+
+    A field is marked by ``_opt(..., decides_output=True)`` or, when it is no shared CLI option,
+    by ``field(metadata={"decides_output": True})``.
+    """
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+            if f.metadata.get("decides_output") or f.metadata.get("option", {}).get("decides_output")}
+
+
+def flag_for(name: str, specs: Iterable[OptionSpec] | None = None) -> str:
+    """The CLI flag of a library option name (``scan_backend`` -> ``--scan``)."""
+    for s in specs if specs is not None else EngineOptions.specs():
+        if s.name == name:
+            return s.flag
+    return "--" + name.replace("_", "-")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(specs: Sequence[OptionSpec], build: Callable[..., Any], *, param: str,
+                 defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
+    """Give a typer command one option per spec, delivered to it as ``param=build(**values)``.
+
+    The command declares ``param`` where the options should appear in its ``--help``; typer sees
+    the spec's options in its place (the signature is rewritten), so every command using the
+    same specs gets the same flags, types, limits and help text. ``defaults`` changes a default
+    for one command (e.g. ``bench`` times the whole image unless told otherwise).
+    """
+    defaults = defaults or {}
+    unknown = set(defaults) - {s.name for s in specs}
+    if unknown:
+        raise TypeError(f"with_options: no option named {', '.join(sorted(unknown))}")
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        if param not in sig.parameters:
+            raise TypeError(f"{fn.__name__} must declare a '{param}' parameter to receive the options")
+        clash = {s.name for s in specs} & set(sig.parameters)
+        if clash:
+            raise TypeError(f"{fn.__name__} declares {', '.join(sorted(clash))} itself and through '{param}'")
+        new_params: list[inspect.Parameter] = []
+        annotations = {k: v for k, v in getattr(fn, "__annotations__", {}).items() if k != param}
+        for p in sig.parameters.values():
+            if p.name != param:
+                new_params.append(p)
+                continue
+            for s in specs:
+                annotation: Any = s.cli_type if s.default is not None or s.cli_type is bool else s.cli_type | None
+                new_params.append(inspect.Parameter(
+                    s.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                    default=s.typer_option(defaults.get(s.name, dataclasses.MISSING))))
+                annotations[s.name] = annotation
+        names = [s.name for s in specs]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for n in names if n in kwargs}
+            kwargs[param] = build(**values)
+            return fn(*args, **kwargs)
+
+        # typer reads the rewritten signature (inspect stops at __signature__, never at __wrapped__);
+        # every parameter is keyword-only there because typer calls commands with keywords alone.
+        wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+            parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in new_params])
+        wrapper.__annotations__ = annotations
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def engine_options(*, defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
+    """The `EngineOptions` flags on a command, received as ``engine: EngineOptions``."""
+    return with_options(EngineOptions.specs(), EngineOptions, param="engine", defaults=defaults)
