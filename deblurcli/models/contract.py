@@ -8,7 +8,8 @@ through a user's run.
 
 This module imports no torch: the built-in architectures' descriptions are read by
 ``deblur models`` and ``deblur train --print-config``, which must stay instant. Their network code
-is therefore reached through :func:`lazy`, which imports it on the first call.
+is therefore reached through :func:`lazy` hooks (:func:`network_hooks`), which import it on the
+first call.
 """
 
 from __future__ import annotations
@@ -48,6 +49,34 @@ class lazy:  # noqa: N801 - used like a function: lazy("pkg.mod", "build")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return getattr(importlib.import_module(self.module), self.attr)(*args, **kwargs)
+
+
+#: The hooks that run network code; :func:`network_hooks` makes them lazy for a package.
+CODE_HOOKS = ("build", "detect", "infer_config", "pad_multiple", "restore", "training_outputs")
+
+
+def network_hooks(package: str) -> dict[str, lazy]:
+    """The code hooks of an architecture package whose functions live in ``package.network``.
+
+    They are looked up through the package (see :func:`network_attributes`), so the network is
+    imported only when a hook first runs.
+    """
+    return {hook: lazy(package, hook) for hook in CODE_HOOKS}
+
+
+def network_attributes(package: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` serving ``package.network``'s names from the package, on first use.
+
+    Code written against the package (``algnet.ALGNet``, ``algnet.build``) keeps working while the
+    package itself stays free of torch.
+    """
+
+    def __getattr__(name: str) -> Any:  # noqa: N807 - installed as the package's module __getattr__
+        if name.startswith("__") or name == "network":
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.network"), name)
+
+    return __getattr__
 
 
 def width_memory(key: str, fallback: int = 48) -> Callable[[Mapping[str, Any]], float]:
@@ -165,6 +194,6 @@ class ArchSpec:
 
 
 __all__ = [
-    "BYTES_PER_PIXEL_PER_CHANNEL", "CONV_MIN_TILE", "INPUT_RANGES", "SCAN_MIN_TILE", "ArchSpec", "TrainRecipe",
-    "keep_settings", "lazy", "width_memory",
+    "BYTES_PER_PIXEL_PER_CHANNEL", "CODE_HOOKS", "CONV_MIN_TILE", "INPUT_RANGES", "SCAN_MIN_TILE", "ArchSpec",
+    "TrainRecipe", "keep_settings", "lazy", "network_attributes", "network_hooks", "width_memory",
 ]

@@ -1,16 +1,13 @@
 """ALGNet (Gao & Dang, ACM MM 2024): its description for deblurcli; the network is in ``network``.
 
-This file imports no torch, so listing architectures and printing training configs stay instant;
-the network's code is imported on first use, and its names (``ALGNet``, ``build``, ...) are
-reachable from here as before.
+No torch here (see deblurcli.models.contract); the network's names are served from ``network``.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, lazy, width_memory
+from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_attributes, network_hooks, width_memory
 
 ARCH = "algnet"
 VARIANTS: tuple[str, ...] = ("plain", "local")
@@ -31,13 +28,9 @@ def export_settings(variant: str, settings: dict[str, Any], train_patch: int) ->
     return settings
 
 
-_net = f"{__name__}.network"
-
 SPEC = ArchSpec(
     name=ARCH, title="ALGNet", variants=VARIANTS, default_variant=DEFAULT_VARIANT, input_range=INPUT_RANGE,
-    build=lazy(__name__, "build"), detect=lazy(__name__, "detect"), infer_config=lazy(__name__, "infer_config"),
-    pad_multiple=lazy(__name__, "pad_multiple"), restore=lazy(__name__, "restore"),
-    training_outputs=lazy(__name__, "training_outputs"),
+    **network_hooks(__name__),
     # Every block has a global Mamba branch scanning whole rows of the feature map: a scan model.
     min_tile=SCAN_MIN_TILE,
     bytes_per_pixel=width_memory("width"),
@@ -60,8 +53,4 @@ SPEC = ArchSpec(
 )
 
 
-def __getattr__(name: str) -> Any:
-    """The network module's names (``ALGNet``, ``build``, ...), imported on first use."""
-    if name.startswith("__") or name == "network":
-        raise AttributeError(name)
-    return getattr(importlib.import_module(_net), name)
+__getattr__ = network_attributes(__name__)

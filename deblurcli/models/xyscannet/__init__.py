@@ -1,16 +1,13 @@
 """XYScanNet (Liu et al., CVPR 2025 Workshops): its description for deblurcli; the network is in ``network``.
 
-This file imports no torch, so listing architectures and printing training configs stay instant;
-the network's code is imported on first use, and its names (``XYScanNet``, ``build``, ...) are
-reachable from here as before.
+No torch here (see deblurcli.models.contract); the network's names are served from ``network``.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, lazy, width_memory
+from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_attributes, network_hooks, width_memory
 
 ARCH = "xyscannet"
 VARIANTS: tuple[str, ...] = ("plain",)
@@ -25,13 +22,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
                    "LayerNorm_type": "WithBias"},
 }
 
-_net = f"{__name__}.network"
-
 SPEC = ArchSpec(
     name=ARCH, title="XYScanNet", variants=VARIANTS, default_variant=DEFAULT_VARIANT, input_range=INPUT_RANGE,
-    build=lazy(__name__, "build"), detect=lazy(__name__, "detect"), infer_config=lazy(__name__, "infer_config"),
-    pad_multiple=lazy(__name__, "pad_multiple"), restore=lazy(__name__, "restore"),
-    training_outputs=lazy(__name__, "training_outputs"),
+    **network_hooks(__name__),
     min_tile=SCAN_MIN_TILE,
     bytes_per_pixel=width_memory("dim"),
     configs=CONFIGS,
@@ -54,8 +47,4 @@ SPEC = ArchSpec(
 )
 
 
-def __getattr__(name: str) -> Any:
-    """The network module's names (``XYScanNet``, ``build``, ...), imported on first use."""
-    if name.startswith("__") or name == "network":
-        raise AttributeError(name)
-    return getattr(importlib.import_module(_net), name)
+__getattr__ = network_attributes(__name__)
