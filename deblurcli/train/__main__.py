@@ -42,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import load_config, print_config, run
+    from .config import DEFAULT_ARCH
 
     try:
         if args.print_config:
-            sys.stdout.write(print_config(args.arch or "algnet"))
+            sys.stdout.write(print_config(args.arch or DEFAULT_ARCH))
             return 0
         flags = {k: getattr(args, k) for k in ("arch", "data", "synthetic", "dead_leaves", "val_data", "steps",
                                                 "patch_size", "batch_size", "lr", "out", "seed", "device", "threads",

@@ -33,6 +33,8 @@ else:  # pragma: no cover - Python 3.10
 
 #: The built-in architectures (``deblurcli.models.ARCH_NAMES``); registered ones are accepted too.
 ARCHS: tuple[str, ...] = ARCH_NAMES
+#: What a run trains when neither --arch nor the config file names an architecture.
+DEFAULT_ARCH = "algnet"
 
 _COMMON: dict[str, Any] = {
     "arch": None,
@@ -217,7 +219,7 @@ _COMMENTS: dict[str, str] = {
     "export.settings": "settings of that form; ALGNet's local form gets its train_size from the final crop",
 }
 
-def print_config(arch: str) -> str:
+def print_config(arch: str = DEFAULT_ARCH) -> str:
     """A complete, commented YAML starting configuration for ``arch`` that loads back unchanged."""
     cfg = default_config(arch)
     # An architecture's own comments win; "arch" falls back to the list of choices.
@@ -383,7 +385,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
     given = {k: v for k, v in flags.items() if v is not None}
 
     arch = given.get("arch") or next((v for k, v in reversed(sets) if k == "arch"), None) \
-        or file_cfg.get("arch") or "algnet"
+        or file_cfg.get("arch") or DEFAULT_ARCH
     arch = _check_arch(arch)
     cfg = default_config(arch)
     root = default_config(arch)
