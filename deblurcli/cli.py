@@ -331,19 +331,80 @@ def models(
     if json_out:
         print(json.dumps(rows, indent=1))
         return
-    t = Table(title="deblur models")
-    for col in ("name", "arch", "params", "trained on", "GoPro PSNR", "weights"):
-        t.add_column(col, no_wrap=col == "name", min_width=max(len(str(r["name"])) for r in rows) if col == "name"
-                     else None)
+    print("\n".join(models_lines(rows)))
+
+
+#: How ``deblur models`` and ``deblur eval`` spell the test sets and the papers' metrics.
+TEST_SET_NAMES = {"gopro": "GoPro", "hide": "HIDE", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "kid": "KID", "fid": "FID", "lpips": "LPIPS", "niqe": "NIQE",
+                "lpips_shift_tolerant": "shift-tolerant LPIPS"}
+
+
+def models_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One plain line per model, at most 80 characters (tests hold it to that), whatever the terminal.
+
+    A person chooses a model here, so each line holds only what a choice turns on; a table that
+    wraps cells over several lines in a narrow terminal is unreadable, and descriptions, licences
+    and links have ``deblur models info NAME``.
+    """
+    header = ("name", "arch", "params", "trained on", "GoPro dB", "weights")
+    body = []
+    marked = False
     for r in rows:
         psnr = (r.get("paper_psnr") or {}).get("gopro")
-        t.add_row(r["name"], r["arch"], _fmt_params(r.get("params")), r.get("trained_on") or "",
-                  f"{psnr:.2f}" if isinstance(psnr, (int, float)) else "", r.get("where", ""))
-    out.print(t)
+        mark = "*" if r.get("paper_note") and isinstance(psnr, (int, float)) else ""
+        marked = marked or bool(mark)
+        body.append((r["name"], r.get("arch") or "", _fmt_params(r.get("params")), _short_trained_on(r),
+                     f"{psnr:.2f}{mark}" if isinstance(psnr, (int, float)) else "-", r.get("where") or ""))
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    right = {2, 4}
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    lines = [line(header), *(line(row) for row in body)]
+    lines.append("GoPro dB: PSNR in the model's paper (all its figures: deblur models info NAME)")
+    if marked:
+        lines.append("* the paper's XYScanNet; the released XYScanNetP itself was not measured there")
+    return lines
+
+
+def _short_trained_on(row: dict[str, Any]) -> str:
+    """The training data in a word or two: a dataset name, or the first word of a long description."""
+    text = str(row.get("trained_on") or "").strip()
+    if len(text) <= 12:
+        return text
+    return text.split()[0].strip(",;:()")[:12]
 
 
 def _fmt_params(n: Any) -> str:
     return f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) and n else ""
+
+
+def describe_figures(test_set: str, nums: dict[str, Any]) -> str:
+    """``GoPro (trained on GoPro): PSNR 33.49 dB, SSIM 0.964``, metrics as the paper prints them."""
+    parts = []
+    for key, value in nums.items():
+        if key == "trained_on" or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{METRIC_NAMES.get(key, key)} {value:.2f} dB" if key == "psnr"
+                     else f"{METRIC_NAMES.get(key, key)} {value:g}")
+    where = TEST_SET_NAMES.get(test_set, test_set)
+    trained = f" (trained on {nums['trained_on']})" if nums.get("trained_on") else ""
+    return f"{where}{trained}: {', '.join(parts)}"
+
+
+def describe_cost(cost: dict[str, Any]) -> str:
+    if not cost:
+        return ""
+    text = f"{cost['seconds_per_image']} s per {cost['image']}"
+    text += f" on an {cost['gpu']}" if cost.get("gpu") else " (GPU not named in the paper)"
+    if cost.get("memory_gb"):
+        text += f", {cost['memory_gb']} GB"
+    if cost.get("gflops"):
+        text += f"; {cost['gflops']} GFLOPs on a {cost.get('gflops_input', '?')} input"
+    return text
 
 
 @models_app.command("info")
@@ -352,28 +413,47 @@ def models_info(
     name: str = typer.Argument(..., help="Model name"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show one model: architecture, data, paper numbers, weights file."""
+    """Show one model: description, licence, paper and its figures, weights file and its sha256."""
     from .hub import model_details
 
     info = model_details(name)
     if json_out:
         print(json.dumps(info, indent=1, default=str))
         return
-    t = Table(show_header=False, title=info.get("name"))
-    t.add_column(style="bold")
-    t.add_column()
+    # Plain "key: value" lines, never a boxed table: links, hashes and commands are copied from
+    # here, and a table would fold them and mix border characters into what is copied.
+    width = max(len(k) for k in info)
+    lines = []
     for k, v in info.items():
-        t.add_row(k, escape(_info_value(k, v, info)))
-    out.print(t)
+        first, *rest = _info_value(k, v, info).split("\n")
+        lines.append(f"{k.ljust(width)}  {first}")
+        lines.extend(f"{'':{width}}  {more}" for more in rest)
+    print("\n".join(lines))
 
 
 def _info_value(key: str, value: Any, info: dict[str, Any]) -> str:
     """A person reads '{}' or 'null' as a bug; say what an empty field means instead."""
-    if value not in (None, {}, []):
+    if key == "paper_numbers" and value:
+        lines = [describe_figures(ds, nums) for ds, nums in value.items()]
+        return "\n".join(lines + ([f"({info['paper_note']})"] if info.get("paper_note") else []))
+    if key == "paper_cost" and value:
+        return describe_cost(value) + (f" ({info['paper_note']})" if info.get("paper_note") else "")
+    if key == "paper" and value:
+        return f"{value.get('title')} ({value.get('venue')}) {value.get('url') or ''}".strip()
+    if key == "installed":
+        if value:
+            src = f"\nfrom {value.get('source_name')} (sha256 {value.get('source_sha256')})" \
+                if value.get("source_name") else ""
+            return f"{value.get('path')}\nsha256 {value.get('sha256') or 'unknown (no install record)'}{src}"
+        if info.get("convert_command"):
+            return f"no (to install: {info['convert_command']})"
+        return "-"
+    if value not in (None, {}, [], ""):
         return value if isinstance(value, str) else json.dumps(value, default=str)
-    paper_url = (info.get("paper") or {}).get("url")
     if key == "paper_numbers":
-        return f"not recorded here yet; see the paper ({paper_url})" if paper_url else "none"
+        return "none (no paper)" if not info.get("paper") else "none stated in the paper"
+    if key == "paper_cost" and info.get("paper"):
+        return "not stated in the paper"
     if key in ("revision", "sha256", "size_bytes") and info.get("hf_repo") and not info.get("embedded"):
         return "not pinned yet (the converted weights are not published on the Hub; use source_url + convert_command)"
     return "-"
@@ -400,22 +480,44 @@ def download(
 @handle_errors
 def convert(
     src: Path = typer.Argument(..., help="The authors' checkpoint (.pth/.pt/.safetensors)"),
-    dst: Path = typer.Argument(..., help="Output .safetensors"),
+    dst: Path | None = typer.Argument(None, help="Output .safetensors (not with --install)"),
+    install: str | None = typer.Option(None, "--install", metavar="NAME",
+                                       help="Install as registry model NAME, for --model NAME (offline too)"),
     arch: str | None = typer.Option(None, "--arch", help=f"{_ARCH_CHOICES} (default: detected)"),
     variant: str | None = VariantOpt,
     half: bool = typer.Option(False, "--fp16", help="Store weights in float16 (half the size)"),
     overwrite: bool = typer.Option(False, "--overwrite"),
-    json_out: bool = typer.Option(False, "--json", help='Print {"arch", "config"} on stdout'),
+    json_out: bool = typer.Option(False, "--json", help='Print {"arch", "config", ...} on stdout'),
     debug: bool = DebugOpt,
 ) -> None:
-    """Convert a checkpoint to deblurcli's self-describing safetensors format."""
+    """Convert a checkpoint to deblurcli's format: deblur convert SRC DST, or deblur convert SRC --install NAME."""
     import torch
+
+    from .errors import UsageError
+
+    dtype = torch.float16 if half else None
+    if install is not None:
+        if dst is not None or arch or variant:
+            raise UsageError("--install NAME writes where --model NAME finds it and takes architecture and variant "
+                             "from the registry: drop DST, --arch and --variant")
+        from .installed import install as do_install
+
+        inst, spec = do_install(src, install, overwrite=overwrite, dtype=dtype)
+        if json_out:
+            print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
+                              "settings": spec.settings, "installed": inst.to_dict()}))
+        else:
+            _say("", f"{src} -> {inst.path} (sha256 {inst.sha256}): installed as {inst.name}; "
+                     f"run it with --model {inst.name}")
+        return
+    if dst is None:
+        raise UsageError("give an output file (deblur convert SRC DST) or a registry name (--install NAME)")
 
     from .weights import convert as do_convert
 
     if dst.exists() and not overwrite:
         raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
-    spec = do_convert(src, dst, arch=arch, variant=variant, dtype=torch.float16 if half else None)
+    spec = do_convert(src, dst, arch=arch, variant=variant, dtype=dtype)
     if json_out:
         print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
                           "settings": spec.settings}))
@@ -478,6 +580,7 @@ def eval_cmd(
     result["model"] = d.name
     result["weights_sha256"] = d.weights_sha256
     result["device"] = str(d.device)
+    result["paper"] = paper_comparison(result, getattr(d.resolved, "entry", None))
     if report:
         write_json(result, report)
     if json_out:
@@ -490,32 +593,70 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
+def paper_comparison(result: dict[str, Any], entry: Any) -> dict[str, Any]:
+    """The paper's figures for this model on this test set, the measured minus published, and why none.
+
+    Only the figures of the same trained network on the same test set are comparable; anything
+    else (a local file, a test set the paper does not report) says so instead of showing a number.
+    """
+    dataset = result["dataset"]
+    where = TEST_SET_NAMES.get(dataset, dataset)
+    if entry is None:
+        return {"figures": None, "why_none": "the weights are not a registry model, so no paper figure applies"}
+    if entry.paper is None:
+        return {"figures": None, "why_none": f"{entry.name} has no paper to compare with"}
+    figures = dict(entry.paper_numbers.get(dataset) or {})
+    cmp: dict[str, Any] = {"model": entry.paper_model, "note": entry.paper_note or None, "figures": figures or None}
+    if not figures:
+        stated = ", ".join(TEST_SET_NAMES.get(k, k) for k in entry.paper_numbers) or "none"
+        cmp["why_none"] = (f"the paper states no figure for {entry.paper_model} trained on {entry.trained_on} "
+                           f"on {where} (it states: {stated})")
+        return cmp
+    s = result["summary"]
+    cmp["difference"] = {k: round(s[k] - figures[k], 4) for k in ("psnr", "ssim", "lpips")
+                         if isinstance(s.get(k), (int, float)) and isinstance(figures.get(k), (int, float))}
+    if "psnr" not in figures:
+        cmp["why_none"] = (f"the paper gives no PSNR/SSIM for {entry.paper_model} on {where}, only: "
+                           + describe_figures(dataset, figures).split(": ", 1)[1])
+    return cmp
+
+
 def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
     s = result["summary"]
-    paper = {}
-    entry = getattr(d.resolved, "entry", None)
-    if entry is not None:
-        paper = (getattr(entry, "paper_numbers", None) or {}).get(result["dataset"], {})
+    cmp = result.get("paper") or {}
+    paper = cmp.get("figures") or {}
+    diff = cmp.get("difference") or {}
     t = Table(title=f"{result['model']} on {result['dataset']} "
                     f"({result['protocol']} protocol, {s.get('count')} images)")
-    for col in ("metric", "ours", "paper"):
+    for col in ("metric", "measured", "paper", "difference"):
         t.add_column(col, justify="right" if col != "metric" else "left")
 
     def num(v: Any, digits: int) -> str:
         return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "-"
 
-    t.add_row("PSNR (dB)", num(s.get("psnr"), 2), num(paper.get("psnr"), 2))
-    t.add_row("SSIM", num(s.get("ssim"), 4), num(paper.get("ssim"), 3))
+    def signed(v: Any, digits: int) -> str:
+        return f"{v:+.{digits}f}" if isinstance(v, (int, float)) else "-"
+
+    t.add_row("PSNR (dB)", num(s.get("psnr"), 2), num(paper.get("psnr"), 2), signed(diff.get("psnr"), 2))
+    t.add_row("SSIM", num(s.get("ssim"), 4), f"{paper['ssim']:g}" if "ssim" in paper else "-",
+              signed(diff.get("ssim"), 4))
     if s.get("ssim_2d") is not None:
-        t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-")
+        t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-", "")
     if s.get("lpips") is not None:
-        t.add_row("LPIPS", num(s.get("lpips"), 4), "-")
-    t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "")
-    t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "")
-    t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "")
+        t.add_row("LPIPS", num(s.get("lpips"), 4), num(paper.get("lpips"), 3), signed(diff.get("lpips"), 4))
+    t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "", "")
+    t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "", "")
+    t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "", "")
     if s.get("failed"):
-        t.add_row("failed images", str(s["failed"]), "")
+        t.add_row("failed images", str(s["failed"]), "", "")
     out.print(t)
+    if paper and "psnr" in paper:
+        trained = f", trained on {paper['trained_on']}" if paper.get("trained_on") else ""
+        out.print(escape(f"paper: {cmp.get('model')}'s published figures{trained}"), highlight=False)
+    if cmp.get("why_none"):
+        out.print(escape(f"paper: {cmp['why_none']}"), highlight=False)
+    if cmp.get("note"):
+        out.print(escape(f"note: {cmp['note']}"), highlight=False)
 
 
 # -- train, synth -------------------------------------------------------------------------------------

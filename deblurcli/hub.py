@@ -5,13 +5,16 @@ Resolution order (first match wins):
 1. nothing: the embedded default model;
 2. an existing local file;
 3. a model embedded in the package;
-4. a registry name, or ``hf:OWNER/REPO[/FILE][@REV]``, already in the Hugging Face cache;
-5. otherwise a download through huggingface_hub into that same cache.
+4. a registry name the user installed from the authors' checkpoint (``deblur convert FILE
+   --install NAME``, see :mod:`deblurcli.installed`);
+5. a registry name, or ``hf:OWNER/REPO[/FILE][@REV]``, already in the Hugging Face cache;
+6. otherwise a download through huggingface_hub into that same cache.
 
-The cache is the standard Hugging Face one, so steps 1-4 never touch the network: a machine
+The cache is the standard Hugging Face one, so steps 1-5 never touch the network: a machine
 without internet runs any model that a connected machine fetched (``deblur download NAME``) and
 copied over. Offline mode (``HF_HUB_OFFLINE=1``, ``DEBLUR_OFFLINE=1`` or ``offline=True``) stops
-before step 5 and says what to do instead.
+before step 6 and says what to do instead; for a registry model that the Hub cannot give, that
+is the two steps of installing the authors' checkpoint by hand.
 
 A downloaded file is checked by sha256: against the registry's pin when it has one, else against
 the sha256 the Hub itself reports for the file (its ETag, which names the cached blob).
@@ -34,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import __version__, settings
+from . import __version__, installed, settings
 from .errors import CheckpointError, ModelNotAvailable, UsageError
 from .models import registry
 from .models.registry import ModelEntry
@@ -42,7 +45,7 @@ from .models.registry import ModelEntry
 if TYPE_CHECKING:
     from rich.console import Console
 
-Source = Literal["local", "embedded", "cache", "download"]
+Source = Literal["local", "embedded", "installed", "cache", "download"]
 #: ``progress(bytes_done, bytes_total_or_None)``, called as a download advances.
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -179,6 +182,9 @@ def resolve(
         raise ModelNotAvailable(registry.unknown_name_message(text), exit_code=2)  # a typo, like a bad option
     if entry.embedded and (registry.embedded_path(entry) is not None or not entry.hf_repo):
         return _resolve_embedded(entry, ref=text)
+    inst = installed.find(entry)
+    if inst is not None:
+        return _resolve_installed(entry, inst, ref=text)
     if not entry.hf_repo:
         raise ModelNotAvailable(f"model {entry.name!r} has no download location; choose another (deblur models)")
     return _resolve_hub(_entry_ref(entry), offline=off, progress=progress, console=con, force=force_download)
@@ -220,19 +226,23 @@ def cached_path(entry: ModelEntry) -> Path | None:
 
 
 def where(entry: ModelEntry) -> str:
-    """``embedded``, ``cached``, ``downloadable`` or ``missing``: how ``entry`` would be had now."""
+    """``embedded``, ``installed``, ``cached``, ``downloadable`` or ``missing``: how ``entry`` would be had now."""
     if registry.embedded_path(entry) is not None:
         return "embedded"
+    if installed.find(entry) is not None:
+        return "installed"
     if entry.hf_repo:
         return "cached" if cached_path(entry) is not None else "downloadable"
     return "missing"
 
 
 def models_table_rows() -> list[dict[str, Any]]:
-    """One plain dict per model for ``deblur models`` (a rich table or ``--json``)."""
+    """One plain dict per model for ``deblur models``: every registry field, plus where it is now."""
     rows = []
     for entry in registry.entries():
+        inst = installed.find(entry)
         rows.append({
+            **entry.to_dict(),
             "name": entry.name,
             "aliases": list(entry.aliases),
             "arch": entry.arch,
@@ -241,7 +251,9 @@ def models_table_rows() -> list[dict[str, Any]]:
             "trained_on": entry.trained_on,
             "paper_psnr": {ds: nums["psnr"] for ds, nums in entry.paper_numbers.items() if "psnr" in nums},
             "paper": str(entry.paper) if entry.paper else None,
+            "paper_url": entry.paper.url if entry.paper else None,
             "where": where(entry),
+            "installed": inst.to_dict() if inst else None,
             "repo": entry.hf_repo_id(),
             "pinned": entry.pinned,
             "description": entry.description,
@@ -255,9 +267,11 @@ def model_details(name: str) -> dict[str, Any]:
     data = entry.to_dict()
     embedded = registry.embedded_path(entry)
     cached = cached_path(entry)
+    inst = installed.find(entry)
     data.update(
         where=where(entry),
         embedded_path=str(embedded) if embedded else None,
+        installed=inst.to_dict() if inst else None,
         cached_path=str(cached) if cached else None,
         cache_dir=str(settings.hf_cache_dir()),
         endpoint=settings.hf_endpoint(),
@@ -298,6 +312,12 @@ def _check_embedded(path: Path, pinned: str) -> None:
         raise CheckpointError(
             f"{path}: the embedded weights do not match the sha256 this package pins (got {digest[:16]}…, "
             f"expected {pinned[:16]}…); the file was damaged or replaced: reinstall deblurcli")
+
+
+def _resolve_installed(entry: ModelEntry, inst: installed.Installed, *, ref: str) -> Resolved:
+    digest = _sha256(inst.path)
+    installed.verify(inst, entry, digest)
+    return Resolved(path=inst.path, ref=ref, entry=entry, revision=None, sha256=digest, source="installed")
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -593,14 +613,28 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+def by_hand_steps(entry: ModelEntry | None) -> str | None:
+    """The way to a registry model the Hub cannot give: the authors' page, then one convert command."""
+    if entry is None or not entry.source_url or not entry.convert_command:
+        return None
+    return (f"install it from the authors' checkpoint in two steps: 1) download {entry.name}'s checkpoint from "
+            f"{entry.source_url}; 2) run `{entry.convert_command}`")
+
+
 def _fallback_hint(hub: HubRef, cache_dir: Path) -> str:
-    hint = f"on a connected machine run `deblur download {hub.label}` and copy its Hugging Face cache into {cache_dir}"
-    entry = hub.entry
-    if entry is not None and entry.source_url and entry.convert_command:
-        out = entry.convert_command.split()[-1]
-        hint += (f", or get the authors' checkpoint from {entry.source_url}, run `{entry.convert_command}` "
-                 f"and pass --model {out}")
-    return hint
+    steps = by_hand_steps(hub.entry)
+    if steps:
+        return steps
+    return f"on a connected machine run `deblur download {hub.label}` and copy its Hugging Face cache into {cache_dir}"
+
+
+def _org_source() -> str:
+    """Which setting chose the Hub organisation, for a not-found message that names it."""
+    if os.environ.get("DEBLUR_HUB_ORG", "").strip():
+        return "DEBLUR_HUB_ORG"
+    if settings.load_config().get("hub_org"):
+        return f"hub_org in {settings.config_path()}"
+    return "the default"
 
 
 def _hub_error(exc: Exception, hub: HubRef, filename: str | None, revision: str, endpoint: str,
@@ -615,13 +649,12 @@ def _hub_error(exc: Exception, hub: HubRef, filename: str | None, revision: str,
                                  "`hf auth login` (or set HF_TOKEN) with an account that has access")
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
         msg = f"{label}: repository {hub.repo_id} not found on {endpoint}"
-        if hub.entry is not None:
+        steps = by_hand_steps(hub.entry)
+        if steps:
+            msg += f" (Hub organisation {settings.hub_org()!r}, from {_org_source()}); {steps}"
+        elif hub.entry is not None:
             msg += (f" (organisation {settings.hub_org()!r}: set DEBLUR_HUB_ORG or hub_org in "
                     f"{settings.config_path()} to one that hosts it)")
-            if hub.entry.source_url and hub.entry.convert_command:
-                out = hub.entry.convert_command.split()[-1]
-                msg += (f"; or get the authors' checkpoint from {hub.entry.source_url}, "
-                        f"run `{hub.entry.convert_command}` and pass --model {out}")
         else:
             msg += "; check the name, and HF_ENDPOINT"
         return ModelNotAvailable(msg)
@@ -629,6 +662,10 @@ def _hub_error(exc: Exception, hub: HubRef, filename: str | None, revision: str,
         return ModelNotAvailable(f"{label}: revision {revision!r} not found in {hub.repo_id} on {endpoint}; "
                                  "check the branch, tag or commit after '@'")
     if isinstance(exc, hf_errors.EntryNotFoundError):
+        steps = by_hand_steps(hub.entry)
+        if steps:
+            return ModelNotAvailable(f"{label}: file {filename!r} not found in {hub.repo_id}@{revision} on "
+                                     f"{endpoint}; {steps}")
         return ModelNotAvailable(f"{label}: file {filename!r} not found in {hub.repo_id}@{revision} on {endpoint}"
                                  f"{_listing_hint(hub, revision, endpoint)}")
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):

@@ -123,6 +123,25 @@ def hf_cache_dir() -> Path:
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
+def data_dir() -> Path:
+    """Where deblurcli keeps the user's own files (installed models): env, config file, XDG default.
+
+    ``DEBLUR_DATA_DIR``, else ``data_dir`` in the config file, else ``$XDG_DATA_HOME/deblurcli``
+    (``~/.local/share/deblurcli``). Not the Hugging Face cache: a checkpoint the user converted
+    and installed must survive ``hf cache`` clean-ups and never be mistaken for a Hub download.
+    """
+    raw = os.environ.get("DEBLUR_DATA_DIR", "").strip()
+    if not raw:
+        value = load_config().get("data_dir")
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{config_path()}: data_dir must be a string (a folder), got {value!r}")
+        raw = (value or "").strip()
+    if raw:
+        return Path(os.path.expandvars(raw)).expanduser()
+    base = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "deblurcli"
+
+
 def hub_timeout() -> float:
     """Seconds to wait for the Hub's first answer (``DEBLUR_HUB_TIMEOUT``, default 10)."""
     raw = os.environ.get("DEBLUR_HUB_TIMEOUT", "").strip()

@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,19 +264,26 @@ def save_model(
 
 def convert(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], *, arch: str | None = None,
-    variant: str | None = None, dtype: torch.dtype | None = None,
+    variant: str | None = None, dtype: torch.dtype | None = None, settings: dict[str, Any] | None = None,
+    extra_metadata: dict[str, str] | None = None, check: Callable[[ModelSpec], None] | None = None,
 ) -> ModelSpec:
-    """Turn any supported checkpoint into our format, verifying that it loads strictly first."""
+    """Turn any supported checkpoint into our format, verifying that it loads strictly first.
+
+    ``check`` sees the detected spec before anything is built or written, so a caller that
+    expects one particular network (installing under a registry name) can refuse another.
+    """
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":
         raise CheckpointError(f"{dst}: the output must end in .safetensors")
     if dst.exists() and dst.resolve() == src.resolve():
         raise CheckpointError(f"{dst}: output is the input file; choose another output name")
     sd, meta = read_checkpoint(src)
-    spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant)
+    if check is not None:  # on what the file is, before a variant it may not have is asked of it
+        check(spec_from_state_dict(sd, meta, arch=arch))
+    spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant, settings=settings)
     build_model(spec, sd, source=str(src))  # strict check before writing anything
     extra = {k: v for k, v in spec.metadata.items() if k not in ("format", "format_version")}
-    extra.update(source_name=src.name, source_sha256=sha256_file(src))
+    extra.update(source_name=src.name, source_sha256=sha256_file(src), **(extra_metadata or {}))
     return save_model(
         sd, dst, arch=spec.arch, config=spec.config, variant=spec.variant, settings=spec.settings,
         extra_metadata=extra, dtype=dtype,

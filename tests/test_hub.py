@@ -26,6 +26,7 @@ import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -100,6 +101,18 @@ def _add_entry(monkeypatch: pytest.MonkeyPatch, **fields: object) -> registry.Mo
     return entry
 
 
+def _two_steps(msg: str, name: str, authors_file: str) -> bool:
+    """The way to a model the Hub cannot give, and nothing else: the authors' page, then one command."""
+    url = registry.get(name).source_url
+    steps = re.findall(r"\d\) ", msg)
+    assert steps == ["1) ", "2) "], msg
+    first, second = msg.split("1) ", 1)[1].split("2) ", 1)
+    assert url and url in first and "deblur" not in first, msg
+    assert second.strip().rstrip(".") == f"run `deblur convert {authors_file} --install {name}`", msg
+    assert "deblur download" not in msg, msg
+    return True
+
+
 def _cache_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
 
@@ -149,8 +162,8 @@ def test_offline_never_touches_the_network(hubenv: StandInHub, weights: dict[str
         with pytest.raises(ModelNotAvailable) as err:
             hub.resolve("evssm", offline=True if how == "param" else None, console=_quiet())
         msg = str(err.value)
-        assert "not in the local cache" in msg and "deblur download evssm-gopro" in msg
-        assert "drive.google.com" in msg and "deblur convert net_g_GoPro.pth evssm-gopro.safetensors" in msg
+        assert "not in the local cache" in msg
+        assert _two_steps(msg, "evssm-gopro", "net_g_GoPro.pth")
         if how != "param":
             assert how in msg
             monkeypatch.delenv(how)
@@ -160,8 +173,9 @@ def test_offline_never_touches_the_network(hubenv: StandInHub, weights: dict[str
 def test_dead_server_fails_fast_with_the_reason(hubenv: StandInHub) -> None:
     hubenv.stop()
     start = time.monotonic()
-    with pytest.raises(ModelNotAvailable, match=r"could not reach http://127\.0\.0\.1:\d+ .*deblur download"):
+    with pytest.raises(ModelNotAvailable, match=r"could not reach http://127\.0\.0\.1:\d+ ") as err:
         hub.resolve("xyscannetp-realblur-j", console=_quiet())
+    assert _two_steps(str(err.value), "xyscannetp-realblur-j", "best_XYScanNet_stage2.pth")
     assert time.monotonic() - start < 5
 
 
@@ -255,8 +269,8 @@ def test_missing_repo_and_missing_file(hubenv: StandInHub, weights: dict[str, by
     with pytest.raises(ModelNotAvailable) as err:
         hub.resolve("xyscannetp-gopro", console=_quiet())
     msg = str(err.value)
-    assert "testorg/xyscannetp-gopro not found" in msg and "drive.google.com" in msg
-    assert "deblur convert best_XYScanNet_stage2.pth xyscannetp-gopro.safetensors" in msg
+    assert "testorg/xyscannetp-gopro not found" in msg
+    assert _two_steps(msg, "xyscannetp-gopro", "best_XYScanNet_stage2.pth")
     assert "\n" not in msg
 
 
@@ -447,7 +461,7 @@ def test_registry_matches_the_official_models() -> None:
         assert entry.params == ref["n_params"], entry.name
         assert entry.variant == get_arch(entry.arch).DEFAULT_VARIANT, entry.name
         assert entry.source_url and entry.source_url.startswith("https://drive.google.com/"), entry.name
-        assert entry.convert_command == f"deblur convert {entry.convert_command.split()[2]} {entry.name}.safetensors"
+        assert entry.convert_command == f"deblur convert {entry.convert_command.split()[2]} --install {entry.name}"
         assert entry.hf_filename == f"{entry.name}.safetensors" and entry.revision is None and entry.sha256 is None
         assert set(entry.paper_numbers) <= set(registry.BENCHMARKS)
     assert registry.get("algnet").settings["local_pool"] == algnet.normalize_local_pool({})

@@ -6,7 +6,8 @@ the package (``embedded``), or as a converted ``.safetensors`` file in a Hugging
 organisation is configurable (:func:`deblurcli.settings.hub_org`), so a mirror can re-host it.
 
 The authors publish their checkpoints on Google Drive only; ``source_url`` and
-``convert_command`` say how to turn them into our format by hand when no Hub copy can be reached.
+``convert_command`` say how to install them by hand when no Hub copy can be reached
+(``deblur convert FILE --install NAME``, see :mod:`deblurcli.installed`).
 ``revision`` and ``sha256`` pin a published file. They stay None until someone publishes
 converted files; the hub module then downloads with a warning and checks the file against the
 Hub's own sha256 only.
@@ -177,7 +178,7 @@ _PAPER_FIGURES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
 }
 _PAPER_COSTS: dict[str, dict[str, Any]] = {
     # Its Table 6, for width 32 only: ALGNet-B's cost is not stated.
-    "ALGNet": {"seconds_per_image": 0.237, "image": "1280x720", "gpu": None, "gflops": 17,
+    "ALGNet": {"seconds_per_image": 0.237, "image": "1280x720 image", "gpu": None, "gflops": 17,
                "gflops_input": "256x256"},
     # The paper's hybrid intra/inter XYScanNet of its ablation tables, not the released XYScanNetP.
     "XYScanNet": {"seconds_per_image": 0.165, "image": "GoPro test image", "gpu": "RTX 3090", "memory_gb": 4.51},
@@ -200,7 +201,7 @@ def _hub_fields(name: str, authors_file: str) -> dict[str, Any]:
     return {
         "hf_repo": name,
         "hf_filename": f"{name}.safetensors",
-        "convert_command": f"deblur convert {authors_file} {name}.safetensors",
+        "convert_command": f"deblur convert {authors_file} --install {name}",
     }
 
 
