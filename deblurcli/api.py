@@ -269,7 +269,9 @@ class Deblurrer:
         else:
             free = _available_memory()
             maximum = 1024  # on a CPU, larger tiles add memory but hardly any speed
-        side = tiling.auto_tile_size(free, bpp, m, minimum=256, batch_size=self.batch_size, maximum=maximum)
+        # Never below the architecture's smallest useful tile: it could not see the blur.
+        side = tiling.auto_tile_size(free, bpp, m, minimum=self.arch.min_tile, batch_size=self.batch_size,
+                                     maximum=maximum)
         return 0 if max(h, w) <= side else side
 
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,

@@ -22,12 +22,13 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from deblurcli import models, tiling
+from deblurcli import api, models, tiling
+from deblurcli.api import Deblurrer
 from deblurcli.cli import app
 from deblurcli.errors import CheckpointError
 from deblurcli.models import ArchSpec, TrainRecipe, create, detect_arch, get_arch
 from deblurcli.models.contract import CONV_MIN_TILE, width_memory
-from deblurcli.weights import load_model
+from deblurcli.weights import load_model, save_model
 
 runner = CliRunner()
 
@@ -156,11 +157,22 @@ def test_a_fifth_architecture_runs_end_to_end(twoscale: ArchSpec, tmp_path: Path
     assert isinstance(trained, TwoScaleNet) and EXPORTS and EXPORTS[-1] == ("plain", 16)
 
 
-def test_registered_arch_reaches_tiling_and_memory_hint(twoscale: ArchSpec) -> None:
+def test_registered_arch_reaches_tiling_and_memory_hint(twoscale: ArchSpec, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     assert tiling.min_context("twoscale") == CONV_MIN_TILE
     assert tiling.too_small_tile_warning(CONV_MIN_TILE, "twoscale") is None
-    assert twoscale.bytes_per_pixel({"width": 4}) < twoscale.bytes_per_pixel({"width": 8})
     assert isinstance(create("twoscale", {"width": 4, "depth": 1}), TwoScaleNet)
+    path = tmp_path / "w.safetensors"
+    save_model(TwoScaleNet(), path, arch="twoscale", config={"width": 4, "depth": 1})
+    d = Deblurrer(path, device="cpu", progress=False)
+    # Automatic tiles come from the spec's memory hint and never go below its minimum tile.
+    monkeypatch.setattr(api, "_available_memory", lambda: 1)
+    assert d.tile_for(4000, 3000) == CONV_MIN_TILE
+    gib = 1 << 30
+    monkeypatch.setattr(api, "_available_memory", lambda: gib)
+    small = d.tile_for(4000, 3000)
+    monkeypatch.setattr(d, "arch", dataclasses.replace(twoscale, bytes_per_pixel=lambda config: 4.0))
+    assert CONV_MIN_TILE < small < d.tile_for(4000, 3000)
 
 
 def test_unregistered_arch_is_unknown_everywhere(tmp_path: Path) -> None:
