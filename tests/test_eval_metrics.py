@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -182,3 +183,58 @@ def test_lpips_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda name, *a: None if name == "lpips" else real_find_spec(name, *a))
     model, reason = metrics.load_lpips()
     assert model is None and "not installed" in reason
+
+
+def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, file: Path | None = None, **attrs: object) -> None:
+    """An importable stand-in package (no files needed), removed again after the test."""
+    import importlib.machinery
+    import sys
+    import types
+
+    mod = types.ModuleType(name)
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    if file is not None:
+        mod.__file__ = str(file)
+    for k, v in attrs.items():
+        setattr(mod, k, v)
+    monkeypatch.setitem(sys.modules, name, mod)
+
+
+def test_lpips_refuses_to_build_without_the_backbone_on_disk(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """lpips.LPIPS would fetch AlexNet's weights from the internet: it must not even be called until
+    that file is in the torch hub cache (stand-in lpips/torchvision, so this runs without either)."""
+    import types
+
+    built: list[str] = []
+
+    class FakeLPIPS:
+        def __init__(self, net: str, version: str, verbose: bool) -> None:
+            built.append(net)  # the real one downloads here when the backbone is missing
+
+        def to(self, device: str) -> FakeLPIPS:
+            return self
+
+        def eval(self) -> FakeLPIPS:
+            return self
+
+    pkg = tmp_path / "lpips"
+    (pkg / "weights" / "v0.1").mkdir(parents=True)
+    (pkg / "weights" / "v0.1" / "alex.pth").write_bytes(b"head")
+    _fake_module(monkeypatch, "lpips", pkg / "__init__.py", LPIPS=FakeLPIPS)
+    url = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+    weights = types.SimpleNamespace(IMAGENET1K_V1=types.SimpleNamespace(url=url))
+    _fake_module(monkeypatch, "torchvision")
+    _fake_module(monkeypatch, "torchvision.models", AlexNet_Weights=weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    backbone = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+
+    model, reason = metrics.load_lpips("cpu")
+    assert model is None and built == []
+    assert reason == (f"LPIPS skipped: AlexNet backbone weights not found at {backbone} "
+                      "(offline; copy alexnet-owt-*.pth there to enable LPIPS)")
+
+    backbone.parent.mkdir(parents=True)
+    backbone.write_bytes(b"alexnet")
+    model, reason = metrics.load_lpips("cpu")
+    assert reason is None and model is not None and built == ["alex"]

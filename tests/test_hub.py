@@ -124,6 +124,10 @@ def _cache_files(root: Path) -> list[Path]:
 
 def test_first_download_then_cache_with_server_stopped_and_offline(
         hubenv: StandInHub, weights: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The entry as published before its pin (whatever the registry ships today): no revision, no sha256.
+    monkeypatch.setattr(registry, "_BUILTIN", tuple(
+        dataclasses.replace(e, revision=None, sha256=None, size_bytes=None) if e.name == "algnet-gopro" else e
+        for e in registry._BUILTIN))
     commit = hubenv.add_file("testorg/algnet-gopro", "algnet-gopro.safetensors", weights["v1"])
     console, out = _capture()
     first = hub.resolve("algnet-gopro", progress=False, console=console)
@@ -132,7 +136,7 @@ def test_first_download_then_cache_with_server_stopped_and_offline(
     assert first.path.read_bytes() == weights["v1"] and first.sha256 == _sha(weights["v1"])
     text = out.getvalue()
     assert f"from {hubenv.endpoint}" in text and "downloading algnet-gopro" in text
-    assert "not checksum-pinned" in text  # the published entries have no pin yet: say so
+    assert "not checksum-pinned" in text  # an entry without a pin says so
     assert ("HEAD", "/testorg/algnet-gopro/resolve/main/algnet-gopro.safetensors") in hubenv.requests
     assert ("GET", f"/testorg/algnet-gopro/resolve/{commit}/algnet-gopro.safetensors") in hubenv.requests
     model, spec = load_model(first.path)
@@ -462,7 +466,11 @@ def test_registry_matches_the_official_models() -> None:
         assert entry.variant == get_arch(entry.arch).DEFAULT_VARIANT, entry.name
         assert entry.source_url and entry.source_url.startswith("https://drive.google.com/"), entry.name
         assert entry.convert_command == f"deblur convert {entry.convert_command.split()[2]} --install {entry.name}"
-        assert entry.hf_filename == f"{entry.name}.safetensors" and entry.revision is None and entry.sha256 is None
+        assert entry.hf_filename == f"{entry.name}.safetensors"
+        # A pin is whole or absent: a commit without its sha256 (or the reverse) would check nothing.
+        assert (entry.revision is None) == (entry.sha256 is None), entry.name
+        assert entry.revision is None or re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.name
+        assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.name
         assert set(entry.paper_numbers) <= set(registry.BENCHMARKS)
     assert registry.get("algnet").settings["local_pool"] == algnet.normalize_local_pool({})
     assert tuple(registry.get("evssm").settings["scan_window"]) == evssm.OFFICIAL_WINDOWS

@@ -108,14 +108,22 @@ def test_linear_light_blur_brightens_edge_midtones() -> None:
     assert (lin[edge] > srgb[edge] + 0.05).all()
     assert (lin >= srgb - 1e-6).all()
     # 4/9 white at column 19 (window 15..23): linear mean 4/9 -> sRGB
-    expected = synth.linear_to_srgb(np.float32(4 / 9))
+    expected = 1.055 * (4 / 9) ** (1 / 2.4) - 0.055  # IEC 61966-2-1 encoding, written out: 0.69751
     np.testing.assert_allclose(lin[19], expected, atol=1e-4)
     np.testing.assert_allclose(srgb[19], 4 / 9, atol=1e-4)
     # Flat regions far from the edge stay flat.
     assert lin[:10].max() < 1e-6 and lin[30:].min() > 1 - 1e-6
 
 
-def test_srgb_round_trip() -> None:
+# (sRGB, linear) from the IEC 61966-2-1 formulas, computed independently of the code under test.
+SRGB_LINEAR = [(0.0, 0.0), (0.02, 0.0015479876), (0.04045, 0.0031308050), (0.2, 0.0331047666),
+               (0.5, 0.2140411405), (0.8, 0.6038273389), (1.0, 1.0)]
+
+
+def test_srgb_conversions_match_the_standard_and_round_trip() -> None:
+    srgb, lin = (np.array(v, dtype=np.float32) for v in zip(*SRGB_LINEAR, strict=True))
+    np.testing.assert_allclose(synth.srgb_to_linear(srgb), lin, atol=2e-6)
+    np.testing.assert_allclose(synth.linear_to_srgb(lin), srgb, atol=2e-6)
     x = np.linspace(0, 1, 1001, dtype=np.float32)
     np.testing.assert_allclose(synth.linear_to_srgb(synth.srgb_to_linear(x)), x, atol=2e-6)
 

@@ -13,7 +13,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
@@ -100,7 +100,25 @@ def write_webp(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
 
 def write_bmp(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
     """BMP keeps only pixels and resolution."""
-    _pil_from(arr).save(f, "BMP", **({"dpi": enc.dpi} if enc.dpi else {}))
+    _pil_from(arr).save(_WithoutFileno(f), "BMP", **({"dpi": enc.dpi} if enc.dpi else {}))
+
+
+class _WithoutFileno:
+    """The file, minus its descriptor, so that Pillow writes through Python.
+
+    Given a descriptor, Pillow's raw encoder (BMP) writes to it directly and ignores a short
+    write: a disk that fills mid-image leaves a truncated file and no error, which would then
+    replace the user's file. Python's file object finishes short writes or raises ENOSPC.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
 
 
 def _jpeg_with_xmp(data: bytes, xmp: bytes, notes: list[str]) -> bytes:
