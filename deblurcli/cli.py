@@ -11,8 +11,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from . import __version__
 from .errors import DeblurError
 from .models import arch_names
 from .options import EngineOptions, engine_options, flag_for
+from .progress import bar, tile_progress
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
 _ARCH_CHOICES = " | ".join(arch_names())
@@ -171,25 +171,6 @@ def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
     return d
 
 
-@contextmanager
-def _tile_progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A per-image progress bar on stderr when a person is watching; nothing for scripts."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                  redirect_stdout=False, redirect_stderr=False) as prog:
-        task = prog.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total)
-
-        yield update
-
-
 # -- run ----------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
@@ -226,7 +207,7 @@ def run(
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     failed = len(failures)
     for p in todo:
-        with _tile_progress(not quiet and _stderr_is_tty(), Path(p.src).name) as prog:
+        with tile_progress(err, Path(p.src).name, show=not quiet and _stderr_is_tty()) as prog:
             res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
                           quality=quality, allow_large=allow_large, fmt=fmt,
                           tile_check=tile_check, progress=prog, debug=debug)
@@ -279,11 +260,7 @@ def batch(
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    # stdout is never redirected into the progress display: --json lines must reach the pipe.
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=err, disable=not live, redirect_stdout=False, redirect_stderr=False)
+    progress = bar(err, "items", show=live)
     task = progress.add_task("images", total=None)
 
     def on_start(total: int) -> None:
@@ -325,7 +302,7 @@ def models(
     """List the named models."""
     if ctx.invoked_subcommand is not None:
         return
-    from .hub import models_table_rows
+    from .catalog import models_table_rows
 
     rows = models_table_rows()
     if json_out:
@@ -414,7 +391,7 @@ def models_info(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one model: description, licence, paper and its figures, weights file and its sha256."""
-    from .hub import model_details
+    from .catalog import model_details
 
     info = model_details(name)
     if json_out:
@@ -563,12 +540,7 @@ def eval_cmd(
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
     pairs = find_pairs(dataset, data_dir, sharp_dir=sharp_dir, allow_unmatched=allow_unmatched)
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
-    live = not quiet and _stderr_is_tty()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.fields[psnr]}"), console=err, disable=not live,
-                  redirect_stdout=False, redirect_stderr=False) as prog:
+    with bar(err, "items", show=not quiet and _stderr_is_tty(), field="psnr") as prog:
         task = prog.add_task(dataset, total=min(len(pairs), limit or len(pairs)), psnr="")
 
         def on_progress(done: int, total: int, record: dict[str, Any]) -> None:

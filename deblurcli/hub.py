@@ -35,12 +35,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import __version__, installed, settings
 from .errors import CheckpointError, ModelNotAvailable, UsageError
 from .models import registry
 from .models.registry import ModelEntry
+from .progress import DownloadBar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -234,50 +235,6 @@ def where(entry: ModelEntry) -> str:
     if entry.hf_repo:
         return "cached" if cached_path(entry) is not None else "downloadable"
     return "missing"
-
-
-def models_table_rows() -> list[dict[str, Any]]:
-    """One plain dict per model for ``deblur models``: every registry field, plus where it is now."""
-    rows = []
-    for entry in registry.entries():
-        inst = installed.find(entry)
-        rows.append({
-            **entry.to_dict(),
-            "name": entry.name,
-            "aliases": list(entry.aliases),
-            "arch": entry.arch,
-            "variant": entry.variant,
-            "params": entry.params,
-            "trained_on": entry.trained_on,
-            "paper_psnr": {ds: nums["psnr"] for ds, nums in entry.paper_numbers.items() if "psnr" in nums},
-            "paper": str(entry.paper) if entry.paper else None,
-            "paper_url": entry.paper.url if entry.paper else None,
-            "where": where(entry),
-            "installed": inst.to_dict() if inst else None,
-            "repo": entry.hf_repo_id(),
-            "pinned": entry.pinned,
-            "description": entry.description,
-        })
-    return rows
-
-
-def model_details(name: str) -> dict[str, Any]:
-    """Everything known about one model, for ``deblur models info NAME`` (no network)."""
-    entry = registry.get(name)
-    data = entry.to_dict()
-    embedded = registry.embedded_path(entry)
-    cached = cached_path(entry)
-    inst = installed.find(entry)
-    data.update(
-        where=where(entry),
-        embedded_path=str(embedded) if embedded else None,
-        installed=inst.to_dict() if inst else None,
-        cached_path=str(cached) if cached else None,
-        cache_dir=str(settings.hf_cache_dir()),
-        endpoint=settings.hf_endpoint(),
-        download_command=f"deblur download {entry.name}" if entry.hf_repo else None,
-    )
-    return data
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -482,7 +439,7 @@ def _download(hub: HubRef, filename: str | None, revision: str, *, cache_dir: Pa
 
     # Download by commit, never by branch: the file cannot change between the metadata request and
     # the transfer, and the commit is what gets recorded and reported.
-    bar = functools.partial(_DownloadBar, console=console, show=progress is not False, label=filename,
+    bar = functools.partial(DownloadBar, console=console, show=progress is not False, label=filename,
                             callback=progress if callable(progress) else None)
     try:
         local = hf.hf_hub_download(
@@ -739,56 +696,3 @@ def _human(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
-
-
-class _DownloadBar:
-    """The progress bar huggingface_hub drives during a download, drawn with rich.
-
-    huggingface_hub (2.x) builds its bar as ``tqdm_class(total=..., initial=..., desc=..., ...)``,
-    uses it as a context manager and calls ``update(n)``; that is all this implements. It stays
-    silent when the console is quiet or bars are off, and forwards progress to a callback
-    for callers that draw their own.
-    """
-
-    def __init__(self, *, console: Console | None = None, show: bool = True, label: str | None = None,
-                 callback: ProgressCallback | None = None, total: int | None = None, initial: int = 0,
-                 desc: str = "", **_ignored: Any) -> None:
-        self.total = total
-        self.n = initial
-        self._callback = callback
-        self._progress: Any = None
-        self._task: Any = None
-        if show and console is not None and not console.quiet:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), console=console, transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(label or str(desc), total=total, completed=initial)
-
-    def update(self, n: int | float = 1) -> None:
-        self.n += int(n)
-        if self._progress is not None:
-            self._progress.update(self._task, completed=self.n)
-        if self._callback is not None:
-            self._callback(self.n, self.total)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def __enter__(self) -> _DownloadBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

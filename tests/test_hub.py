@@ -36,7 +36,7 @@ from hubserver import StandInHub, hub_server  # noqa: E402, F401 - the fixture, 
 from huggingface_hub import constants as hf_constants  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from deblurcli import hub, settings  # noqa: E402
+from deblurcli import catalog, hub, settings  # noqa: E402
 from deblurcli.errors import CheckpointError, ModelNotAvailable, UsageError  # noqa: E402
 from deblurcli.models import create, registry  # noqa: E402
 from deblurcli.weights import load_model, save_model  # noqa: E402
@@ -433,13 +433,13 @@ def test_local_path_and_embedded_default(tmp_path: Path, weights: dict[str, byte
 def test_models_table_and_details(hubenv: StandInHub, weights: dict[str, bytes]) -> None:
     hubenv.add_file("testorg/evssm-realblur-j", "evssm-realblur-j.safetensors", weights["v1"])
     hub.resolve("evssm-realj", console=_quiet())
-    rows = {r["name"]: r for r in hub.models_table_rows()}
+    rows = {r["name"]: r for r in catalog.models_table_rows()}
     assert set(rows) >= {"default", "algnet-gopro", "evssm-gopro", "evssm-realblur-j", "evssm-realblur-r",
                          "xyscannetp-gopro", "xyscannetp-realblur-j", "xyscannetp-realblur-r"}
     assert rows["evssm-realblur-j"]["where"] == "cached" and rows["evssm-gopro"]["where"] == "downloadable"
     assert rows["evssm-gopro"]["repo"] == "testorg/evssm-gopro" and rows["evssm-gopro"]["params"] == 17_129_472
     json.dumps(rows)  # plain data
-    info = hub.model_details("evssm-realj")
+    info = catalog.model_details("evssm-realj")
     assert info["name"] == "evssm-realblur-j" and info["cached_path"] and info["where"] == "cached"
     assert info["download_command"] == "deblur download evssm-realblur-j" and info["revision"] is None
     json.dumps(info)

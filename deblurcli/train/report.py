@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
+
+from ..progress import bar
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -70,12 +72,9 @@ class Reporter:
                 self.note("log.tensorboard is on but tensorboard is not installed (pip install tensorboard); "
                           "continuing without it")
         if self.live:
-            self.progress = Progress(
-                TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console, transient=False,
-            )
+            self.progress = bar(self.console, "items", field="info")
             self.progress.start()
-            self.task = self.progress.add_task("train", total=total, completed=start, info="starting")
+            self.task = self.progress.add_task("[bold]train[/]", total=total, completed=start, info="starting")
 
     def note(self, message: str) -> None:
         if not self.enabled:

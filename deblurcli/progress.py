@@ -1,0 +1,105 @@
+"""Progress bars on stderr, drawn one way: for tiles of an image, files of a batch, bytes of a download.
+
+They show only where a person watches (the caller passes ``show``; the CLI decides from whether
+stderr is a terminal), never redirect stdout (``--json`` lines must reach the pipe untouched),
+and the per-image and download bars vanish when done so that the log keeps only result lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+Unit = Literal["tiles", "items", "bytes"]
+
+
+def bar(console: Console, unit: Unit, *, show: bool = True, field: str | None = None,
+        transient: bool | None = None) -> Progress:
+    """A rich `Progress` for ``unit``; ``field`` adds a text column fed by ``update(task, **{field: ...})``.
+
+    Not started: use it as a context manager (or ``start``/``stop``). ``show=False`` draws nothing.
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if unit == "tiles":
+        columns += [TextColumn("{task.completed}/{task.total} tiles"), TimeElapsedColumn()]
+    elif unit == "bytes":
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns.append(MofNCompleteColumn())
+    if field:
+        columns.append(TextColumn(f"{{task.fields[{field}]}}"))
+    columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console, disable=not show, redirect_stdout=False, redirect_stderr=False,
+                    transient=unit != "items" if transient is None else transient)
+
+
+@contextmanager
+def tile_progress(console: Console, label: str, *, show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A per-image bar of tiles done, as the ``progress(done, total)`` callback `Deblurrer.restore` takes."""
+    if not show:
+        yield None
+        return
+    with bar(console, "tiles") as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+class DownloadBar:
+    """The progress bar huggingface_hub drives during a download, drawn with rich.
+
+    huggingface_hub (2.x) builds its bar as ``tqdm_class(total=..., initial=..., desc=..., ...)``,
+    uses it as a context manager and calls ``update(n)``; that is all this implements. It stays
+    silent when the console is quiet or bars are off, and forwards progress to a callback
+    for callers that draw their own.
+    """
+
+    def __init__(self, *, console: Console | None = None, show: bool = True, label: str | None = None,
+                 callback: Callable[[int, int | None], None] | None = None, total: int | None = None, initial: int = 0,
+                 desc: str = "", **_ignored: Any) -> None:
+        self.total = total
+        self.n = initial
+        self._callback = callback
+        self._progress: Any = None
+        self._task: Any = None
+        if show and console is not None and not console.quiet:
+            self._progress = bar(console, "bytes")
+            self._progress.start()
+            self._task = self._progress.add_task(label or str(desc), total=total, completed=initial)
+
+    def update(self, n: int | float = 1) -> None:
+        self.n += int(n)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.n)
+        if self._callback is not None:
+            self._callback(self.n, self.total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> DownloadBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
