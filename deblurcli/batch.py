@@ -14,11 +14,11 @@ runs; one bad file is recorded and the batch goes on.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,10 +27,17 @@ from typing import Any
 
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, UsageError
+from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
 from .imageio import IMAGE_EXTENSIONS, Image, read_image, unknown_format_error, write_image
 from .options import output_settings
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 JOURNAL = ".deblur-journal.jsonl"
+LOCK_PREFIX, LOCK_SUFFIX = ".deblur-run.", ".lock"
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
 
 
@@ -158,48 +165,189 @@ def output_path(out_dir: Path, rel: Path, opts: BatchOptions) -> Path:
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
+
+
+class RunLock:
+    """This run's presence in the output folder, so another run can tell it is alive.
+
+    A lock file ``.deblur-run.<run id>.lock`` held with ``flock`` for the run's lifetime: the
+    kernel drops the lock when the process dies however it dies (SIGKILL, power cut on the
+    writer's side of a shared folder), so "can I take this lock?" answers "is that run gone?"
+    without trusting pids across machines. The run id (host tag, pid, start time, a counter)
+    goes into the journal's ``started`` records.
+    """
+
+    _count = 0
+
+    def __init__(self, out_dir: Path) -> None:
+        RunLock._count += 1
+        self.run_id = f"{host_tag()}-{os.getpid()}-{time.time_ns() // 1_000_000}-{RunLock._count}"
+        self.path = _lock_path(out_dir, self.run_id)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocking: a checker may hold it for an instant
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)  # releases the lock
+        self._fd = None
+
+
+def _lock_path(out_dir: Path, run_id: str) -> Path:
+    return out_dir / f"{LOCK_PREFIX}{run_id}{LOCK_SUFFIX}"
+
+
+def run_is_live(out_dir: Path, run_id: str) -> bool:
+    """Whether the run that wrote ``run_id`` into this folder's journal is still running."""
+    path = _lock_path(out_dir, run_id)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False  # it removed its lock file on exit
+    try:
+        if fcntl is None:  # no flock (Windows): fall back to the pid, on this machine only
+            host, pid = run_id.split("-")[:2]
+            return host != host_tag() or pid_alive(int(pid))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # held: that run is alive
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_files(out_dir: Path) -> int:
+    """Temporary outputs and lock files of dead runs, removed at the start of a run into ``out_dir``."""
+    removed = len(remove_stale_parts(out_dir, recursive=True))
+    try:
+        names = os.listdir(out_dir)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(LOCK_PREFIX) and name.endswith(LOCK_SUFFIX):
+            run_id = name[len(LOCK_PREFIX):-len(LOCK_SUFFIX)]
+            path = out_dir / name
+            try:
+                young = time.time() - path.stat().st_mtime < 60  # a run starting right now takes its lock
+            except OSError:
+                continue
+            if not young and not run_is_live(out_dir, run_id):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 class Journal:
-    """Append-only JSON lines; the last line for a file wins."""
+    """Append-only JSON lines shared by every run into the folder; the last line for a file wins.
 
-    def __init__(self, path: Path) -> None:
+    Lines are appended whole (one ``O_APPEND`` write each), so runs that overlap in time (two
+    shells, a job array) never corrupt each other's records. The journal is re-read
+    incrementally before each file, so a run sees what the others finished meanwhile. A torn
+    last line (a crash or a full disk) is skipped with one warning, and the next record starts on
+    a new line.
+
+    ``started`` records claim a file: among the claims since the file's last finished record,
+    the first one made by a live run owns it; every other run reports it as in progress.
+    """
+
+    def __init__(self, path: Path, run_id: str = "", on_note: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self.run_id = run_id
         self.entries: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash mid-write
-                if isinstance(rec, dict) and "input" in rec:
-                    self.entries[rec["input"]] = rec
+        self.claims: dict[str, list[str]] = {}
+        self._offset = 0
+        self._bad = 0
+        self._note = on_note or (lambda msg: warnings.warn(msg, stacklevel=2))
         self._lock = threading.Lock()
+        self.refresh(first=True)
+
+    def refresh(self, *, first: bool = False) -> None:
+        """Read the lines appended since the last look (only whole lines: a writer may be mid-line)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        bad = 0
+        with self._lock:
+            for raw in data[:end].split(b"\n"):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    bad += 1  # a line a crash or a full disk cut, since closed by a later record
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("input"), str):
+                    self._take(rec)
+            self._offset += end
+        if first and data[end:].strip():
+            self._bad += 1  # once closed by the next record it reads as a bad line: already said
+            self._note(f"{self.path}: its last line was cut off (a crash or a full disk); ignoring it, "
+                       "the file it was about is checked again")
+        elif bad and not self._bad:
+            self._note(f"{self.path}: skipped {bad} unreadable line(s) (cut off by a crash or a full disk)")
+        self._bad += bad
+
+    def _take(self, rec: dict[str, Any]) -> None:
+        rel = rec["input"]
+        if rec.get("status") == "released":  # a run that lost the claim to an earlier one withdraws it
+            claims = self.claims.get(rel, [])
+            if rec.get("run") in claims:
+                claims.remove(rec["run"])
+            return
+        self.entries[rel] = rec
+        if rec.get("status") == "started":
+            self.claims.setdefault(rel, []).append(str(rec.get("run", "")))
+        else:
+            self.claims.pop(rel, None)
 
     def lookup(self, rel: str, content_hash: str, settings: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
         """The finished record for these exact input bytes and settings, or None if the work is still to do.
 
         A success whose output has since been deleted is work still to do.
         """
-        rec = self.entries.get(rel)
+        with self._lock:
+            rec = self.entries.get(rel)
         if rec is None or rec.get("sha256") != content_hash or rec.get("settings") != settings:
             return None
         if rec.get("status") == "ok":
             return rec if (out_dir / str(rec.get("output", ""))).is_file() else None
-        return rec if rec.get("status") == "failed" else None
+        return rec if rec.get("status") == "failed" and not rec.get("transient") else None
+
+    def owner(self, rel: str, out_dir: Path) -> str | None:
+        """The live run that owns ``rel`` by the earliest claim, or None (nobody is working on it)."""
+        with self._lock:
+            claims = list(self.claims.get(rel, ()))
+        for run_id in claims:
+            if run_id and (run_id == self.run_id or run_is_live(out_dir, run_id)):
+                return run_id
+        return None
 
     def add(self, rec: dict[str, Any]) -> None:
-        with self._lock:
-            self.entries[rec["input"]] = rec
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        """Append one record (raises OSError, e.g. on a full disk: the caller decides what it means)."""
+        rec = {**rec, "run": self.run_id} if self.run_id else rec
+        append_line(self.path, json.dumps(rec, sort_keys=True))
+        if rec.get("status") != "released":
+            with self._lock:
+                self.entries[rec["input"]] = rec
+
+    def release(self, rel: str) -> None:
+        """Withdraw this run's claim on ``rel`` (best effort: a dead run's claim is ignored anyway)."""
+        try:
+            self.add({"input": rel, "status": "released"})
+        except OSError:
+            pass
 
 
 def run_batch(
@@ -207,21 +355,47 @@ def run_batch(
     *, on_result: Callable[[RestoreResult, int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> BatchSummary:
-    """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring."""
+    """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring.
+
+    Every listed file ends in the summary as ok, skipped or failed with its reason, whatever
+    happens (a full disk fails each file it hits; nothing is dropped silently).
+    """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     files = prepare(in_dir, out_dir, opts)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        journal = Journal(out_dir / JOURNAL)
-        (out_dir / JOURNAL).touch()
-    except OSError as exc:
-        raise DeblurError(f"{out_dir}: cannot write there ({exc.strerror}); choose a writable folder") from None
-    settings = deblurrer.settings_key() | output_settings(opts)
     summary = BatchSummary()
     t_start = time.perf_counter()
+    total = len(files)
     if on_start:
-        on_start(len(files))
+        on_start(total)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out_dir)
+    except OSError as exc:
+        # Nothing can be recorded or written: every file fails with the reason.
+        why = "disk full; free some space" if is_disk_full(exc) else (exc.strerror or str(exc))
+        for index, rel in enumerate(files):
+            res = RestoreResult(input=rel.as_posix(), output=str(output_path(out_dir, rel, opts)), status="failed",
+                                error=f"{out_dir}: cannot write there ({why}); choose a writable folder")
+            _finish(summary, res, index, total, on_result)
+        summary.seconds = time.perf_counter() - t_start
+        return summary
+    try:
+        remove_stale_files(out_dir)
+        journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
+        _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile)
+    finally:
+        lock.close()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptions, files: list[Path],
+             journal: Journal, summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
+             on_tile: Callable[[int, int], None] | None) -> None:
+    settings = deblurrer.settings_key() | output_settings(opts)
+    total = len(files)
 
     def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any]]:
         """Hash and decode on the reader thread; a finished record instead means: nothing to do."""
@@ -239,8 +413,6 @@ def run_batch(
         except DeblurError as exc:
             return rel, digest, exc
 
-    total = len(files)
-
     def journal_line(res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
         return {
             "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
@@ -249,10 +421,21 @@ def run_batch(
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
-    def record(res: RestoreResult, digest: str, dst: Path, t0: float, index: int) -> None:
+    def record(res: RestoreResult, digest: str, dst: Path, t0: float, index: int, transient: bool = False) -> None:
+        """The final journal line, then the result; a journal that cannot be written fails the file.
+
+        ``transient``: the output could not be written (full disk, permissions), which says nothing
+        about the input, so a rerun tries it again without --retry-failed.
+        """
         res.seconds = time.perf_counter() - t0
-        journal.add(journal_line(res, digest, dst))
-        _finish(summary, res, index, total, on_result)
+        try:
+            journal.add(journal_line(res, digest, dst) | ({"transient": True} if transient else {}))
+        except OSError as exc:
+            if res.status == "ok":  # the output is whole, but unrecorded: a rerun redoes it
+                res.status = "failed"
+                res.error = f"{dst}: written, but {journal.path.name} could not record it ({_why(exc)})"
+        finally:
+            _finish(summary, res, index, total, on_result)
 
     def write(item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int) -> None:
         # Runs on the writer thread while the model works on the next image; the journal line is
@@ -264,28 +447,55 @@ def run_batch(
         except DeblurError as exc:
             res.status, res.error = "failed", str(exc)
         except OSError as exc:
-            res.status, res.error = "failed", f"{dst}: cannot write ({exc.strerror})"
-        record(res, digest, dst, t0, index)
+            res.status, res.error = "failed", f"{dst}: cannot write ({_why(exc)})"
+        except Exception as exc:  # never lose a file's result on the writer thread
+            res.status, res.error = "failed", f"{dst}: {type(exc).__name__}: {exc}"
+        record(res, digest, dst, t0, index, transient=res.status == "failed")
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-read") as reader, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-write") as writer:
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-read")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-write")
+    pending: list[Future[Any]] = []
+    try:
         for index, fut in enumerate(_prefetch(reader, load, files)):
             rel, digest, item = fut.result()
             src, dst = in_dir / rel, output_path(out_dir, rel, opts)
             res = RestoreResult(input=rel.as_posix(), output=str(dst))
             t0 = time.perf_counter()
+            if not isinstance(item, dict):
+                journal.refresh()  # another run may have finished this file since it was read
+                if not opts.overwrite:
+                    rec = journal.lookup(rel.as_posix(), digest, settings, out_dir)
+                    if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
+                        item = rec
             if isinstance(item, dict):
                 _from_journal(res, item)
-                writer.submit(_finish, summary, res, index, total, on_result)  # in order with the writes
+                pending.append(writer.submit(_finish, summary, res, index, total, on_result))  # in order
                 continue
             try:
                 if isinstance(item, DeblurError):
                     raise item
-                if dst.exists() and not opts.overwrite and rel.as_posix() not in journal.entries:
+                owner = journal.owner(res.input, out_dir)
+                if owner is not None:
+                    _in_progress(res, owner)
+                    pending.append(writer.submit(_finish, summary, res, index, total, on_result))
+                    continue
+                if dst.exists() and not opts.overwrite and res.input not in journal.entries:
                     raise DeblurError(f"{dst}: already exists and is not from an earlier run; pass --overwrite")
-                # Mark the file as ours before writing it: if the run dies between the write and
-                # the final journal line, the next run knows it may replace that output.
-                journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
+                # Claim the file before writing it: if this run dies between the write and the final
+                # journal line, the next run knows it may replace that output; and of two live runs
+                # the earlier claim wins, the other reports the file as in progress.
+                try:
+                    journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
+                except OSError as exc:
+                    raise DeblurError(f"{dst}: not started, {journal.path.name} cannot be written ({_why(exc)})"
+                                      ) from None
+                journal.refresh()
+                owner = journal.owner(res.input, out_dir)
+                if owner is not None and owner != journal.run_id:
+                    journal.release(res.input)
+                    _in_progress(res, owner)
+                    pending.append(writer.submit(_finish, summary, res, index, total, on_result))
+                    continue
                 res.width, res.height = item.width, item.height
                 out = deblurrer.restore_image(item, progress=on_tile)
             except DeblurError as exc:
@@ -293,11 +503,30 @@ def run_batch(
             except Exception as exc:  # an unexpected failure on one file must not lose the others
                 res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
             if res.status == "failed":
-                writer.submit(record, res, digest, dst, t0, index)  # keeps journal order with writes
+                pending.append(writer.submit(record, res, digest, dst, t0, index))  # journal order with writes
             else:
-                writer.submit(write, item, out, dst, res, digest, t0, index)
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+                pending.append(writer.submit(write, item, out, dst, res, digest, t0, index))
+    except BaseException:
+        # Ctrl-C or a crash: finish the file being written (atomic anyway), drop the queued ones.
+        reader.shutdown(wait=False, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=True)
+        raise
+    reader.shutdown(wait=True)
+    writer.shutdown(wait=True)
+    for f in pending:
+        f.result()  # a bug on the writer thread surfaces here instead of vanishing
+
+
+def _why(exc: OSError) -> str:
+    return "disk full; free some space" if is_disk_full(exc) else (exc.strerror or str(exc))
+
+
+def _in_progress(res: RestoreResult, owner: str) -> None:
+    """Another live run owns the file: not a failure, and not ours to write."""
+    res.status = "skipped"
+    host, pid = owner.split("-")[:2]
+    where = f"pid {pid}" + ("" if host == host_tag() else f" on another machine ({host})")
+    res.notes = [f"in progress in another run ({where})"]
 
 
 def _from_journal(res: RestoreResult, rec: dict[str, Any]) -> None:

@@ -148,7 +148,7 @@ VariantOpt = next(s for s in EngineOptions.specs() if s.name == "variant").typer
 OfflineOpt = next(s for s in EngineOptions.specs() if s.name == "offline").typer_option()
 # Output encoding, shared by the commands that write images beside their inputs (run, batch).
 QualityOpt = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality")
-AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 178 megapixels")
+AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 179 megapixels")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and internal choices")
 
@@ -204,6 +204,10 @@ def run(
     todo = [p for p in plan if not p.error]
     if not todo:
         raise typer.Exit(2 if any(p.usage for p in failures) else 1)
+    from .fsutil import remove_stale_parts
+
+    for folder in {str(Path(p.dst).parent) for p in todo if p.dst and p.dst != "-"}:
+        remove_stale_parts(folder)  # temporary files of earlier runs that were killed mid-write
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     failed = len(failures)
     for p in todo:
@@ -272,16 +276,27 @@ def batch(
             print(json.dumps(res.as_dict()), flush=True)
         if res.status == "failed":
             progress.console.print(f"[bold red]failed:[/] {escape(res.error or '')}")
-        elif not quiet and not live:
-            _say("", f"{res.status} {res.input} ({res.seconds:.1f} s)")
+        elif not quiet and (not live or res.notes):
+            why = f": {'; '.join(res.notes)}" if res.status == "skipped" and res.notes else ""
+            _say("", f"{res.status} {res.input} ({res.seconds:.1f} s){why}")
+
+    def on_note(msg: str) -> None:
+        if not quiet:
+            _say("[yellow]warning:[/] ", msg)
 
     with progress:
-        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start)
+        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note)
+    report_error = None
     if report:
-        write_report(summary, report)
+        try:
+            write_report(summary, report)
+        except DeblurError as exc:  # e.g. a full disk: still show the summary, then fail
+            report_error = str(exc)
     if not quiet:
         _print_batch_summary(summary)
-    raise typer.Exit(1 if summary.failed else 0)
+    if report_error:
+        _error(report_error)
+    raise typer.Exit(1 if summary.failed or report_error else 0)
 
 
 def _print_batch_summary(summary: Any) -> None:
@@ -752,8 +767,33 @@ def bench(
         out.print(st)
 
 
+def _second_interrupt_exits_now() -> None:
+    """First Ctrl-C: stop cleanly (the file being written is finished, exit 130). Second: leave at once.
+
+    Without this, a second Ctrl-C lands in the interpreter's exit-time join of worker threads
+    and prints an ``atexit`` traceback. Every output is written atomically, so leaving at once
+    loses only the file in progress, whose temporary file the next run removes.
+    """
+    import signal
+
+    def again(signum: int, frame: Any) -> None:
+        os.write(2, b"interrupted\n")
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, again)
+        raise KeyboardInterrupt
+
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, first)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+
+
 def main() -> None:
     """Console-script entry point (also ``python -m deblurcli``, which should still call itself deblur)."""
+    _second_interrupt_exits_now()
     app(prog_name="deblur")
 
 

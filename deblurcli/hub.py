@@ -28,7 +28,6 @@ to it explicitly, because it freezes its environment-derived settings when first
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import __version__, installed, settings
 from .errors import CheckpointError, ModelNotAvailable, UsageError
+from .fsutil import sha256_file
 from .models import registry
 from .models.registry import ModelEntry
 from .progress import DownloadBar
@@ -498,15 +498,7 @@ def _write_ref(cache_dir: Path, repo_id: str, revision: str, commit: str) -> Non
 
 
 def _sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
+    return sha256_file(path, memo=True)
 
 
 def _verify(path: Path, hub: HubRef, filename: str, console: Console, *, just_downloaded: bool,

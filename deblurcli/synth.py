@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deblurcli.errors import DeblurError, ImageError
+from deblurcli.fsutil import atomic_write
 from deblurcli.imageio.formats import IMAGE_EXTENSIONS  # the one list of photo extensions
 
 __all__ = [
@@ -528,18 +528,8 @@ def _to_float(img: np.ndarray) -> np.ndarray:
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file then rename, so an interrupted run never leaves a torn file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """An interrupted run never leaves a torn pair (fsutil.atomic_write: temp file, fsync, rename)."""
+    atomic_write(path, write)
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:

@@ -11,11 +11,10 @@ network, so a converted or trained file runs with no other knowledge.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
-import tempfile
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import CheckpointError
-from .models import create, detect_arch, get_arch
+from .fsutil import atomic_output, sha256_file
+from .models import ARCH_NAMES, create, detect_arch, get_arch
 
 FORMAT_NAME = "deblurcli"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # terminal colour/style sequences
 FORMAT_VERSION = "1"
 # Keys under which training frameworks nest the weights, most specific first: BasicSR's EMA
 # weights are the ones its authors evaluate, so they win over plain `params`.
@@ -64,14 +65,6 @@ class ModelSpec:
         return meta
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: no such weights file; check the path or use a model name (deblur models)")
@@ -93,13 +86,17 @@ def _load_pickle(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        # torch's message is a styled (terminal escapes) page of advice; the useful part is what was refused.
+        text = _ANSI.sub("", str(exc))
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        first = (f"it refers to {found.group(1)}" if found
+                 else next((ln.strip() for ln in text.splitlines() if ln.strip()), "unsupported content"))
         raise CheckpointError(
             f"{path}: refused to load: the pickle holds more than tensors ({first[:160]}); loading it "
             "could run code. If you trust its source, re-save its state_dict with safetensors"
         ) from None
     except Exception as exc:  # torch.load on arbitrary bytes raises nearly anything
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        first = (_ANSI.sub("", str(exc)).splitlines() or [type(exc).__name__])[0][:120]
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({first}); "
             "it may be truncated: download it again"
@@ -184,6 +181,17 @@ def spec_from_state_dict(
     )
 
 
+def _check_detectable(sd: dict[str, Tensor], path: str | os.PathLike[str]) -> None:
+    """Unrecognised weights met by run/batch/eval, which take no --arch: the way out is convert's --arch."""
+    found = [name for name in ARCH_NAMES if get_arch(name).detect(sd)]
+    if len(found) == 1:
+        return
+    what = (f"these weights look like several architectures ({', '.join(found)})" if found else
+            f"could not recognise the architecture of these weights (first keys: {', '.join(list(sd)[:5])})")
+    raise CheckpointError(f"{path}: {what}; if you know it, convert them naming it: "
+                          f"deblur convert {path} OUT.safetensors --arch {'|'.join(ARCH_NAMES)}")
+
+
 def _safe_detect(sd: dict[str, Tensor]) -> str:
     try:
         return detect_arch(sd)
@@ -219,23 +227,15 @@ def load_model(
 ) -> tuple[nn.Module, ModelSpec]:
     """Read a checkpoint in any supported format and return the ready network and its spec."""
     sd, meta = read_checkpoint(path)
+    if arch is None and meta.get("format") != FORMAT_NAME:
+        _check_detectable(sd, path)
     spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant, settings=settings)
     return build_model(spec, sd, source=str(path)), spec
 
 
 def _atomic_save(tensors: dict[str, Tensor], meta: dict[str, str], dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared weights unreadable to others
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(dst, make_parents=True) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def save_model(

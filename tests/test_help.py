@@ -84,3 +84,15 @@ def test_help_through_the_real_entry_point() -> None:
         assert p.returncode == 0, p.stderr
         assert p.stdout.startswith("Usage: deblur "), p.stdout[:200]
         assert "Traceback" not in p.stderr and "\x1b" not in p.stdout
+
+
+def test_size_limit_in_help_matches_the_error() -> None:
+    """The --allow-large help and the refusal must name the same limit (they once said 178 and 179)."""
+    from deblurcli.imageio import DEFAULT_MAX_PIXELS
+
+    limit = f"{DEFAULT_MAX_PIXELS / 1e6:.0f}"
+    for path, command in COMMANDS:
+        for p in getattr(command, "params", []):
+            if "--allow-large" in getattr(p, "opts", ()) and p.help:
+                numbers = [w for w in p.help.split() if w.isdigit()]
+                assert numbers == [limit], (path, p.help)

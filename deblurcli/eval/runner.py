@@ -12,9 +12,7 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import DeblurError, ImageError, UsageError
+from ..fsutil import atomic_write
 from ..imageio import read_image
 from .datasets import Pair, default_protocol
 from .metrics import PROTOCOLS, LpipsMetric, load_lpips, score_image, to_uint8
@@ -208,15 +207,7 @@ def save_png(image: np.ndarray, path: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data, make_parents=True)
     except OSError as exc:
         raise ImageError(f"cannot write {path} ({exc.strerror or exc}); check the folder is writable") from exc
 

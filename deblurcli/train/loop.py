@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +31,7 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, DeblurError, UsageError
+from ..fsutil import atomic_output, atomic_write
 from . import data as D
 from .config import dump_config, resolve_stages, validate
 from .dist import World, barrier, detect_world, init_process_group, pick_device, shutdown
@@ -100,37 +99,14 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file beside ``path`` then rename: a crash mid-save leaves the previous
-    checkpoint intact, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """A crash mid-save leaves the previous checkpoint intact, never a torn one."""
+    with atomic_output(path, make_parents=True) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
