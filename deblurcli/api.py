@@ -28,7 +28,8 @@ import torch
 
 from . import ssm, tiling
 from .errors import DeblurError, OptionError, UsageError
-from .imageio import Image, encode_image, output_notes, read_image, same_file, write_image
+from .fsutil import input_as_output
+from .imageio import Image, encode_image, output_notes, read_image, write_image
 from .models import get_arch
 from .options import DEFAULT_OVERLAP, DEVICES, PRECISIONS, EngineOptions
 from .weights import ModelSpec, load_model, sha256_file
@@ -392,8 +393,9 @@ class Deblurrer:
 
 def _check_destination(src: Path | None, dst: Path, overwrite: bool) -> None:
     """Refuse to replace the photo being read, or any existing file unless asked to."""
-    if src is not None and same_file(src, dst):
-        raise UsageError(f"{dst}: output is the input file; choose another output (the original is kept)")
+    refusal = input_as_output(src, dst)
+    if refusal:
+        raise UsageError(refusal)
     if dst.exists() and not overwrite:
         raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
 

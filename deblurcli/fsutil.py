@@ -14,6 +14,8 @@ name no cleanup recognises), so they live here once.
   concurrent writers never interleave inside a line; a torn last line (a crash or a full disk
   cut it) is closed with a newline first, so it never swallows the next record.
 * :func:`sha256_file`: streaming sha256 of a file (memoised by path, size and mtime on request).
+* :func:`same_file` / :func:`input_as_output`: whether an output would replace the file being read,
+  and the one message that refuses it (run, batch, convert and the image writer all ask).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import BinaryIO
 
 __all__ = [
     "PART_SUFFIX", "append_line", "atomic_output", "atomic_write", "host_tag", "is_disk_full", "pid_alive",
-    "remove_stale_parts", "sha256_file",
+    "input_as_output", "remove_stale_parts", "same_file", "sha256_file",
 ]
 
 PART_SUFFIX = ".part"
@@ -257,3 +259,25 @@ def remove_stale_parts(folder: str | os.PathLike[str], *, recursive: bool = Fals
                 except OSError:
                     pass
     return removed
+
+
+def same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
+    """True when two paths name one file (links, ``..`` and case-insensitive disks included)."""
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they point
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def input_as_output(src: str | os.PathLike[str] | None, dst: str | os.PathLike[str], *,
+                    fix: str = "choose another output name") -> str | None:
+    """The refusal to write ``dst`` over ``src``, the file being read, or None when they differ.
+
+    A mistaken output name must never destroy the original, so every writer asks this first;
+    ``fix`` says how to choose another output in the caller's terms (``-o`` in the CLI).
+    """
+    if not same_file(src, dst):
+        return None
+    return f"{dst}: output is the input file; {fix} (the original is kept)"

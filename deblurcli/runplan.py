@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DeblurError
-from .imageio import FORMAT_EXTENSIONS, extension_hint, same_file, unknown_format_error
+from .fsutil import input_as_output
+from .imageio import FORMAT_EXTENSIONS, extension_hint, unknown_format_error
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -114,8 +115,9 @@ def _clashes(s: str, dst: Path, seen: dict[str, str], sources: dict[str, str]) -
     key = str(dst.resolve())
     if key in seen:
         return f"{dst}: would also be written from {seen[key]}; use separate -o files"
-    if s != STDIO and same_file(s, dst):
-        return f"{dst}: output is the input file; choose another -o or --suffix (original kept)"
+    refusal = input_as_output(s, dst, fix="choose another -o or --suffix") if s != STDIO else None
+    if refusal:
+        return refusal
     other = sources.get(key) or sources.get(_inode(dst))
     if other is not None:
         return f"{dst}: is also an input ({other}); it would be replaced before it is read, choose another -o"

@@ -26,8 +26,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import CheckpointError
-from .fsutil import atomic_output, sha256_file
+from .fsutil import atomic_output, input_as_output, sha256_file
 from .models import ARCH_NAMES, create, detect_arch, get_arch
+from .models.contract import strip_module_prefix
 
 FORMAT_NAME = "deblurcli"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # terminal colour/style sequences
@@ -141,10 +142,7 @@ def unwrap(obj: Any, path: Path | str = "checkpoint") -> dict[str, Tensor]:
     if not isinstance(obj, dict) or not _is_state_dict(obj):
         keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: found no weights in this file (top-level: {keys})")
-    sd = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
+    return strip_module_prefix({k: v for k, v in obj.items() if isinstance(v, Tensor)})
 
 
 def _is_state_dict(d: dict[Any, Any]) -> bool:
@@ -275,8 +273,9 @@ def convert(
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":
         raise CheckpointError(f"{dst}: the output must end in .safetensors")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise CheckpointError(f"{dst}: output is the input file; choose another output name")
+    refusal = input_as_output(src, dst)
+    if refusal:
+        raise CheckpointError(refusal)
     sd, meta = read_checkpoint(src)
     if check is not None:  # on what the file is, before a variant it may not have is asked of it
         check(spec_from_state_dict(sd, meta, arch=arch))

@@ -14,8 +14,9 @@ The package, one concern per module:
 * `image`    - the `Image` record and EXIF orientation turns.
 """
 
+from ..fsutil import same_file
 from .decode import DEFAULT_MAX_PIXELS, read_image
-from .encode import encode_image, output_notes, same_file, write_image
+from .encode import encode_image, output_notes, write_image
 from .formats import (
     FORMAT_EXTENSIONS,
     FORMATS,

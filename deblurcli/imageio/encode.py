@@ -34,7 +34,7 @@ from typing import BinaryIO
 import numpy as np
 
 from deblurcli.errors import ImageError
-from deblurcli.fsutil import atomic_write, is_disk_full
+from deblurcli.fsutil import atomic_write, input_as_output, is_disk_full
 
 from .formats import FORMATS, describe, either, format_for_path
 from .image import Image, _unorient
@@ -103,16 +103,6 @@ def output_notes(
     return list(_plan(img, format_for_path(path, format), bit_depth).notes)
 
 
-def same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
-    """True when two paths name one file (links, `..` and case-insensitive disks included)."""
-    if a is None or b is None:
-        return False
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
-
-
 def write_image(
     img: Image,
     pixels: np.ndarray,
@@ -133,8 +123,9 @@ def write_image(
     _check_options(quality, keep_orientation)
     out = Path(path)
     fmt = format_for_path(out, format)
-    if img.source is not None and not overwrite_source and same_file(img.source, out):
-        raise ImageError(f"{out}: this is the input file; choose a different output name (the original is kept)")
+    refusal = None if overwrite_source else input_as_output(img.source, out)
+    if refusal:
+        raise ImageError(refusal)
     if out.is_dir():
         raise ImageError(f"{out}: is a folder; give a file name for the output")
     parent = out.parent if str(out.parent) else Path(".")

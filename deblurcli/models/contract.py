@@ -37,6 +37,17 @@ INPUT_RANGES = ("[0, 1]", "[-0.5, 0.5]")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
+def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The state dict without the ``module.`` that (Distributed)DataParallel puts before every key.
+
+    Only when every key has it: that is what a wrapper does, whereas one real submodule named
+    ``module`` must keep its name. The loader strips it once; detection hooks may get raw keys.
+    """
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
 @dataclass(frozen=True)
 class lazy:  # noqa: N801 - used like a function: lazy("pkg.mod", "build")
     """A callable that imports ``module`` and calls its ``attr`` only when first used.

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
+from ..contract import strip_module_prefix
 from ..mamba import Mamba
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
@@ -414,16 +415,9 @@ def build(kwargs: Mapping[str, Any], variant: str = DEFAULT_VARIANT, **settings:
     return ALGNet(**kwargs, local_pool=local_pool or {})
 
 
-def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Keys without a DataParallel ``module.`` prefix, which detection should see past."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
 def detect(state_dict: Mapping[str, Any]) -> bool:
     """Whether these are ALGNet's keys: the intro conv plus its SFE/FAM/multi-output heads."""
-    keys = set(_strip_prefix(state_dict))
+    keys = set(strip_module_prefix(state_dict))
     return {"intro.weight", "FAM2.merge.weight", "ConvsOut.0.weight"} <= keys and any(
         k.startswith("SFE2.") for k in keys
     )
@@ -443,7 +437,7 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     ``d_state`` is reported only when it differs from the official 32, so the result for an
     authors' checkpoint is exactly the official constructor's kwargs.
     """
-    sd = _strip_prefix(state_dict)
+    sd = strip_module_prefix(state_dict)
     if "intro.weight" not in sd:
         raise CheckpointError("not ALGNet weights: no 'intro.weight'")
     keys = list(sd)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ...errors import CheckpointError, UsageError
 from ...ssm import selective_scan
+from ..contract import strip_module_prefix
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
 #: The official test-time window sizes, levels 1, 2, 3 (``models/EVSSM.py``).
@@ -427,17 +428,12 @@ def build(kwargs: Mapping[str, Any], variant: str = DEFAULT_VARIANT, **settings:
     return EVSSM(**kw, scan_window=window)
 
 
-def _strip(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Keys without a DataParallel ``module.`` prefix, so detection sees through wrappers."""
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items()}
-
-
 def detect(state_dict: Mapping[str, Any]) -> bool:
     """EVSSM checkpoints are the only ones with per-block ``attn.A_logs`` and an ``ffn.fft`` filter.
 
     (XYScanNet shares ``patch_embed`` / ``down1_2`` names, so those prove nothing.)
     """
-    keys = _strip(state_dict)
+    keys = strip_module_prefix(state_dict)
     return all(
         k in keys
         for k in ("encoder_level1.block0.attn.A_logs", "encoder_level1.block0.ffn.fft", "output.weight")
@@ -471,7 +467,7 @@ def _expansion_factor(shapes: Sequence[Sequence[int]]) -> float:
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The official constructor kwargs, read from key names and shapes alone."""
-    sd = _strip(state_dict)
+    sd = strip_module_prefix(state_dict)
     if not detect(sd):
         raise CheckpointError("these weights are not an EVSSM checkpoint (no encoder_level1.block0.attn.A_logs)")
     stem = sd["patch_embed.proj.weight"].shape

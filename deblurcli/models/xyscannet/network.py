@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError, UsageError
+from ..contract import strip_module_prefix
 from ..mamba import Mamba
 from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
 
@@ -311,16 +312,9 @@ def build(kwargs: Mapping[str, Any], variant: str = DEFAULT_VARIANT, **settings:
     return XYScanNet(**dict(kwargs))
 
 
-def _unprefixed(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Tolerate a DataParallel ``module.`` prefix even though the loader normally strips it."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
-    return state_dict
-
-
 def detect(state_dict: Mapping[str, Any]) -> bool:
     """Whether these keys are XYScanNet's (the cross-level fusion and decoder scans give it away)."""
-    sd = _unprefixed(state_dict)
+    sd = strip_module_prefix(state_dict)
     return all(k in sd for k in _SIGNATURE_KEYS)
 
 
@@ -351,7 +345,7 @@ def _count_blocks(sd: Mapping[str, Any], prefix: str) -> int:
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor kwargs, read from key names and tensor shapes (works on meta tensors)."""
-    sd = _unprefixed(state_dict)
+    sd = strip_module_prefix(state_dict)
     missing = [k for k in (*_SIGNATURE_KEYS, "output.weight", "decoder_level1.0.intra.proj_in.weight") if k not in sd]
     if missing:
         raise CheckpointError(f"not an XYScanNet state dict: missing {', '.join(missing)}")
