@@ -29,7 +29,7 @@ SCAN_MIN_TILE = 256
 #: The same for a purely convolutional network, whose receptive field is local anyway.
 CONV_MIN_TILE = 128
 #: Peak activation bytes per input pixel per unit of level-1 width, measured on CPU in float32
-#: (benchmarks/bench_memory.py): an estimate for picking tiles from free memory, deliberately high.
+#: (see benchmarks/): an estimate for picking tiles from free memory, deliberately high.
 BYTES_PER_PIXEL_PER_CHANNEL = 160.0
 #: The value ranges a network may expect its input in; recorded in converted files.
 INPUT_RANGES = ("[0, 1]", "[-0.5, 0.5]")
