@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError
 from .fsutil import atomic_output, input_as_output, sha256_file
-from .models import ARCH_NAMES, create, detect_arch, get_arch
+from .models import arch_names, create, detect_arch, get_arch
 from .models.contract import strip_module_prefix
 
 FORMAT_NAME = "deblurcli"
@@ -181,13 +181,13 @@ def spec_from_state_dict(
 
 def _check_detectable(sd: dict[str, Tensor], path: str | os.PathLike[str]) -> None:
     """Unrecognised weights met by run/batch/eval, which take no --arch: the way out is convert's --arch."""
-    found = [name for name in ARCH_NAMES if get_arch(name).detect(sd)]
+    found = [name for name in arch_names() if get_arch(name).detect(sd)]
     if len(found) == 1:
         return
     what = (f"these weights look like several architectures ({', '.join(found)})" if found else
             f"could not recognise the architecture of these weights (first keys: {', '.join(list(sd)[:5])})")
     raise CheckpointError(f"{path}: {what}; if you know it, convert them naming it: "
-                          f"deblur convert {path} OUT.safetensors --arch {'|'.join(ARCH_NAMES)}")
+                          f"deblur convert {path} OUT.safetensors --arch {'|'.join(arch_names())}")
 
 
 def _safe_detect(sd: dict[str, Tensor]) -> str:

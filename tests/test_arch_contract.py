@@ -139,6 +139,11 @@ def test_a_fifth_architecture_runs_end_to_end(twoscale: ArchSpec, tmp_path: Path
         want = (net(x)[-1].clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)
     assert np.abs(got - want).max() <= 1
     assert np.abs(got - photo).mean() > 5  # the network really changed the photo
+    # the authors' file runs as it is too, recognised from its keys
+    res = runner.invoke(app, ["run", str(tmp_path / "photo.png"), "--model", str(authors), "-o",
+                              str(tmp_path / "direct.png"), "--device", "cpu", "--tile", "0", "--quiet"])
+    assert res.exit_code == 0, res.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "direct.png")).astype(np.int16), got)
 
     # train: its recipe is the default config, its two outputs feed the loss, its hook exports
     res = runner.invoke(app, ["train", "--print-config", "twoscale"])
