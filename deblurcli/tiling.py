@@ -269,7 +269,8 @@ def too_small_tile_warning(tile: int, arch_hint: str | None = None) -> str | Non
     need = min_context(arch_hint)
     if tile >= need:
         return None
-    who = arch_hint or "this model"
+    spec = find_arch(arch_hint)
+    who = spec.title if spec is not None else arch_hint or "this model"
     return (
         f"tile size {tile} px is small for {who}: blur longer than a tile cannot be removed and "
         f"results degrade; use --tile {need} or more (or --tile 0 for the whole image)"

@@ -148,6 +148,7 @@ class ArchSpec:
     """
 
     name: str
+    #: The name people know it by (``ALGNet``), for messages; ``name`` is what commands take.
     title: str
     variants: tuple[str, ...]
     default_variant: str
