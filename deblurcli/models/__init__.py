@@ -6,9 +6,11 @@ detection, size rule, minimum useful tile, memory hint, training recipe, export 
 multi-scale outputs. The loader, the named-model registry, the tiler, the API, the trainer and
 the CLI read those facts through :func:`get_arch` and :func:`arch_names` only.
 
-Adding an architecture: write ``deblurcli/models/NAME.py`` (or ``NAME/__init__.py``) with a
-``SPEC``, and add ``"NAME"`` to :data:`ARCH_NAMES`. Code outside the package (a plug-in, a test)
-calls :func:`register_arch` instead.
+Adding an architecture: write ``deblurcli/models/NAME.py`` defining ``SPEC = ArchSpec(...)``, and
+add ``"NAME"`` to :data:`ARCH_NAMES`. (The built-ins are folders instead, ``NAME/__init__.py`` for
+the torch-free ``SPEC`` and ``NAME/network.py`` for the code, which keeps ``deblur models`` and
+``train --print-config`` from importing torch; a folder is also listed in pyproject.toml's
+packages.) Code outside the package (a plug-in, a test) calls :func:`register_arch` instead.
 
 Nothing here imports torch, so listing architectures costs nothing; a network's code is imported
 when it is first built.
