@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import DeblurError
 from .models import arch_names
-from .options import EngineOptions, engine_options, flag_for
+from .options import RESUME_HELP, SET_HELP, TRAIN_FLAGS, EngineOptions, engine_options, flag_for, with_options
 from .progress import bar, tile_progress
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
@@ -649,26 +649,13 @@ def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
 # -- train, synth -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
+@with_options(TRAIN_FLAGS, dict, param="flags")  # the same declaration as python -m deblurcli.train
 def train(
-    config: Path | None = typer.Option(None, "--config", help="YAML or TOML configuration"),
-    overrides: list[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
+    flags: dict[str, Any] = {},  # noqa: B006 - replaced by the TRAIN_FLAGS options
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     print_cfg: str | None = typer.Option(None, "--print-config", metavar="ARCH",
                                          help="Print a commented starting config for ARCH and exit"),
-    arch: str | None = typer.Option(None, "--arch", help=_ARCH_CHOICES),
-    data: Path | None = typer.Option(None, "--data", help="Paired dataset folder"),
-    synthetic: Path | None = typer.Option(None, "--synthetic", help="Folder of sharp photos, blurred on the fly"),
-    dead_leaves: float | None = typer.Option(None, "--dead-leaves", help="Fraction of dead-leaves samples"),
-    val_data: Path | None = typer.Option(None, "--val-data", help="Held-out paired folder for validation"),
-    steps: int | None = typer.Option(None, "--steps"),
-    patch_size: int | None = typer.Option(None, "--patch-size"),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    lr: float | None = typer.Option(None, "--lr"),
-    out_dir: Path | None = typer.Option(None, "--out", help="Run folder"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint"),
-    seed: int | None = typer.Option(None, "--seed"),
-    device: str | None = typer.Option(None, "--device"),
-    threads: int | None = typer.Option(None, "--threads"),
-    num_workers: int | None = typer.Option(None, "--num-workers"),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     debug: bool = DebugOpt,
 ) -> None:
     """Train or fine-tune a model (multi-GPU: torchrun -m deblurcli.train with the same options)."""
@@ -678,13 +665,7 @@ def train(
     if print_cfg:
         sys.stdout.write(print_config(print_cfg))
         return
-    cfg = load_config(
-        config, overrides, arch=arch, data=str(data) if data else None,
-        synthetic=str(synthetic) if synthetic else None, dead_leaves=dead_leaves,
-        val_data=str(val_data) if val_data else None, steps=steps, patch_size=patch_size, batch_size=batch_size,
-        lr=lr, out=str(out_dir) if out_dir else None, seed=seed, device=device, threads=threads,
-        num_workers=num_workers,
-    )
+    cfg = load_config(flags.pop("config"), overrides, **flags)
     folder = run_training(cfg, resume=resume, console=err)
     out.print(escape(str(folder)), highlight=False)
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .models import arch_names
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SCAN_BACKENDS = ("auto", "torch", "numba", "triton", "cuda", "reference")
@@ -48,6 +50,8 @@ class OptionSpec:
     metavar: str | None = None
     min: float | None = None
     max: float | None = None
+    #: For flags that set a configuration key (``deblur train --lr`` -> ``train.lr``): that key.
+    key: str | None = None
 
     @property
     def flag(self) -> str:
@@ -202,3 +206,35 @@ def with_options(specs: Sequence[OptionSpec], build: Callable[..., Any], *, para
 def engine_options(*, defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
     """The `EngineOptions` flags on a command, received as ``engine: EngineOptions``."""
     return with_options(EngineOptions.specs(), EngineOptions, param="engine", defaults=defaults)
+
+
+def _flag(name: str, key: str | None, cli_type: type, help: str, **extra: Any) -> OptionSpec:
+    return OptionSpec(name=name, flags=("--" + name.replace("_", "-"),), default=None, cli_type=cli_type,
+                      help=help, key=key, **extra)
+
+
+#: The options of ``deblur train`` and of its torchrun twin ``python -m deblurcli.train``, declared
+#: once: both build their parsers from this, and ``train.config.FLAG_KEYS`` is derived from it.
+#: ``key`` is the configuration key a flag sets. Here rather than in train/ so that building the
+#: CLI does not import the configuration machinery (YAML, TOML).
+TRAIN_FLAGS: tuple[OptionSpec, ...] = (
+    _flag("config", None, str, "YAML or TOML configuration (see --print-config)", metavar="FILE"),
+    _flag("arch", "arch", str, " | ".join(arch_names())),
+    _flag("data", "data.paired", str, "folder of blurred/sharp pairs (any layout deblur eval reads)", metavar="DIR"),
+    _flag("synthetic", "data.synthetic", str, "folder of sharp photos, blurred on the fly", metavar="DIR"),
+    _flag("dead_leaves", "data.dead_leaves", float, "fraction of synthetic samples drawn as dead leaves"),
+    _flag("val_data", "val.paired", str, "folder of held-out blurred/sharp pairs for validation", metavar="DIR"),
+    _flag("steps", "train.steps", int, "optimizer steps in total"),
+    _flag("patch_size", "train.patch_size", int, "training crop side (replaces any progressive schedule)"),
+    _flag("batch_size", "train.batch_size", int, "training crops per step per process (replaces any progressive "
+          "schedule); not the --tile-batch of deblur run"),
+    _flag("lr", "train.lr", float, "peak learning rate"),
+    _flag("out", "out", str, "run folder", metavar="DIR"),
+    _flag("seed", "seed", int, "seeds weights, data and augmentation"),
+    _flag("device", "device", str, "auto | cpu | cuda | cuda:N"),
+    _flag("threads", "threads", int, "torch CPU threads (0 = torch's default)"),
+    _flag("num_workers", "data.num_workers", int, "data loader worker processes"),
+)
+
+SET_HELP = "override a config key (dotted, value read as YAML), e.g. train.lr=1e-4; repeatable"
+RESUME_HELP = "continue the run in --out from its last checkpoint"

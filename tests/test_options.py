@@ -201,3 +201,36 @@ def test_eval_json_flag_report_file_and_old_json_path(tmp_path: Path, tiny_model
     assert json.loads(old.read_text())["summary"]["count"] == 1 and "--report" in res.stderr
     res = runner.invoke(app, [*args, "stray"])
     assert res.exit_code == 2 and "stray" in res.stderr
+
+
+# -- training flags: one declaration for deblur train and python -m deblurcli.train ------------------------
+def test_train_flags_are_declared_once_for_both_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deblurcli.train as train_pkg
+    from deblurcli.errors import DeblurError
+    from deblurcli.options import TRAIN_FLAGS
+    from deblurcli.train.__main__ import build_parser
+    from deblurcli.train.__main__ import main as torchrun_main
+    from deblurcli.train.config import FLAG_KEYS
+
+    assert FLAG_KEYS == {s.name: s.key for s in TRAIN_FLAGS if s.key}
+    calls: list[tuple[Any, list[str], dict[str, Any]]] = []
+
+    def fake_load_config(path: Any, overrides: Any, **flags: Any) -> None:
+        calls.append((path, list(overrides), flags))
+        raise DeblurError("stop")
+
+    monkeypatch.setattr(train_pkg, "load_config", fake_load_config)
+    samples = {int: "3", float: "0.5", str: "x"}
+    argv = [a for s in TRAIN_FLAGS for a in (s.flag, samples[s.cli_type])] + ["--set", "train.lr=1"]
+    res = runner.invoke(app, ["train", *argv])
+    assert res.exit_code == 1 and "stop" in res.stderr
+    assert torchrun_main(argv) == 1
+    (cli_call, main_call) = calls
+    assert cli_call == main_call  # same values reach load_config, whichever way training starts
+    assert cli_call[0] == "x" and cli_call[1] == ["train.lr=1"]
+    assert set(cli_call[2]) == set(FLAG_KEYS) and cli_call[2]["steps"] == 3 and cli_call[2]["lr"] == 0.5
+
+    cli_help = {p.name: p.help for p in _cli_params("train").values()}
+    argparse_help = {a.dest: a.help for a in build_parser()._actions}
+    for s in TRAIN_FLAGS:
+        assert cli_help[s.name] == argparse_help[s.name] == s.help

@@ -25,6 +25,7 @@ import yaml
 
 from ..errors import UsageError
 from ..models import ARCH_NAMES, arch_names, get_arch
+from ..options import TRAIN_FLAGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,23 +111,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pixel": ("charbonnier", "l1"),
 }
 
-#: ``deblur train`` flags -> the dotted key each sets.
-FLAG_KEYS: dict[str, str] = {
-    "arch": "arch",
-    "data": "data.paired",
-    "synthetic": "data.synthetic",
-    "dead_leaves": "data.dead_leaves",
-    "steps": "train.steps",
-    "patch_size": "train.patch_size",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "out": "out",
-    "seed": "seed",
-    "device": "device",
-    "threads": "threads",
-    "num_workers": "data.num_workers",
-    "val_data": "val.paired",
-}
+
+
+#: ``deblur train`` flags -> the dotted key each sets (derived from TRAIN_FLAGS).
+FLAG_KEYS: dict[str, str] = {s.name: s.key for s in TRAIN_FLAGS if s.key is not None}
 
 
 def default_config(arch: str) -> dict[str, Any]:
@@ -395,7 +383,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
             set_key(cfg, key, value)
     for name, value in given.items():
         if name != "arch":
-            set_key(cfg, FLAG_KEYS[name], value, source=f"--{name.replace('_', '-')}")
+            set_key(cfg, FLAG_KEYS[name], value, source=next(s.flag for s in TRAIN_FLAGS if s.name == name))
     if "patch_size" in given or "batch_size" in given:
         cfg["train"]["progressive"] = []
     return validate(cfg)
