@@ -41,3 +41,12 @@ def test_convert_refuses_to_write_over_its_input_by_another_name(tmp_path: Path,
     with pytest.raises(CheckpointError, match="output is the input file"):
         convert(src, tmp_path / "same.safetensors")
     assert src.read_bytes() == before
+
+
+def test_synth_recipes_do_not_need_torch_and_the_dataset_lives_in_train() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, deblurcli.synth as s; assert 'torch' not in sys.modules, 'synth imported torch'; "
+            "from deblurcli.train.synthetic import SyntheticPairs; assert s.SyntheticPairs is SyntheticPairs")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -163,7 +163,7 @@ def _chw(a: np.ndarray) -> Tensor:
 class PatchStream(Dataset):
     """Map-style dataset indexed by ``(sample_id, patch)``; see the module docstring.
 
-    Synthetic samples come from :class:`deblurcli.synth.SyntheticPairs` (one per patch size,
+    Synthetic samples come from :class:`deblurcli.train.synthetic.SyntheticPairs` (one per patch size,
     made lazily in each worker), whose sample ``k`` of epoch 0 depends on ``(seed, 0, k)`` only.
     """
 
@@ -192,7 +192,7 @@ class PatchStream(Dataset):
 
     def _maker(self, patch: int) -> Any:
         if patch not in self._makers:
-            from ..synth import SyntheticPairs
+            from .synthetic import SyntheticPairs
 
             try:
                 self._makers[patch] = SyntheticPairs(
@@ -372,7 +372,7 @@ def paired_val(pairs: Sequence[PairFiles], *, count: int, size: int, multiple: i
 def synthetic_val(*, photos: Sequence[Path], dead_leaves: float, count: int, size: int, multiple: int, seed: int,
                   synth: Mapping[str, Any] | None = None) -> list[Sample]:
     """``count`` synthetic pairs made once from ``seed`` (no augmentation): the same set every time."""
-    from ..synth import SyntheticPairs
+    from .synthetic import SyntheticPairs
 
     side = max(multiple, (size or 256) - (size or 256) % multiple)
     maker = SyntheticPairs([str(p) for p in photos], patch_size=side, samples_per_epoch=max(1, count),
