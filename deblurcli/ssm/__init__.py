@@ -7,7 +7,8 @@ Backends (``backend=`` or the process-wide default from :func:`set_backend` /
 - ``torch``: chunked pure PyTorch; runs anywhere, differentiable.
 - ``numba``: compiled CPU kernel with its own backward; the CPU default when numba imports.
 - ``triton``: our Triton kernel for CUDA GPUs without mamba-ssm.
-- ``cuda``: mamba-ssm's fused kernel (optional extra), picked on GPUs when installed.
+- ``cuda``: mamba-ssm's fused kernel (installed separately), picked on GPUs when a test call of
+  it succeeds (a mamba-ssm installed without its compiled extension still imports).
 
 ``auto`` picks the fastest one that can run the given tensors.
 """
@@ -19,6 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .reference import selective_scan_reference
@@ -80,7 +82,8 @@ def resolve_backend(backend: str, u: Tensor) -> str:
             raise RuntimeError(f"scan backend {backend!r} is not available in this environment")
         return backend
     if u.is_cuda:
-        for name in ("cuda", "triton"):
+        # mamba-ssm's kernel has no float64; triton and torch compute it.
+        for name in ("cuda", "triton") if u.dtype != torch.float64 else ("triton",):
             if _load(name) is not None:
                 return name
         return "torch"
