@@ -123,7 +123,7 @@ def _cuda_fn() -> Callable[..., Any]:
     return selective_scan_cuda
 
 
-BACKENDS = ["torch", "numba", "triton", "cuda"]
+BACKENDS = ["torch", "numba", "triton", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -465,15 +465,97 @@ def test_auto_picks_numba_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------- triton specifics
 
 
-def test_triton_falls_back_to_torch_under_autograd(triton_mode: None) -> None:
+def _grads(fn: Callable[..., Any], inputs: dict[str, Any], device: str, seed: int = 1,
+           weight_y: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """y, the last state and every input's gradient of a random weighted sum of both."""
+    t = {k: (v.clone().to(device).requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    y, last = run(fn, t, True, device)
+    g = torch.Generator().manual_seed(seed)
+    wy = torch.randn(y.shape, generator=g, dtype=y.dtype).to(device) if weight_y else torch.zeros_like(y)
+    wl = torch.randn(last.shape, generator=g, dtype=last.dtype).to(device)
+    ((y * wy).sum() + (last * wl).sum()).backward()
+    return y.detach(), last.detach(), {k: v.grad for k, v in t.items() if v is not None}
+
+
+# (b, d, n, l, groups): lengths below, at and across the kernel's 32-step chunks; n up to 64;
+# groups whose channel count is odd (blocks of one channel) and even.
+TRITON_GRAD_CASES = [
+    (1, 3, 4, 1, None), (2, 6, 8, 31, 2), (1, 4, 16, 32, 1), (2, 4, 8, 33, 2), (1, 2, 64, 70, None),
+    (1, 8, 32, 40, 4),
+]
+
+
+@pytest.mark.parametrize("case", TRITON_GRAD_CASES, ids=["b{}d{}n{}l{}g{}".format(*c) for c in TRITON_GRAD_CASES])
+def test_triton_backward_matches_reference(triton_mode: None, case: tuple) -> None:
+    """The Triton kernel's own backward (not the torch scan's) against the sequential reference."""
+    from deblurcli.ssm import triton_scan
+
+    b, d, n, l, groups = case
+    calls = []
+    real = triton_scan._scan_core_backward
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(triton_scan, "_scan_core_backward", lambda *a: calls.append(1) or real(*a))
+        y, last, grads = _grads(_triton_fn(), make_inputs(b, d, n, l, groups), "cuda" if HAS_CUDA else "cpu")
+    assert calls, "the Triton backward did not run"
+    y_ref, last_ref, grads_ref = _grads(selective_scan_reference, make_inputs(b, d, n, l, groups), "cpu")
+    assert_close(y, y_ref, torch.float32)
+    assert_close(last, last_ref, torch.float32)
+    for key, want in grads_ref.items():
+        assert_close(grads[key], want, torch.float32)
+
+
+def test_triton_last_state_gradient_alone(triton_mode: None) -> None:
+    """Only the last state in the loss: dL/dh enters at the end and runs back through every chunk."""
+    inputs = make_inputs(1, 4, 8, 77, None)
+    device = "cuda" if HAS_CUDA else "cpu"
+    _, _, grads = _grads(_triton_fn(), inputs, device, weight_y=False)
+    _, _, grads_ref = _grads(selective_scan_reference, inputs, "cpu", weight_y=False)
+    assert grads_ref["u"][..., 0].abs().max() > 0  # the first step does reach the last state
+    for key, want in grads_ref.items():
+        assert_close(grads[key], want, torch.float32)
+
+
+def test_triton_gradcheck_float64(triton_mode: None) -> None:
     fn = _triton_fn()
     device = "cuda" if HAS_CUDA else "cpu"
-    inputs = make_inputs(1, 3, 4, 20, None)
-    u = inputs["u"].clone().to(device).requires_grad_()
-    y = fn(u, *(inputs[k].to(device) for k in ("delta", "A", "B", "C")), delta_softplus=True)
-    y.sum().backward()
-    u_ref = inputs["u"].clone().requires_grad_()
-    y_ref = selective_scan_reference(u_ref, *(inputs[k] for k in ("delta", "A", "B", "C")), delta_softplus=True)
-    y_ref.sum().backward()
-    assert u.grad is not None and u_ref.grad is not None
-    assert_close(u.grad, u_ref.grad, torch.float32)
+    inputs = make_inputs(1, 2, 3, 34, 2, torch.float64)
+    names = list(inputs)
+    tensors = [inputs[k].clone().to(device).requires_grad_() for k in names]
+
+    def f(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kw = dict(zip(names, args, strict=True))
+        return fn(kw["u"], kw["delta"], kw["A"], kw["B"], kw["C"], kw["D"], kw["z"], kw["delta_bias"],
+                  delta_softplus=True, return_last_state=True)
+
+    assert torch.autograd.gradcheck(f, tensors, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+def test_triton_training_memory_is_linear_in_states(triton_mode: None) -> None:
+    """What autograd keeps for the backward: O(b*d*l), not the torch scan's ~6*b*d*n*l.
+
+    This is the memory that made a batch of 8 256 px crops not fit on a GPU; counted here on the
+    tensors saved for backward, which is what stays alive between the forward and the backward.
+    """
+    b, d, n, l = 1, 16, 32, 64
+    device = "cuda" if HAS_CUDA else "cpu"
+    saved: dict[str, int] = {}
+
+    def measure(fn: Callable[..., Any]) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        inputs = make_inputs(b, d, n, l, None)
+        t = {k: (v.clone().to(device).requires_grad_() if v is not None else None) for k, v in inputs.items()}
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+            y, last = run(fn, t, True, device)
+        (y.sum() + last.sum()).backward()
+        return sum(seen.values()) // 4
+
+    saved["triton"] = measure(_triton_fn())
+    saved["torch"] = measure(selective_scan_torch)
+    states = b * d * n * l
+    assert saved["triton"] < 0.5 * states, saved
+    assert saved["torch"] > 4 * saved["triton"], saved  # the measure can tell the two apart
