@@ -39,6 +39,10 @@ log = logging.getLogger("deblurcli")
 __all__ = ["DEFAULT_OVERLAP", "DEVICES", "PRECISIONS", "Deblurrer", "EngineOptions", "RestoreResult"]
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# torch.OutOfMemoryError exists from torch 2.5 (pyproject admits 2.2); torch.cuda.OutOfMemoryError,
+# its alias there, from 1.13.
+_OOM_ERRORS: tuple[type[Exception], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+                                             torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -294,17 +298,18 @@ class Deblurrer:
                     progress=progress,
                 )
                 break
-            except torch.OutOfMemoryError:
+            except _OOM_ERRORS:
                 if self.device.type != "cuda":
                     raise DeblurError("out of memory on the CPU; use smaller tiles", hint=("tile", 512)) from None
-                torch.cuda.empty_cache()
-                current = tile or max(h, w)
-                smaller = (current // 2) // self.spec.pad_multiple * self.spec.pad_multiple
-                if smaller < 128:
-                    raise DeblurError("out of GPU memory even with 128 px tiles; run on the CPU",
-                                      hint=("device", "cpu")) from None
-                self._say(f"GPU out of memory with {current} px tiles; retrying with {smaller} px")
-                tile = smaller
+            # Outside the except block the exception and its traceback are gone, and with them the
+            # failed attempt's frames and tensors: only now can empty_cache() return their memory.
+            torch.cuda.empty_cache()
+            current = tile or max(h, w)
+            smaller = (current // 2) // self.spec.pad_multiple * self.spec.pad_multiple
+            if smaller < 128:
+                raise DeblurError("out of GPU memory even with 128 px tiles; run on the CPU", hint=("device", "cpu"))
+            self._say(f"GPU out of memory with {current} px tiles; retrying with {smaller} px")
+            tile = smaller
         np.clip(out, 0.0, 1.0, out=out)
         if strength < 1.0:
             out = pixels + strength * (out - pixels)

@@ -43,3 +43,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     save_model(create("algnet", TINY_ALGNET, "plain"), path, arch="algnet", config=TINY_ALGNET, variant="plain")
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: run them where torch sees a GPU, skip them with why elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (on a GPU machine `pytest -m gpu` runs every CUDA test)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
