@@ -29,7 +29,16 @@ import torch
 from . import ssm, tiling
 from .errors import DeblurError, OptionError, UsageError
 from .fsutil import input_as_output
-from .imageio import Image, encode_image, output_notes, read_image, write_image
+from .imageio import (
+    Image,
+    as_float_rgb,
+    encode_image,
+    output_layout,
+    output_notes,
+    read_image,
+    to_samples,
+    write_image,
+)
 from .models import get_arch
 from .options import DEFAULT_OVERLAP, DEVICES, PRECISIONS, EngineOptions
 from .weights import ModelSpec, load_model, sha256_file
@@ -288,16 +297,36 @@ class Deblurrer:
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
         strength = self.strength if strength is None else _check_strength(strength)
-        h, w = pixels.shape[:2]
+        out = self._tiled(np.ascontiguousarray(pixels, dtype=np.float32), progress)
+        assert out is not None
+        np.clip(out, 0.0, 1.0, out=out)
+        if strength < 1.0:
+            out = pixels + strength * (out - pixels)
+        return out
+
+    def _tiled(self, image: np.ndarray, progress: Callable[[int, int], None] | None,
+               sink: Callable[[int, np.ndarray], None] | None = None, *, reads_back: bool = False) -> np.ndarray | None:
+        """`tiling.restore_tiled` with this model, retrying with smaller tiles when the GPU runs out.
+
+        `reads_back` says the sink writes into `image` itself: once it has, a retry would read
+        restored rows as input, so an out-of-memory error after the first finished strip is final.
+        """
+        h, w = image.shape[:2]
         tile = self.tile_for(h, w)
+        started = False
+
+        def track(y: int, rows: np.ndarray) -> None:
+            nonlocal started
+            started = True
+            assert sink is not None
+            sink(y, rows)
+
         while True:
             try:
-                out = tiling.restore_tiled(
-                    np.ascontiguousarray(pixels, dtype=np.float32), self.run_batch, tile=tile,
-                    overlap=self.tile_overlap, multiple=self.spec.pad_multiple, batch_size=self.batch_size,
-                    progress=progress,
+                return tiling.restore_tiled(
+                    image, self.run_batch, tile=tile, overlap=self.tile_overlap, multiple=self.spec.pad_multiple,
+                    batch_size=self.batch_size, progress=progress, sink=None if sink is None else track,
                 )
-                break
             except _OOM_ERRORS:
                 if self.device.type != "cuda":
                     raise DeblurError("out of memory on the CPU; use smaller tiles", hint=("tile", 512)) from None
@@ -308,15 +337,15 @@ class Deblurrer:
             smaller = (current // 2) // self.spec.pad_multiple * self.spec.pad_multiple
             if smaller < 128:
                 raise DeblurError("out of GPU memory even with 128 px tiles; run on the CPU", hint=("device", "cpu"))
+            if started and reads_back:
+                raise DeblurError(f"out of GPU memory with {current} px tiles", hint=("tile", smaller))
             self._say(f"GPU out of memory with {current} px tiles; retrying with {smaller} px")
             tile = smaller
-        np.clip(out, 0.0, 1.0, out=out)
-        if strength < 1.0:
-            out = pixels + strength * (out - pixels)
-        return out
 
     def tile_check(self, pixels: np.ndarray, *, tile: int | None = None) -> dict[str, Any]:
         """How far tiles change the result, measured on a centre crop of the user's own photo.
+
+        `pixels` is float HxWx3 in [0, 1] or a photo's samples as stored (`Image.samples`).
 
         The crop is two tiles wide, so it holds real seams; the result is restored whole and
         tiled, and we report the PSNR of one against the other and how much larger the
@@ -327,7 +356,7 @@ class Deblurrer:
         t = max(t, 2 * self.tile_overlap + self.spec.pad_multiple)
         side = min(h, w, 2 * t - self.tile_overlap)
         y0, x0 = (h - side) // 2, (w - side) // 2
-        crop = np.ascontiguousarray(pixels[y0:y0 + side, x0:x0 + side], dtype=np.float32)
+        crop = np.ascontiguousarray(as_float_rgb(pixels[y0:y0 + side, x0:x0 + side]))
         common = dict(overlap=self.tile_overlap, multiple=self.spec.pad_multiple, batch_size=self.batch_size)
         whole = tiling.restore_tiled(crop, self.run_batch, tile=0, **common)
         tiled = tiling.restore_tiled(crop, self.run_batch, tile=t, **common)
@@ -345,9 +374,40 @@ class Deblurrer:
         return {"crop": f"{side}x{side}", "tile": t, "psnr": psnr, "seam_ratio": ratio}
 
     def restore_image(self, img: Image, *, strength: float | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Restore a decoded photo; ``strength`` (default: this object's) < 1 blends back toward the input."""
-        return self.restore(img.pixels, strength=strength, progress=progress)
+                      progress: Callable[[int, int], None] | None = None,
+                      layout: tuple[int, bool] | None = None, in_place: bool = False,
+                      label: str | None = None) -> np.ndarray:
+        """Restore a decoded photo; ``strength`` (default: this object's) < 1 blends back toward the input.
+
+        Returns HxWx3 float32 in [0, 1], or with ``layout=(bit_depth, grey)`` (from
+        `imageio.output_layout`) the samples `write_image` stores: uint8/uint16, HxW when grey.
+        The result is finished strip by strip from the photo's own samples, so the only
+        full-size buffers are the photo and the result at their stored size (no float copies);
+        ``in_place`` writes the result into ``img.samples`` when it has that layout, leaving
+        one buffer in all. `label` names the file in errors.
+        """
+        strength = self.strength if strength is None else _check_strength(strength)
+        src = img.samples
+        h, w = img.height, img.width
+        name = label or img.name
+        if layout is None:
+            out = np.empty((h, w, 3), np.float32)
+        else:
+            depth, grey = layout
+            shape, dtype = ((h, w) if grey else (h, w, 3)), (np.uint8 if depth == 8 else np.uint16)
+            fits = src.shape == shape and src.dtype == dtype and src.flags.c_contiguous and src.flags.writeable
+            out = src if in_place and fits else np.empty(shape, dtype)
+
+        def finish(y: int, rows: np.ndarray) -> None:
+            band = slice(y, y + len(rows))
+            np.clip(rows, 0.0, 1.0, out=rows)
+            if strength < 1.0:
+                before = as_float_rgb(src[band])
+                rows = before + strength * (rows - before)
+            out[band] = rows if layout is None else to_samples(rows, layout[0], layout[1], name)
+
+        self._tiled(src, progress, finish, reads_back=out is src)
+        return out
 
     def restore_file(
         self, src: str | os.PathLike[str] | bytes, dst: str | os.PathLike[str] | BinaryIO, *,
@@ -374,11 +434,15 @@ class Deblurrer:
             img = read_image(src, allow_large=allow_large)
         if compare is not None:
             _check_destination(img.source, Path(compare), overwrite)
-        report = self.tile_check(img.pixels) if tile_check else None
-        out = self.restore_image(img, strength=strength, progress=progress)
+        report = self.tile_check(img.samples) if tile_check else None
+        before = np.array(_comparison_crop(img.samples)) if compare is not None else None
+        fmt = (format or img.format) if to_stream else format
+        layout = output_layout(img, "<stdout>" if to_stream else dst, format=fmt)  # type: ignore[arg-type]
+        # In place: from here on img.samples holds the result, not the photo.
+        out = self.restore_image(img, strength=strength, progress=progress, layout=layout, in_place=True,
+                                 label="-" if to_stream else str(dst))
         size: int | None = None
         if to_stream:
-            fmt = format or img.format
             data = encode_image(img, out, format=fmt, quality=quality)
             dst.write(data)  # type: ignore[union-attr]
             dst.flush()  # type: ignore[union-attr]
@@ -389,7 +453,8 @@ class Deblurrer:
             notes = list(write_image(img, out, where, quality=quality, format=format))
             size = Path(where).stat().st_size
         if compare is not None:
-            write_comparison(img.pixels, out, compare)
+            assert before is not None
+            write_comparison(before, out, compare)
         return RestoreResult(
             input=label, output=where, seconds=time.perf_counter() - t0, width=img.width, height=img.height,
             bytes=size, notes=notes, tile_check=report,
@@ -405,16 +470,25 @@ def _check_destination(src: Path | None, dst: Path, overwrite: bool) -> None:
         raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
 
 
+def _comparison_crop(arr: np.ndarray) -> np.ndarray:
+    """The whole photo, or for a large one a centre crop: side by side they would be too small to judge."""
+    h, w = arr.shape[:2]
+    if max(h, w) <= 1600:
+        return arr
+    side = min(h, w, 512)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return arr[y0:y0 + side, x0:x0 + side]
+
+
 def write_comparison(before: np.ndarray, after: np.ndarray, path: str | os.PathLike[str]) -> None:
-    """A side-by-side PNG (input | result), or a zoomed crop pair for large photos."""
+    """A side-by-side PNG (input | result), or a zoomed crop pair for large photos.
+
+    Either side may be float HxWx3 in [0, 1] or stored samples, and `before` may already be
+    its `_comparison_crop` (taken before the result overwrote the photo).
+    """
     from .imageio import Image as _Image
 
-    h, w = before.shape[:2]
-    if max(h, w) > 1600:  # whole photos side by side are too small to judge: zoom on the centre
-        side = min(h, w, 512)
-        y0, x0 = (h - side) // 2, (w - side) // 2
-        before = before[y0:y0 + side, x0:x0 + side]
-        after = after[y0:y0 + side, x0:x0 + side]
+    before, after = as_float_rgb(_comparison_crop(before)), as_float_rgb(_comparison_crop(after))
     gap = np.ones((before.shape[0], 8, 3), np.float32)
     canvas = np.concatenate([before, gap, after], axis=1)
     write_image(_Image(pixels=canvas, format="PNG"), canvas, path)

@@ -28,7 +28,7 @@ from typing import Any
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, UsageError
 from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
-from .imageio import IMAGE_EXTENSIONS, Image, read_image, unknown_format_error, write_image
+from .imageio import IMAGE_EXTENSIONS, Image, output_layout, read_image, unknown_format_error, write_image
 from .options import output_settings
 
 try:
@@ -497,7 +497,9 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                     pending.append(writer.submit(_finish, summary, res, index, total, on_result))
                     continue
                 res.width, res.height = item.width, item.height
-                out = deblurrer.restore_image(item, progress=on_tile)
+                # Finished strip by strip into the stored layout, over the photo's own samples.
+                out = deblurrer.restore_image(item, progress=on_tile, in_place=True,
+                                              layout=output_layout(item, dst, format=opts.format), label=str(dst))
             except DeblurError as exc:
                 res.status, res.error = "failed", str(exc)
             except Exception as exc:  # an unexpected failure on one file must not lose the others

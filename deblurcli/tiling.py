@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .imageio.image import as_float_rgb
 from .models import find_arch
 
 # Below SCAN_MIN_TILE a scan (state-space) model sees too little of the photo to estimate long
@@ -173,22 +174,35 @@ def restore_tiled(
     multiple: int = 1,
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Apply `fn` (Nx3xhxw -> Nx3xhxw) to an HxWx3 float32 image tile by tile and blend.
+    sink: Callable[[int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
+    """Apply `fn` (Nx3xhxw -> Nx3xhxw) to an image tile by tile and blend.
 
-    ``tile=0`` runs the whole image at once. A tile that is not a multiple of `multiple` is
-    rounded down to one so that only tiles cut by a small image edge need padding; each batch
-    is reflect-padded to the multiple and cropped back here, so `fn` only runs the model (and
-    picks the device). `overlap` is capped at half the tile: a wider overlap would only add
-    tiles that are thrown away by the blending.
+    `image` is HxWx3 float in [0, 1], or the samples of a photo as stored (uint8/uint16 HxWx3,
+    grey as HxW): each tile is converted to float only as it is fed to the model, so the photo never
+    needs a float copy. ``tile=0`` runs the whole image at once. A tile that is not a multiple
+    of `multiple` is rounded down to one so that only tiles cut by a small image edge need
+    padding; each batch is reflect-padded to the multiple and cropped back here, so `fn` only
+    runs the model (and picks the device). `overlap` is capped at half the tile: a wider
+    overlap would only add tiles that are thrown away by the blending.
+
+    The result is finished strip by strip: blending needs a float accumulator only one tile
+    high, and rows no later tile touches are handed on as soon as the row of tiles above them is
+    done. Without `sink` they are gathered into the returned HxWx3 float32 array; with it,
+    ``sink(y, rows)`` receives each finished block of rows (top to bottom, `rows` float32
+    HxWx3, valid only during the call) and nothing is returned. A sink may write its result
+    into `image` itself: rows are handed on only once no later tile reads them.
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be HxWx3, got shape {image.shape}")
+    if image.ndim == 2 and image.dtype.kind in "ui":  # a grey photo's samples as stored
+        h, w = image.shape
+    elif image.ndim == 3 and image.shape[2] == 3:
+        h, w = image.shape[:2]
+    else:
+        raise ValueError(f"image must be HxWx3 (or HxW grey), got shape {image.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
-    h, w = image.shape[:2]
     multiple = max(1, int(multiple))
     if tile > 0:
         tile = max(multiple, tile - tile % multiple)
@@ -198,14 +212,20 @@ def restore_tiled(
 
     wy, wx = _axis_weights(h, tile, overlap), _axis_weights(w, tile, overlap)
     tiles = plan_tiles(h, w, tile, overlap)
-    out = np.zeros((h, w, 3), np.float32)
+    out: np.ndarray | None = None
+    if sink is None:
+        out = np.empty((h, w, 3), np.float32)
+
+        def gather(y: int, rows: np.ndarray) -> None:
+            out[y : y + len(rows)] = rows
+
+        sink = gather
+    strip = _Strip(tiles[0].h, w, sink)
     total = len(tiles)
     done = 0
     for i in range(0, total, batch_size):
         batch = tiles[i : i + batch_size]
-        x = torch.from_numpy(
-            np.stack([image[t.slices].transpose(2, 0, 1) for t in batch]).astype(np.float32, copy=False)
-        )
+        x = torch.from_numpy(np.stack([as_float_rgb(image[t.slices]).transpose(2, 0, 1) for t in batch]))
         x, (th, tw) = pad_to_multiple(x, multiple)
         x = x.contiguous()
         with torch.no_grad():
@@ -214,13 +234,47 @@ def restore_tiled(
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise RuntimeError(f"model returned {got} for a tile batch of shape {tuple(x.shape)}")
         result = y[..., :th, :tw].detach().to("cpu", torch.float32).numpy()
+        del x, y
         for t, r in zip(batch, result, strict=True):
-            weight = wy[t.row][:, None] * wx[t.col][None, :]
-            out[t.slices] += r.transpose(1, 2, 0) * weight[..., None]
+            strip.add(t, r.transpose(1, 2, 0) * (wy[t.row][:, None] * wx[t.col][None, :])[..., None])
         done += len(batch)
         if progress is not None:
             progress(done, total)
+    strip.finish(h)
     return out
+
+
+class _Strip:
+    """The rows of the output the current row of tiles covers, as a float accumulator.
+
+    Tiles arrive in row-major order and every tile of a row starts at the same y, so when a tile
+    of the next row arrives, all rows above its top are final: they go to the sink, and the
+    accumulator moves down. Summation order is the same as into a whole-image buffer, so the
+    result is bit-identical to it.
+    """
+
+    def __init__(self, height: int, width: int, sink: Callable[[int, np.ndarray], None]) -> None:
+        self.acc = np.zeros((height, width, 3), np.float32)
+        self.top = 0
+        self.sink = sink
+
+    def add(self, t: Tile, weighted: np.ndarray) -> None:
+        if t.y > self.top:
+            self.finish(t.y)
+        rows = slice(t.y - self.top, t.y - self.top + t.h)
+        self.acc[rows, t.x : t.x + t.w] += weighted
+
+    def finish(self, upto: int) -> None:
+        """Hand on rows ``top:upto`` (all final) and move the accumulator down to start at `upto`."""
+        n = upto - self.top
+        if n <= 0:
+            return
+        self.sink(self.top, self.acc[:n])
+        keep = len(self.acc) - n
+        if keep > 0:
+            self.acc[:keep] = self.acc[n:]
+        self.acc[max(keep, 0) :] = 0.0
+        self.top = upto
 
 
 def auto_tile_size(

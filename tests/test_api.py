@@ -320,3 +320,44 @@ def test_available_memory_on_this_machine_is_not_the_guess() -> None:
     real = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemAvailable:"))
     assert api._available_memory() == pytest.approx(real, rel=0.2)  # free memory moves a little between reads
+
+
+# -- large images: stored samples, strip-by-strip output ---------------------------------------------
+@pytest.mark.parametrize("depth,grey,strength", [(8, False, 1.0), (16, False, 0.4), (8, True, 0.7), (16, True, 1.0)])
+def test_strip_output_equals_the_float_result_written(tiny_model: Path, tmp_path: Path, depth: int, grey: bool,
+                                                      strength: float) -> None:
+    """The integer result finished strip by strip (in place over the photo) equals what writing the float
+    result gives, byte for byte, and the photo is never held as float."""
+    from deblurcli.imageio import Image, output_layout, read_image, write_image
+
+    d = Deblurrer(tiny_model, device="cpu", tile=32, tile_overlap=8, progress=False)
+    rng = np.random.default_rng(3)
+    maxval = 255 if depth == 8 else 65535
+    shape = (70, 90) if grey else (70, 90, 3)
+    stored = (rng.random(shape) * maxval).astype(np.uint8 if depth == 8 else np.uint16)
+    src = tmp_path / "in.png"
+    write_image(Image(stored, bit_depth=depth, channels="L" if grey else "RGB"), stored, src)
+    img = read_image(src)
+    assert img.samples.dtype == stored.dtype and img.samples.shape == shape  # no float copy on read
+    np.testing.assert_array_equal(img.samples, stored)
+
+    expected = d.restore_image(img, strength=strength)  # float result, as before
+    write_image(img, expected, tmp_path / "float.png")
+    layout = output_layout(img, tmp_path / "strip.png")
+    assert layout == (depth, grey)
+    out = d.restore_image(img, strength=strength, layout=layout, in_place=True)
+    assert out is img.samples and out.dtype == stored.dtype  # the result replaced the photo's buffer
+    write_image(img, out, tmp_path / "strip.png")
+    assert (tmp_path / "strip.png").read_bytes() == (tmp_path / "float.png").read_bytes()
+
+
+def test_restore_file_writes_what_the_float_path_writes(deblurrer: Deblurrer, tmp_path: Path) -> None:
+    from deblurcli.imageio import read_image, write_image
+
+    arr = (np.random.default_rng(5).random((40, 56, 3)) * 255).astype(np.uint8)
+    PILImage.fromarray(arr).save(tmp_path / "in.png")
+    img = read_image(tmp_path / "in.png")
+    write_image(img, deblurrer.restore_image(img, strength=0.5), tmp_path / "float.jpg")
+    deblurrer.restore_file(tmp_path / "in.png", tmp_path / "out.jpg", strength=0.5, compare=tmp_path / "c.png")
+    assert (tmp_path / "out.jpg").read_bytes() == (tmp_path / "float.jpg").read_bytes()
+    np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "c.png"))[:, :56], arr)  # input side intact

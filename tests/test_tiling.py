@@ -313,3 +313,45 @@ def test_too_small_tile_warning() -> None:
     # ALGNet has a Mamba branch in every block: it needs as much context as the other scan models.
     assert min_context("evssm") == SCAN_MIN_TILE and min_context("algnet") == SCAN_MIN_TILE
     assert min_context("not-an-arch") < SCAN_MIN_TILE
+
+
+@pytest.mark.parametrize("tile,overlap,batch", [(32, 8, 1), (48, 16, 3), (40, 0, 2), (0, 0, 1)])
+def test_stored_samples_and_strip_sink_give_the_float_result(tile: int, overlap: int, batch: int) -> None:
+    """uint8/uint16 input converted tile by tile, output handed on in strips (even into the input
+    itself) is bit-identical to whole-image float32 in and out."""
+    rng = np.random.default_rng(7)
+    blur = box_blur(5)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return blur(x) + 0.05 * (x.mean(dim=(2, 3), keepdim=True) - 0.5)  # tiles differ: blending matters
+    for dtype, maxval in ((np.uint8, 255.0), (np.uint16, 65535.0)):
+        stored = (rng.random((83, 101, 3)) * maxval).astype(dtype)
+        ref = restore_tiled(np.divide(stored, np.float32(maxval), dtype=np.float32), fn, tile=tile, overlap=overlap,
+                            batch_size=batch)
+        strips: list[tuple[int, int]] = []
+        got = np.empty_like(ref)
+
+        def sink(y: int, rows: np.ndarray, got: np.ndarray = got, strips: list = strips) -> None:
+            strips.append((y, len(rows)))
+            got[y : y + len(rows)] = rows
+
+        assert restore_tiled(stored, fn, tile=tile, overlap=overlap, batch_size=batch, sink=sink) is None
+        np.testing.assert_array_equal(got, ref)
+        assert strips[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(strips, strips[1:], strict=False))
+        assert strips[-1][0] + strips[-1][1] == 83
+        assert max(n for _, n in strips) <= (tile or 83)  # never more than one tile row of float rows
+
+        inplace = stored.copy()
+
+        def write_back(y: int, rows: np.ndarray, inplace: np.ndarray = inplace, maxval: float = maxval) -> None:
+            inplace[y : y + len(rows)] = np.floor(np.clip(rows, 0, 1) * maxval + 0.5)
+
+        restore_tiled(inplace, fn, tile=tile, overlap=overlap, batch_size=batch, sink=write_back)
+        np.testing.assert_array_equal(inplace, np.floor(np.clip(ref, 0, 1) * maxval + 0.5).astype(dtype))
+
+    grey = (rng.random((50, 60)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(
+        restore_tiled(grey, fn, tile=tile, overlap=overlap),
+        restore_tiled(np.repeat(grey[..., None] / np.float32(255), 3, axis=2).astype(np.float32), fn, tile=tile,
+                      overlap=overlap),
+    )

@@ -1,8 +1,9 @@
 """Reading and writing photos without losing what the photographer cares about.
 
-The model only ever sees `Image.pixels`: float32, HxWx3, in [0, 1], upright. Everything else a
-file carries (bit depth, grey vs colour, alpha, EXIF, ICC, XMP, DPI) rides along on the `Image`
-so that `write_image` can put it back.
+A decoded `Image` keeps the file's own samples (uint8/uint16, upright); the model sees them as
+float32 HxWx3 in [0, 1] (`Image.pixels`, or one tile at a time via `as_float_rgb`). Everything
+else a file carries (bit depth, grey vs colour, alpha, EXIF, ICC, XMP, DPI) rides along on the
+`Image` so that `write_image` can put it back.
 
 The package, one concern per module:
 
@@ -16,7 +17,7 @@ The package, one concern per module:
 
 from ..fsutil import same_file
 from .decode import DEFAULT_MAX_PIXELS, read_image
-from .encode import encode_image, output_notes, write_image
+from .encode import encode_image, output_layout, output_notes, to_samples, write_image
 from .formats import (
     FORMAT_EXTENSIONS,
     FORMATS,
@@ -26,7 +27,7 @@ from .formats import (
     format_for_path,
     unknown_format_error,
 )
-from .image import Image, _orient, _unorient  # noqa: F401  (_orient: used by tests)
+from .image import Image, _orient, _unorient, as_float_rgb, sample_max  # noqa: F401  (_orient: used by tests)
 from .metadata import _exif_tags  # noqa: F401  (used by tests)
 
 __all__ = [
@@ -35,13 +36,17 @@ __all__ = [
     "FORMAT_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "Image",
+    "as_float_rgb",
+    "sample_max",
     "ImageFormat",
     "encode_image",
     "extension_hint",
     "format_for_path",
+    "output_layout",
     "output_notes",
     "read_image",
     "same_file",
+    "to_samples",
     "unknown_format_error",
     "write_image",
 ]

@@ -161,13 +161,14 @@ def _build(
     frames: int,
     label: str,
 ) -> Image:
-    pixels, alpha = _to_float(arr, channels, depth)
+    samples, alpha = _split_samples(arr, channels, depth)
+    del arr
     described = readable(fmt)
     assert described is not None  # read_image refuses unknown formats before decoding
     if icc is not None and _icc_space(icc) not in (b"RGB ", b"GRAY"):
         icc = None  # a CMYK/Lab profile describes data we no longer have
     return Image(
-        pixels=pixels,
+        pixels=samples,
         alpha=alpha,
         bit_depth=depth,
         channels=channels,
@@ -418,10 +419,10 @@ def _cv2_decode(data: bytes, h: int, w: int, grey: bool, label: str) -> tuple[np
         return arr, "LA"
     if grey:
         return (arr[..., [0, 3]] if c == 4 else arr[..., 0]), ("LA" if c == 4 else "L")
-    if c == 3:
-        return arr[..., ::-1], "RGB"
-    if c == 4:
-        return arr[..., [2, 1, 0, 3]], "RGBA"
+    if c in (3, 4):  # BGR(A) to RGB(A) in place: a copy would double a 16-bit panorama's memory
+        cv2 = _cv2()
+        cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if c == 3 else cv2.COLOR_BGRA2RGBA, dst=arr)
+        return arr, ("RGB" if c == 3 else "RGBA")
     raise ImageError(f"{label}: {c}-channel images are not supported; save it as RGB or RGBA")
 
 
@@ -493,20 +494,21 @@ def _png_exif(data: bytes, info: dict) -> bytes | None:
     return None
 
 
-def _to_float(arr: np.ndarray, channels: str, depth: int) -> tuple[np.ndarray, np.ndarray | None]:
-    scale = np.float32(255.0 if depth == 8 else 65535.0)
+def _split_samples(arr: np.ndarray, channels: str, depth: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour (HxWx3) or grey (HxW) samples and alpha (HxW), each contiguous, at the file's own depth.
+
+    Kept as integers: float32 copies would cost 12 bytes a pixel (see `Image`).
+    """
+    arr = arr.astype(np.uint8 if depth == 8 else np.uint16, copy=False)
     alpha: np.ndarray | None = None
     if channels in ("LA", "RGBA"):
-        alpha = np.divide(arr[..., -1], scale, dtype=np.float32)
+        alpha = np.ascontiguousarray(arr[..., -1])
         arr = arr[..., :-1]
-    if channels in ("L", "LA"):
-        grey = arr if arr.ndim == 2 else arr[..., 0]
-        pixels = np.empty(grey.shape + (3,), np.float32)
-        np.divide(grey, scale, out=pixels[..., 0], dtype=np.float32)
-        pixels[..., 1] = pixels[..., 0]
-        pixels[..., 2] = pixels[..., 0]
-    else:
-        pixels = np.divide(arr, scale, dtype=np.float32)
-    return np.ascontiguousarray(pixels), (None if alpha is None else np.ascontiguousarray(alpha))
+    if channels in ("L", "LA") and arr.ndim == 3:
+        arr = arr[..., 0]
+    samples = np.ascontiguousarray(arr)
+    if not samples.flags.writeable:  # Pillow's buffer: a writable copy lets the result be written over it
+        samples = samples.copy()
+    return samples, alpha
 
 

@@ -37,7 +37,7 @@ from deblurcli.errors import ImageError
 from deblurcli.fsutil import atomic_write, input_as_output, is_disk_full
 
 from .formats import FORMATS, describe, either, format_for_path
-from .image import Image, _unorient
+from .image import Image, _unorient, as_float_rgb
 from .metadata import _exif_for_output, _icc_space, _set_xmp_orientation
 from .writers import Encoding
 
@@ -200,17 +200,50 @@ def _grey(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_samples(pixels: np.ndarray, depth: int, grey: bool, label: str) -> np.ndarray:
+    """Float HxWx3 pixels in [0, 1] (any rows of them) as the integers a file stores: HxW if grey.
+
+    The one rounding rule (clamp, round half up), used for whole images here and for each
+    finished strip by `Deblurrer`, so both give the same bytes.
+    """
+    return _quantize(_grey(pixels), depth, label) if grey else _quantize(pixels, depth, label)
+
+
+def output_layout(
+    img: Image, path: str | os.PathLike[str], *, format: str | None = None, bit_depth: int | None = None
+) -> tuple[int, bool]:
+    """(bit depth, grey) of the samples `write_image` will store for `img` at `path`.
+
+    A caller that produces exactly that (`to_samples`, HxW when grey) hands it to `write_image`
+    without another full-size copy.
+    """
+    plan = _plan(img, format_for_path(path, format), bit_depth)
+    return plan.depth, plan.grey
+
+
+def _output_samples(pixels: np.ndarray, plan: _Plan, label: str) -> np.ndarray:
+    target = np.uint8 if plan.depth == 8 else np.uint16
+    if pixels.dtype == target and (pixels.ndim == 2) == plan.grey and (pixels.ndim == 2 or pixels.shape[2] == 3):
+        return pixels  # already what the file stores
+    if pixels.dtype.kind in "ui":
+        pixels = as_float_rgb(pixels)
+    elif pixels.ndim == 2:
+        pixels = pixels[..., None].repeat(3, axis=2)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"pixels must be HxWx3, got shape {pixels.shape}")
+    return to_samples(pixels, plan.depth, plan.grey, label)
+
+
 def _encode_into(
     f: BinaryIO, img: Image, pixels: np.ndarray, plan: _Plan, quality: int, keep_orientation: str, label: str
 ) -> None:
     pixels = np.asarray(pixels)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None].repeat(3, axis=2)
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
+    if pixels.ndim not in (2, 3):
         raise ValueError(f"pixels must be HxWx3, got shape {pixels.shape}")
     h, w = pixels.shape[:2]
-    if plan.alpha and img.alpha is not None and img.alpha.shape != (h, w):
-        raise ValueError(f"pixels are {w}x{h} but the alpha channel is {img.alpha.shape[1]}x{img.alpha.shape[0]}")
+    alpha = img.alpha_samples if plan.alpha else None
+    if alpha is not None and alpha.shape != (h, w):
+        raise ValueError(f"pixels are {w}x{h} but the alpha channel is {alpha.shape[1]}x{alpha.shape[0]}")
     fmt = describe(plan.format)
     if max(h, w) > fmt.max_side:
         raise ImageError(
@@ -218,13 +251,13 @@ def _encode_into(
             f"use {_exts(lambda g: g.max_side >= max(h, w))}"
         )
 
-    planes = [
-        _quantize(_grey(pixels), plan.depth, label)[..., None] if plan.grey else _quantize(pixels, plan.depth, label)
-    ]
-    if plan.alpha and img.alpha is not None:
-        planes.append(_quantize(img.alpha, plan.depth, label)[..., None])
-    arr = planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
-    del planes
+    arr = _output_samples(pixels, plan, label)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if alpha is not None:
+        if alpha.dtype != arr.dtype:  # stored untouched unless the depth changes
+            alpha = _quantize(as_float_rgb(alpha)[..., 0] if alpha.dtype.kind in "ui" else alpha, plan.depth, label)
+        arr = np.concatenate([arr, alpha[..., None]], axis=2)
 
     tag = 1
     if keep_orientation == "original" and img.orientation != 1:
