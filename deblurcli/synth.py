@@ -327,7 +327,8 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[i
             spatially_varying_p: float = 0.2, noise_p: float = 0.4, jpeg_p: float = 0.3,
             highlight_p: float = 0.1, noise_sigma: FloatRange = (0.0002, 0.002),
             noise_shot: FloatRange = (0.0, 0.002),
-            jpeg_quality: tuple[int, int] = (60, 95)) -> tuple[np.ndarray, np.ndarray]:
+            jpeg_quality: tuple[int, int] = (60, 95), linear_p: float = 1.0,
+            srgb_noise_p: float = 0.0, srgb_noise_sigma: FloatRange = (0.0, 0.01)) -> tuple[np.ndarray, np.ndarray]:
     """The training recipe: sharp sRGB image -> (blurred float32 image, kernel or kernels).
 
     Blur with one random shake kernel, or with probability ``spatially_varying_p`` a smooth blend
@@ -335,20 +336,34 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[i
     own probability, sensor noise and JPEG. With ``highlight_p`` near-white pixels are brightened
     before the blur (saturated light streaks). The same generator state always yields the same
     result, which is what makes :func:`write_pairs` and :class:`SyntheticPairs` reproducible.
+
+    ``linear_p`` is the share of samples blurred in linear light; the rest are blurred directly
+    on the sRGB values. A sensor integrates light linearly, but many phone pipelines, older
+    datasets and evaluations effectively blur the encoded values, and a model trained on one
+    kind alone makes the other worse than doing nothing. ``srgb_noise_p`` adds plain Gaussian
+    noise on the sRGB values (sigma from ``srgb_noise_sigma``), the other common noise model.
+    Both default to the old recipe and then draw nothing from ``rng``, so existing seeds
+    reproduce the same pairs.
     """
     lo, hi = kernel_size
     gain = float(rng.uniform(1.5, 4.0)) if rng.random() < highlight_p else 1.0
+    linear = linear_p >= 1.0 or bool(rng.random() < linear_p)
+    if not linear:
+        gain = 1.0  # highlight boosting is a linear-light effect
     if rng.random() < spatially_varying_p:
         count = int(rng.integers(2, 4))
         sizes = [random_kernel_size(rng, lo, hi) for _ in range(count)]
         kernels = [random_kernel(s, rng) for s in sizes]
-        blurred = spatially_varying_blur(sharp, kernels, rng, highlight_gain=gain)
+        blurred = spatially_varying_blur(sharp, kernels, rng, linear_light=linear, highlight_gain=gain)
         kernel_out = np.stack([_pad_kernel(k, max(sizes)) for k in kernels])
     else:
         kernel_out = random_kernel(random_kernel_size(rng, lo, hi), rng)
-        blurred = blur_image(sharp, kernel_out, highlight_gain=gain)
+        blurred = blur_image(sharp, kernel_out, linear_light=linear, highlight_gain=gain)
     if rng.random() < noise_p:
         blurred = add_noise(blurred, rng, noise_sigma, shot=noise_shot)
+    if srgb_noise_p > 0 and rng.random() < srgb_noise_p:
+        sigma = np.float32(rng.uniform(*srgb_noise_sigma))
+        blurred = np.clip(blurred + sigma * rng.standard_normal(blurred.shape, dtype=np.float32), 0.0, 1.0)
     if rng.random() < jpeg_p:
         blurred = jpeg(blurred, int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     return blurred, kernel_out

@@ -410,3 +410,37 @@ def test_synthetic_pairs_dead_leaves_only_and_small_images() -> None:
     assert float((blur - sharp).abs().max()) < 0.1
     with pytest.raises(DeblurError):
         synth.SyntheticPairs([], dead_leaves_fraction=0.0)
+
+
+@pytest.mark.parametrize("linear_p, linear", [(1.0, True), (0.0, False)])
+def test_degrade_blurs_in_the_chosen_domain(linear_p: float, linear: bool) -> None:
+    rng = np.random.default_rng(3)
+    sharp = rng.random((48, 48, 3), dtype=np.float32)
+    blurred, kernel = synth.degrade(sharp, np.random.default_rng(7), linear_p=linear_p, spatially_varying_p=0,
+                                    noise_p=0, jpeg_p=0, highlight_p=0)
+    same = synth.blur_image(sharp, kernel, linear_light=linear)
+    other = synth.blur_image(sharp, kernel, linear_light=not linear)
+    np.testing.assert_allclose(blurred, same, atol=1e-6)
+    assert np.abs(blurred - other).max() > 1e-2
+
+
+def test_degrade_adds_gaussian_noise_on_srgb_values() -> None:
+    sharp = np.full((32, 32, 3), 0.5, np.float32)
+    noisy = [synth.degrade(sharp, np.random.default_rng(s), linear_p=0.5, spatially_varying_p=0, noise_p=0,
+                            jpeg_p=0, highlight_p=0, srgb_noise_p=1.0, srgb_noise_sigma=(0.01, 0.01))[0]
+              for s in range(40)]
+    stds = [float(b.std()) for b in noisy]
+    assert all(0.006 < s < 0.014 for s in stds), stds  # a flat image blurs to itself; only the noise is left
+
+
+def test_synthetic_pairs_scale_downsamples_the_photo() -> None:
+    ramp = np.tile(np.linspace(0, 1, 1024, dtype=np.float32)[None, :, None], (1024, 1, 3))
+    slopes = {}
+    for scale in (1.0, 0.25):
+        pairs = synth.SyntheticPairs([ramp], patch_size=64, augment=False, seed=0,
+                                     degrade_kwargs={"scale": (scale, scale), "kernel_size": (3, 3)})
+        _, sharp = pairs.sample(0)
+        slopes[scale] = float(np.mean(np.diff(sharp[..., 0], axis=1)))
+    assert slopes[0.25] == pytest.approx(4 * slopes[1.0], rel=0.05)
+    with pytest.raises(ValueError, match="scale"):
+        synth.SyntheticPairs([ramp], degrade_kwargs={"scale": (0.0, 1.0)})

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: The built-in architectures: each is the module ``deblurcli.models.<name>`` exposing ``SPEC``.
 #: Detection tries them in this order.
-ARCH_NAMES: tuple[str, ...] = ("algnet", "evssm", "xyscannet")
+ARCH_NAMES: tuple[str, ...] = ("algnet", "evssm", "xyscannet", "scanunet")
 
 _loaded: dict[str, ArchSpec] = {}
 _registered: dict[str, ArchSpec] = {}

@@ -151,6 +151,7 @@ def check_synth(kwargs: Mapping[str, Any]) -> None:
     from ..synth import degrade
 
     names = [n for n, p in inspect.signature(degrade).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    names.append("scale")  # read by SyntheticPairs: the range photos are downscaled by before cropping
     for key in kwargs:
         if key not in names:
             raise UsageError(f"data.synth: deblurcli.synth.degrade has no setting {key!r}; it has {', '.join(names)}")

@@ -54,6 +54,13 @@ class SyntheticPairs(Dataset):
         self.seed = int(seed)
         self.augment = augment
         self.degrade_kwargs = dict(degrade_kwargs or {})
+        # ``scale`` is not a degradation but how a photo is sampled: each crop is taken from the
+        # photo downscaled by a factor drawn log-uniformly from this range, so one large photo
+        # yields many distinct crops, with detail at many scales (and downscaling sharpens).
+        lo_s, hi_s = (float(v) for v in self.degrade_kwargs.pop("scale", (1.0, 1.0)))
+        if not 0 < lo_s <= hi_s <= 1:
+            raise ValueError(f"scale must be a range within (0, 1], got {(lo_s, hi_s)}")
+        self.scale = (lo_s, hi_s)
         self.margin = int(self.degrade_kwargs.get("kernel_size", (7, 31))[1]) // 2
         self.cache = cache
         self._cache: dict[int, np.ndarray] = {}
@@ -104,6 +111,17 @@ class SyntheticPairs(Dataset):
             img = np.repeat(img[..., None], 3, axis=2)
         img = img[..., :3]
         h, w = img.shape[:2]
+        if self.scale != (1.0, 1.0):
+            lo_s, hi_s = self.scale
+            s = float(np.exp(rng.uniform(np.log(lo_s), np.log(hi_s))))
+            s = max(s, hh / h, ww / w)  # never upscale a window to fill the crop
+            if s < 1.0:
+                sh, sw = min(h, round(hh / s)), min(w, round(ww / s))
+                y = int(rng.integers(0, h - sh + 1))
+                x = int(rng.integers(0, w - sw + 1))
+                img = cv2.resize(np.ascontiguousarray(img[y:y + sh, x:x + sw]), (ww, hh),
+                                 interpolation=cv2.INTER_AREA)
+                return _to_float(img)
         need_h, need_w = hh - 2 * self.margin, ww - 2 * self.margin
         if h < need_h or w < need_w:
             s = max(need_h / h, need_w / w)
