@@ -467,7 +467,7 @@ def _check_destination(src: Path | None, dst: Path, overwrite: bool) -> None:
     if refusal:
         raise UsageError(refusal)
     if dst.exists() and not overwrite:
-        raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
+        raise DeblurError(f"{dst}: already exists; allow replacing it", hint=("overwrite", True))
 
 
 def _comparison_crop(arr: np.ndarray) -> np.ndarray:

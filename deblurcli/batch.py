@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import Deblurrer, RestoreResult
-from .errors import DeblurError, UsageError
+from .errors import DeblurError, OptionError, UsageError
 from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
 from .imageio import IMAGE_EXTENSIONS, Image, output_layout, read_image, unknown_format_error, write_image
 from .options import output_settings
@@ -84,9 +84,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(p) for p in text.split("/"))
     except ValueError:
-        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4 for the first of four shards") from None
+        raise OptionError("shard", "expected I/N, e.g. 0/4 for the first of four shards", value=text) from None
     if n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {text!r}: need 0 <= I < N (e.g. 0/4 ... 3/4)")
+        raise OptionError("shard", "need 0 <= I < N (e.g. 0/4 ... 3/4)", value=text)
     return i, n
 
 
@@ -141,12 +141,13 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
     if blocker is not None and not blocker.is_dir():
         raise UsageError(f"{out_dir}: cannot create it, {blocker} is a file, not a folder")
     if in_dir.exists() and in_dir.resolve() == out_dir.resolve() and not opts.suffix:
-        raise UsageError(f"{out_dir}: output folder is the input folder; choose another or pass --suffix")
+        raise UsageError(f"{out_dir}: output folder is the input folder; choose another or add a suffix to the names",
+                         hint=("suffix", "_deblurred"))
     if report is not None and str(report) != "-":
         if report.is_dir():
-            raise UsageError(f"--report {report}: is a folder; give a file name such as report.json")
+            raise OptionError("report", "is a folder; give a file name such as report.json", value=str(report))
         if not report.parent.is_dir():
-            raise UsageError(f"--report {report}: folder {report.parent} does not exist")
+            raise OptionError("report", f"folder {report.parent} does not exist", value=str(report))
     files = list_inputs(in_dir, opts, out_dir)
     outputs: dict[str, Path] = {}
     for rel in files:
@@ -567,4 +568,4 @@ def write_report(summary: BatchSummary, path: str | os.PathLike[str]) -> None:
     try:
         write_json(summary.as_dict(), str(path))
     except OSError as exc:
-        raise DeblurError(f"--report {path}: cannot write it ({exc.strerror or exc})") from None
+        raise OptionError("report", f"cannot write it ({exc.strerror or exc})", value=str(path)) from None

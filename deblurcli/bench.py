@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import ssm
-from .errors import UsageError
+from .errors import OptionError
 
 # The scan shapes the models really run (issue #2): ALGNet level 1 of a 256x256 tile, ALGNet's
 # deepest level, EVSSM level 1 (grouped B/C), XYScanNet's row scans.
@@ -33,9 +33,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UsageError(f"--size {text!r}: expected WxH, e.g. 1024x768") from None
+        raise OptionError("size", "expected WxH, e.g. 1024x768", value=text) from None
     if w < 16 or h < 16:
-        raise UsageError(f"--size {text!r}: at least 16x16")
+        raise OptionError("size", "at least 16x16", value=text)
     return w, h
 
 

@@ -39,7 +39,8 @@ class DeblurError(Exception):
         """The message with options named as flags by ``flag_of`` (``tile`` -> ``--tile``)."""
         if self.hint is None:
             return str(self)
-        return f"{self.message} ({flag_of(self.hint[0])} {_cli_value(self.hint[1])})"
+        flag = flag_of(self.hint[0])
+        return f"{self.message} ({flag if self.hint[1] is True else f'{flag} {_cli_value(self.hint[1])}'})"
 
 
 class UsageError(DeblurError):

@@ -218,7 +218,9 @@ def execute(
     except DeblurError as exc:
         if debug:
             raise
-        error = str(exc)
+        from .options import flag_for
+
+        error = exc.cli_message(flag_for)
     except Exception as exc:
         if debug or isinstance(exc, BrokenPipeError):
             raise

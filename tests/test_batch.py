@@ -76,7 +76,7 @@ def test_parse_shard(text: str, want: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("text", ["1/1", "2/2", "-1/2", "0/0", "a/b", "1", "1/2/3", ""])
 def test_parse_shard_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="--shard") as info:
+    with pytest.raises(UsageError, match="^shard=") as info:  # the CLI says --shard (test below)
         parse_shard(text)
     assert info.value.exit_code == 2
 
@@ -106,8 +106,9 @@ def test_outputs_inside_the_input_folder_are_never_inputs(tree: Path) -> None:
     _save(tree / "a_x.png")
     opts = BatchOptions(suffix="_x")
     assert {p.as_posix() for p in list_inputs(tree, opts, tree)} == {"a.png", "b.jpg", "c.tif"}
-    with pytest.raises(UsageError, match="--suffix"):
+    with pytest.raises(UsageError, match="suffix=") as info:  # the library's name; the CLI says --suffix
         prepare(tree, tree, BatchOptions())
+    assert "--suffix _deblurred" in info.value.cli_message(lambda name: "--" + name)
 
 
 def test_prepare_refuses_two_inputs_for_one_output(tree: Path, tmp_path: Path) -> None:

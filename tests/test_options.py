@@ -234,3 +234,17 @@ def test_train_flags_are_declared_once_for_both_entry_points(monkeypatch: pytest
     argparse_help = {a.dest: a.help for a in build_parser()._actions}
     for s in TRAIN_FLAGS:
         assert cli_help[s.name] == argparse_help[s.name] == s.help
+
+
+def test_library_hints_name_parameters_and_the_cli_names_flags(tmp_path: Path, tiny_model: Path) -> None:
+    from deblurcli.errors import DeblurError
+    from deblurcli.eval.datasets import find_pairs
+
+    args = _command_args(tmp_path)["eval"]
+    _png(tmp_path / "blurred" / "lonely.png")  # a blurred image without its sharp partner
+    with pytest.raises(DeblurError, match=r"\(allow_unmatched=True\)$"):
+        find_pairs("pairs", tmp_path / "blurred", sharp_dir=tmp_path / "sharp")
+    res = runner.invoke(app, [*args, "--model", str(tiny_model)])
+    assert res.exit_code == 1 and res.stderr.rstrip().endswith("(--allow-unmatched)")
+    res = runner.invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "in"), "--model", str(tiny_model)])
+    assert res.exit_code == 2 and "(--suffix _deblurred)" in res.stderr and "suffix=" not in res.stderr

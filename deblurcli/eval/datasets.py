@@ -136,8 +136,8 @@ class DatasetScan:
         if problems:
             raise DeblurError(
                 f"{self.layout} under {self.root} is incomplete: {'; '.join(problems)}; "
-                "restore the missing files, or allow unmatched files (--allow-unmatched) "
-                f"to score only the {len(self.pairs)} complete pairs"
+                f"restore the missing files, or allow unmatched files to score only the {len(self.pairs)} "
+                "complete pairs", hint=("allow_unmatched", True),
             )
 
 

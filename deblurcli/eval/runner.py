@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import DeblurError, ImageError, UsageError
+from ..errors import DeblurError, ImageError, OptionError, UsageError
 from ..fsutil import atomic_write
 from ..imageio import read_image
 from .datasets import Pair, default_protocol
@@ -70,7 +70,7 @@ def evaluate(
     if lpips not in (True, False, "auto"):
         raise UsageError(f"lpips must be True, False or 'auto', got {lpips!r}")
     if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+        raise OptionError("limit", "must be at least 1", value=limit)
     todo = list(pairs)[: limit if limit is not None else None]
     if not todo:
         raise DeblurError(f"no image pairs to evaluate for {dataset}; check the data folder")
