@@ -164,6 +164,9 @@ def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
         if not quiet:
             _say("[yellow]note:[/] ", msg)
 
+    from . import ssm
+
+    ssm.set_notice(note)  # e.g. the numba scan compiling on a first run, which would look like a hang
     d = Deblurrer(options=engine, progress=not quiet and _stderr_is_tty(), console=None if quiet else err,
                   on_note=note)
     if debug:

@@ -54,6 +54,20 @@ def _load(name: str) -> Callable[..., Any] | None:
     return _cache[name]
 
 
+_notice: Callable[[str], None] | None = None
+
+
+def set_notice(fn: Callable[[str], None] | None) -> None:
+    """Where a backend says something worth a person's attention (e.g. a first-run compile)."""
+    global _notice
+    _notice = fn
+
+
+def notify(message: str) -> None:
+    if _notice is not None:
+        _notice(message)
+
+
 def available_backends() -> list[str]:
     """The backends that can run in this process (on some device)."""
     return [name for name in BACKENDS if _load(name) is not None]
@@ -109,5 +123,5 @@ def selective_scan(
 
 __all__ = [
     "BACKENDS", "available_backends", "get_backend", "resolve_backend", "selective_scan",
-    "selective_scan_reference", "selective_scan_torch", "set_backend",
+    "selective_scan_reference", "selective_scan_torch", "set_backend", "set_notice",
 ]

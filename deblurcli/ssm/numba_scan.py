@@ -51,13 +51,17 @@ Design points, each for a measured or documented reason:
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import notify
 from .reference import grouped_bc
 
 try:
@@ -94,6 +98,83 @@ def available() -> bool:
     return numba is not None
 
 
+def _writable_dir(path: Path) -> bool:
+    """Whether files can be created in ``path`` (made if missing); the test numba itself makes."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def _choose_cache_dir() -> str | None:
+    """Where the compiled kernels are kept between runs; None leaves numba's choice (beside this module).
+
+    Compiling takes tens of seconds, so the cache matters on the first run of every process.
+    Beside the module is best (one cache per installed copy), but site-packages is often
+    read-only (system installs, containers); then a user cache folder, ``$XDG_CACHE_HOME``
+    (``~/.cache``) ``/deblurcli/numba``, else one in the temporary folder: numba's own fallback
+    (``~/.cache/numba``) does not help where the home folder is not writable either.
+    ``NUMBA_CACHE_DIR`` set by the user always wins.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    if _writable_dir(Path(__file__).parent / "__pycache__"):
+        return None
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    candidates = []
+    try:
+        candidates.append((Path(xdg) if xdg else Path.home() / ".cache") / "deblurcli" / "numba")
+    except RuntimeError:  # no home folder known (a container's arbitrary uid)
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    candidates.append(Path(tempfile.gettempdir()) / f"deblurcli-{uid}" / "numba")
+    for c in candidates:
+        if _writable_dir(c):
+            numba.config.CACHE_DIR = str(c)
+            return str(c)
+    return None
+
+
+#: The folder the compiled kernels are cached in (None: beside this module, numba's default).
+CACHE_DIR: str | None = None
+
+
+def _will_compile(kernel: Any) -> str | None:
+    """Whether the first call of ``kernel`` in this process compiles it: None (it loads the cache or
+    is compiled already), "cached" (it compiles and caches) or "uncached" (it compiles every run).
+
+    Reads numba's cache index (private, so any surprise means None: then nothing is said).
+    """
+    try:
+        if kernel.signatures:
+            return None
+        cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+        if cache_file is None:
+            return "uncached"  # nowhere writable: every process compiles
+        return None if cache_file._load_index() else "cached"
+    except Exception:
+        return None
+
+
+_noticed: set[str] = set()
+
+
+def _compile_notice(kernel: Any, what: str) -> None:
+    """Say once per process that the kernel is compiling, so a first run does not look stuck."""
+    if what in _noticed:
+        return
+    _noticed.add(what)
+    state = _will_compile(kernel)
+    if state == "cached":
+        where = f"cached in {CACHE_DIR}" if CACHE_DIR else "cached for later runs"
+        notify(f"compiling the {what} for this CPU: about 10-30 s, once ({where})")
+    elif state == "uncached":
+        notify(f"compiling the {what} for this CPU: about 10-30 s; no writable cache folder, so every run "
+               "compiles again (set NUMBA_CACHE_DIR to a writable folder)")
+
+
 def _njit(**opts: Any) -> Callable[[Callable[..., Any]], Any]:
     """``numba.njit`` with an on-disk cache when one can be written.
 
@@ -112,6 +193,7 @@ def _njit(**opts: Any) -> Callable[[Callable[..., Any]], Any]:
 
 
 if numba is not None:
+    CACHE_DIR = _choose_cache_dir()
     _LOG2E = 1.4426950408889634
     # ln 2 split so that k * _LN2_HI is exact for the exponents we use (Cody-Waite).
     _LN2_HI32 = 0.693359375
@@ -743,6 +825,7 @@ def _scan_forward(
     nt = _threads()
     parts = _split(b * g, d // g, nt)
     zeros = u.new_zeros(d)
+    _compile_notice(_forward_kernel, "selective-scan kernel")
     _launch(_forward_kernel, *_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
             *_flat(z, u), _np(zeros if D is None else D), _np(A), *_flat(B, B), *_flat(C, C), *_flat(out, u),
             _np(ysum), _np(last), _np(ckpt), b, l, g, parts, min(nt, b * g * parts))
@@ -782,6 +865,7 @@ class _ScanFunction(torch.autograd.Function):
         gB, gC = _dense_like(B, (parts,)), _dense_like(C, (parts,))
         if b * d > 0 and l > 0:
             zeros = u.new_zeros(d)
+            _compile_notice(_backward_kernel, "selective-scan backward kernel")
             _launch(
                 _backward_kernel, *_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
                 *_flat(z, u), _np(zeros if D is None else D), _np(A), *_flat(B, B), *_flat(C, C),
