@@ -80,17 +80,24 @@ class RestoreResult:
 
 
 def pick_device(device: str) -> torch.device:
-    """The torch device for ``--device``, with a one-line error when it cannot be had."""
-    if device not in DEVICES:
-        raise OptionError("device", f"unknown device {device!r}; choose {', '.join(DEVICES)}")
+    """The torch device for ``--device``, with a one-line error when it cannot be had.
+
+    ``cuda:N`` picks one GPU of several, as ``deblur train --device`` does.
+    """
+    index = device.partition(":")[2] if device.startswith("cuda:") else None
+    if device not in DEVICES and not (index and index.isdigit()):
+        raise OptionError("device", f"unknown device {device!r}; choose {', '.join(DEVICES)} or cuda:N")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise OptionError("device", "no CUDA GPU is available to PyTorch here; use cpu (or auto)", value=device)
+    if index is not None and int(index) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise OptionError("device", f"PyTorch sees {n} CUDA GPU(s) here: cuda:0 to cuda:{n - 1}", value=device)
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise OptionError("device", "Apple's Metal backend is not available here; use cpu (or auto)", value=device)
     return torch.device(device)

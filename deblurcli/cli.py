@@ -406,7 +406,7 @@ def describe_cost(cost: dict[str, Any]) -> str:
 @handle_errors
 def models_info(
     name: str = typer.Argument(..., help="Model name"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print every field as JSON on stdout"),
 ) -> None:
     """Show one model: description, licence, paper and its figures, weights file and its sha256."""
     from .catalog import model_details
@@ -481,7 +481,7 @@ def convert(
     arch: str | None = typer.Option(None, "--arch", help=f"{_ARCH_CHOICES} (default: detected)"),
     variant: str | None = VariantOpt,
     half: bool = typer.Option(False, "--fp16", help="Store weights in float16 (half the size)"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file"),
     json_out: bool = typer.Option(False, "--json", help='Print {"arch", "config", ...} on stdout'),
     debug: bool = DebugOpt,
 ) -> None:
@@ -679,7 +679,7 @@ def synth(
     sharp_dir: Path = typer.Argument(..., help="Folder of sharp photos (or of frame folders with --frames)"),
     out_dir: Path = typer.Argument(..., help="Output folder (GoPro layout: <seq>/blur|sharp)"),
     count: int = typer.Option(1, "--count", min=1, help="Blurred versions per photo"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same pairs"),
     frames: bool = typer.Option(False, "--frames", help="Subfolders are video frames: average 7-13 of them"),
     crop: int | None = typer.Option(None, "--crop", help="Random crops of this size instead of whole photos"),
     dead_leaves: int = typer.Option(0, "--dead-leaves", help="Also write N dead-leaves pairs"),
@@ -709,7 +709,7 @@ def synth(
 @engine_options(defaults={"tile": "0"})  # times the model on the whole image unless told otherwise
 def bench(
     size: str = typer.Option("1024x1024", "--size", help="WxH of the synthetic test image"),
-    repeat: int = typer.Option(3, "--repeat", min=1),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Timed runs after a warm-up (the median is reported)"),
     scan_shapes: bool = typer.Option(True, "--scan-shapes/--no-scan-shapes",
                                      help="Also time the scan backends on the models' shapes"),
     engine: EngineOptions = EngineOptions(),

@@ -94,7 +94,8 @@ class EngineOptions:
     variant: str | None = _opt(None, "--variant", cli_type=str, decides_output=True, example="local",
                                help="Model variant (e.g. algnet: plain|local, evssm: global|windowed); "
                                     "default: the one stored with the weights")
-    device: str = _opt("auto", "--device", cli_type=str, example="cpu", help=" | ".join(DEVICES))
+    device: str = _opt("auto", "--device", cli_type=str, example="cpu",
+                       help="auto | cpu | cuda | cuda:N (one GPU of several) | mps")
     precision: str = _opt("auto", "--precision", cli_type=str, decides_output=True, example="bf16",
                           help=" | ".join(PRECISIONS) + " (fp32 on CPU by default)")
     threads: int | None = _opt(None, "--threads", cli_type=int, example=1,

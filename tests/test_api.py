@@ -58,6 +58,16 @@ def test_pick_device_refuses_missing_accelerator_as_usage_error(monkeypatch: pyt
     assert "\n" not in str(info.value)
 
 
+def test_pick_device_takes_one_gpu_of_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UsageError, match="cuda:0 to cuda:1"):
+        pick_device("cuda:2")
+    with pytest.raises(UsageError, match="unknown device 'cuda:x'"):
+        pick_device("cuda:x")
+
+
 def test_pick_device_unknown_name() -> None:
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         pick_device("tpu")
