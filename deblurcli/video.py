@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DeblurError, UsageError
+from .errors import DeblurError, OptionError, UsageError
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -120,7 +120,8 @@ class VideoOptions:
     start: float = 0.0  # seconds from the start of the video stream
     duration: float | None = None
     preview: float | None = None  # seconds of side-by-side (input | result) instead of the full result
-    strength: float = 1.0
+    #: None: the Deblurrer's own (its EngineOptions.strength, what --strength sets); a number overrides it.
+    strength: float | None = None
     overwrite: bool = False
     segment_frames: int = DEFAULT_SEGMENT_FRAMES
     #: Ask for a new frame every so often; raising from it stops the run (tests, GUIs).
@@ -349,7 +350,8 @@ def _job_key(src: Path, d: Deblurrer, opts: VideoOptions, enc: EncoderChoice) ->
     st = src.stat()
     return {
         "input": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-        "settings": d.settings_key(), "strength": opts.strength, "start": opts.start, "duration": opts.duration,
+        "settings": d.settings_key(), "strength": d.strength if opts.strength is None else opts.strength,
+        "start": opts.start, "duration": opts.duration,
         "segment_frames": opts.segment_frames, "depth": _depth_of(enc.pix_fmt),
     }
 
@@ -432,8 +434,8 @@ def restore_video(
     av = _av()
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    if not 0.0 <= opts.strength <= 1.0:
-        raise UsageError(f"--strength must be between 0 and 1 (got {opts.strength})")
+    if opts.strength is not None and not 0.0 <= opts.strength <= 1.0:
+        raise OptionError("strength", "must be between 0 and 1", value=opts.strength)
     if opts.start < 0 or (opts.duration is not None and opts.duration <= 0) or (
             opts.preview is not None and opts.preview <= 0):
         raise UsageError("--start must be >= 0, --duration and --preview > 0 (seconds)")
@@ -500,9 +502,7 @@ def restore_video(
                     opts.on_frame(item.index)
                 if item.pixels is not None:
                     t1 = time.perf_counter()
-                    out = d.restore(item.pixels)
-                    if opts.strength < 1.0:
-                        out = item.pixels + opts.strength * (out - item.pixels)
+                    out = d.restore(item.pixels, strength=opts.strength)  # blended once, by the Deblurrer
                     if preview:
                         out = _side_by_side(item.pixels, out, info.rotation)
                     item.result = _quantise(out, out_depth)
