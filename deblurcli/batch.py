@@ -9,6 +9,14 @@ list), so a job array splits one folder across machines with no coordinator.
 
 Reading the next image and writing the last result happen on background threads while the model
 runs; one bad file is recorded and the batch goes on.
+
+Faults: every file ends in the summary as ok, skipped or failed with its reason, whatever
+happens. A write that fails (full disk, permissions) fails that file and is retried by the next
+run without ``--retry-failed`` (it says nothing about the input). Runs into the same folder at
+the same time share the journal: lines are appended whole (``fsutil.append_line``), a ``started``
+line claims a file, and a file claimed by another live run (its ``RunLock`` still held) is
+reported as in progress, not failed. Temporary files and lock files of dead runs are removed
+when the next run starts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,122 @@
+"""Start-up of `deblur run` on examples/blurry.jpg: first run (cold numba cache) and later runs.
+
+Each measurement is a fresh child process running the real command. Reported per run:
+
+- ``first_pixel_s``: wall time from starting the process to the model's first forward call
+  (imports, argument parsing, reading the image, loading the weights): what a user waits before
+  any work on the photo starts.
+- ``total_s``: the whole command, wall time; ``cpu_s``: its user + system CPU time.
+
+Wall times depend on how busy the machine is, so the CPU time is printed beside them. "Cold"
+points numba at an empty cache folder, as on a fresh install; "warm" reuses the cache that the
+cold run wrote. ``--help`` start-up is measured too (no torch, no numba).
+
+    python benchmarks/bench_startup.py [--repeat 3] [--json benchmarks/results/startup_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "blurry.jpg"
+
+# Runs the real CLI and prints the wall clock at the model's first forward call; the parent
+# subtracts its own clock at spawn (both are time.time(), the same clock).
+CHILD = """
+import sys, time, torch
+_first = []
+def _hook(module, args):
+    if not _first:
+        _first.append(time.time())
+        sys.stderr.write(f"FIRST_PIXEL {_first[0]!r} {time.process_time()!r}\\n")
+torch.nn.modules.module.register_module_forward_pre_hook(_hook)
+from deblurcli.cli import main
+sys.argv = ["deblur"] + sys.argv[1:]
+main()
+"""
+
+# The child imports torch first only to register the hook; the command needs torch before any
+# model work anyway, so the first-pixel time still covers everything the command loads.
+
+
+def _child_usage() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime, r.ru_stime
+
+
+def run_once(args: list[str], env: dict[str, str], *, hook: bool) -> dict[str, float]:
+    before = _child_usage()
+    t0 = time.time()
+    cmd = [sys.executable, "-c", CHILD, *args] if hook else [sys.executable, "-m", "deblurcli", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    total = time.time() - t0
+    after = _child_usage()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-2000:]}")
+    out = {"total_s": round(total, 3), "cpu_s": round(sum(after) - sum(before), 3)}
+    for line in p.stderr.splitlines():
+        if line.startswith("FIRST_PIXEL "):
+            out["first_pixel_s"] = round(float(line.split()[1]) - t0, 3)
+            out["first_pixel_cpu_s"] = round(float(line.split()[2]), 3)
+        if "compiling" in line:
+            out["said"] = line.strip()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="warm runs (median reported)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    a = ap.parse_args()
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "NUMBA_NUM_THREADS": str(a.threads),
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    env.pop("NUMBA_CACHE_DIR", None)
+    with tempfile.TemporaryDirectory(prefix="deblur-startup-") as tmp:
+        out_file = Path(tmp) / "out.jpg"
+        env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba-cache")  # empty: a fresh install's first run
+        args = ["run", str(EXAMPLE), "-o", str(out_file), "--overwrite", "--device", "cpu",
+                "--threads", str(a.threads)]
+        help_runs = [run_once(["run", "--help"], env, hook=False) for _ in range(a.repeat)]
+        cold = run_once(args, env, hook=True)
+        warm = [run_once(args, env, hook=True) for _ in range(a.repeat)]
+
+    def med(rows: list[dict[str, float]], key: str) -> float:
+        return round(statistics.median(r[key] for r in rows), 3)
+
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, "
+                   f"load {os.getloadavg()[0]:.1f}",
+        "image": f"{EXAMPLE.relative_to(ROOT)}",
+        "help": {"total_s": med(help_runs, "total_s"), "cpu_s": med(help_runs, "cpu_s")},
+        "cold": cold,
+        "warm": {k: med(warm, k) for k in ("first_pixel_s", "first_pixel_cpu_s", "total_s", "cpu_s")},
+        "warm_runs": warm,
+    }
+    print(f"machine: {result['machine']}")
+    print(f"{'':22}{'first pixel s':>14}{'(cpu s)':>9}{'total s':>10}{'(cpu s)':>9}")
+    h = result["help"]
+    print(f"{'deblur run --help':22}{'':>14}{'':>9}{h['total_s']:>10.2f}{h['cpu_s']:>9.2f}")
+    for label, r in (("first run (cold)", cold), ("later runs (median)", result["warm"])):
+        print(f"{label:22}{r['first_pixel_s']:>14.2f}{r['first_pixel_cpu_s']:>9.2f}{r['total_s']:>10.2f}"
+              f"{r['cpu_s']:>9.2f}")
+    if cold.get("said"):
+        print(f"first run said: {cold['said']}")
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
