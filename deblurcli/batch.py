@@ -195,7 +195,10 @@ class RunLock:
         self.path = _lock_path(out_dir, self.run_id)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocking: a checker may hold it for an instant
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocking: a checker may hold it for an instant
+            except OSError:
+                pass  # a file system without locks (some network mounts): others fall back to the pid
 
     def close(self) -> None:
         if self._fd is None:
@@ -220,15 +223,19 @@ def run_is_live(out_dir: Path, run_id: str) -> bool:
     except OSError:
         return False  # it removed its lock file on exit
     try:
-        if fcntl is None:  # no flock (Windows): fall back to the pid, on this machine only
-            host, pid = run_id.split("-")[:2]
-            return host != host_tag() or pid_alive(int(pid))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True  # held: that run is alive
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True  # held: that run is alive
+            except OSError:
+                pass  # no locks on this file system: judge by the pid below
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return False
+        # No flock here (Windows, some network mounts): the pid, checkable on this machine only.
+        host, pid = run_id.split("-")[:2]
+        return host != host_tag() or pid_alive(int(pid))
     finally:
         os.close(fd)
 

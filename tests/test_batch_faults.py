@@ -124,6 +124,34 @@ def test_file_claimed_by_a_live_run_is_in_progress_not_failed(batch, tmp_path: P
     assert all(_valid_image(out / n) for n in names)
 
 
+def test_a_killed_runs_claim_is_taken_over(batch, tmp_path: Path) -> None:
+    """SIGKILL leaves the claim and the lock file, but the kernel drops the lock: the run is seen as dead."""
+    from deblurcli.batch import run_is_live
+
+    _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from deblurcli.batch import JOURNAL, Journal, RunLock\n"
+        "out = Path(sys.argv[1]); lock = RunLock(out)\n"
+        "Journal(out / JOURNAL, lock.run_id).add({'input': 'img01.png', 'status': 'started'})\n"
+        "print(lock.run_id, flush=True); time.sleep(120)\n"), str(out)], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        assert run_id and run_is_live(out, run_id)
+        res = batch(tmp_path / "in", out, "--json")
+        assert _statuses(res)["img01.png"]["status"] == "skipped"  # in progress while it lives
+    finally:
+        child.kill()
+        child.wait()
+    assert not run_is_live(out, run_id)
+    res = batch(tmp_path / "in", out, "--json")
+    assert res.exit_code == 0 and _statuses(res)["img01.png"]["status"] == "ok"
+
+
 def test_two_overlapping_batches_share_the_work(tiny_model: Path, tmp_path: Path) -> None:
     names = _photos(tmp_path / "in", 12, size=96)
     out = tmp_path / "out"
