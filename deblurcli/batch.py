@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from .errors import DeblurError, OptionError, UsageError
 from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
 from .imageio import IMAGE_EXTENSIONS, Image, output_layout, read_image, unknown_format_error, write_image
 from .options import output_settings
+from .video import VIDEO_EXTENSIONS, VideoOptions, is_video, restore_video
 
 try:
     import fcntl
@@ -47,6 +48,8 @@ except ImportError:  # Windows
 JOURNAL = ".deblur-journal.jsonl"
 LOCK_PREFIX, LOCK_SUFFIX = ".deblur-run.", ".lock"
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
+#: What a folder listing picks up without --glob: photos and videos.
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_EXTENSIONS)
 
 
 _DECIDES = {"decides_output": True}  # part of the resume key, with the Deblurrer's own settings
@@ -66,6 +69,8 @@ class BatchOptions:
     format: str | None = field(default=None, metadata=_DECIDES)
     quality: int = field(default=95, metadata=_DECIDES)
     allow_large: bool = False
+    #: How videos are written (codec, CRF, lossless); part of a video's resume key only.
+    video: VideoOptions | None = None
 
 
 @dataclass
@@ -126,7 +131,7 @@ def list_inputs(in_dir: Path, opts: BatchOptions, out_dir: Path | None = None) -
             if not (fnmatch.fnmatchcase(p.name.lower(), pattern)
                     or fnmatch.fnmatchcase(rel.as_posix().lower(), pattern)):
                 continue
-        elif p.suffix.lower() not in IMAGE_SUFFIXES:
+        elif p.suffix.lower() not in INPUT_SUFFIXES:
             continue
         files.append(rel)
     if out_resolved == in_resolved:
@@ -169,7 +174,8 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
 
 def output_path(out_dir: Path, rel: Path, opts: BatchOptions) -> Path:
     """Where the result of ``rel`` goes: the same relative place, with the suffix and format."""
-    suffix = f".{opts.format.lower().lstrip('.')}" if opts.format else rel.suffix
+    video = rel.suffix.lower() in VIDEO_EXTENSIONS  # --format is a photo format: a video stays a video
+    suffix = f".{opts.format.lower().lstrip('.')}" if opts.format and not video else rel.suffix
     return out_dir / rel.parent / f"{rel.stem}{opts.suffix}{suffix}"
 
 
@@ -411,28 +417,39 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
              journal: Journal, summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
              on_tile: Callable[[int, int], None] | None) -> None:
     settings = deblurrer.settings_key() | output_settings(opts)
+    vopts = opts.video or VideoOptions()
+    # Kept apart so that adding video options never makes a finished photo batch redo its photos.
+    video_settings = settings | {"video": {"crf": vopts.crf, "codec": vopts.codec, "lossless": vopts.lossless}}
     total = len(files)
 
-    def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any]]:
-        """Hash and decode on the reader thread; a finished record instead means: nothing to do."""
+    def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any] | Path]:
+        """Hash and decode on the reader thread; a finished record instead means: nothing to do.
+
+        A video is only recognised here (a Path back); it is decoded frame by frame later.
+        """
         src = in_dir / rel
         try:
             digest = file_hash(src)
         except OSError as exc:
             return rel, "", DeblurError(f"{src}: cannot read ({exc.strerror})")
+        video = is_video(src)
         if not opts.overwrite:
-            rec = journal.lookup(rel.as_posix(), digest, settings, out_dir)
+            rec = journal.lookup(rel.as_posix(), digest, video_settings if video else settings, out_dir)
             if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
                 return rel, digest, rec
+        if video:
+            return rel, digest, src
         try:
             return rel, digest, read_image(src, allow_large=opts.allow_large)
         except DeblurError as exc:
             return rel, digest, exc
 
     def journal_line(res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
+        video = dst.suffix.lower() in VIDEO_EXTENSIONS and Path(res.input).suffix.lower() in VIDEO_EXTENSIONS
         return {
             "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
-            "status": res.status, "error": res.error, "settings": settings, "model": deblurrer.name,
+            "status": res.status, "error": res.error, "settings": video_settings if video else settings,
+            "model": deblurrer.name,
             "seconds": round(res.seconds, 3), "width": res.width, "height": res.height, "bytes": res.bytes,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -511,6 +528,12 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                     journal.release(res.input)
                     _in_progress(res, owner)
                     pending.append(writer.submit(_finish, summary, res, index, total, on_result))
+                    continue
+                if isinstance(item, Path):  # a video: written (atomically, resumably) here, then journalled
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    done = restore_video(deblurrer, item, dst, replace(vopts, overwrite=True))
+                    res.width, res.height, res.bytes, res.notes = done.width, done.height, done.bytes, done.notes
+                    pending.append(writer.submit(record, res, digest, dst, t0, index))
                     continue
                 res.width, res.height = item.width, item.height
                 # Finished strip by strip into the stored layout, over the photo's own samples.

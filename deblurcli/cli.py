@@ -25,7 +25,7 @@ from . import __version__
 from .errors import DeblurError
 from .models import arch_names
 from .options import RESUME_HELP, SET_HELP, TRAIN_FLAGS, EngineOptions, engine_options, flag_for, with_options
-from .progress import bar, tile_progress
+from .progress import bar, frame_progress, tile_progress
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
 _ARCH_CHOICES = " | ".join(arch_names())
@@ -174,12 +174,31 @@ def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
     return d
 
 
+CrfOpt = typer.Option(None, "--crf", min=0, max=63, help="Video: encoder quality (lower = better; default "
+                      "visually lossless: x264 18, x265 20, VP9 20, AV1 22)")
+CodecOpt = typer.Option(None, "--codec", help="Video: h264 | hevc | vp9 | av1 | ffv1 | prores | mpeg4 "
+                        "(default: the input's)")
+LosslessOpt = typer.Option(False, "--lossless", help="Video: write FFV1, losslessly (.mkv or .avi)")
+StartOpt = typer.Option(0.0, "--start", min=0.0, help="Video: restore from this second")
+DurationOpt = typer.Option(None, "--duration", min=0.0, help="Video: restore this many seconds")
+PreviewOpt = typer.Option(None, "--preview", min=0.0, metavar="SECONDS", help="Video: write only NAME_preview.EXT, "
+                          "SECONDS of input | result side by side")
+
+
+def _video_options(crf: int | None, codec: str | None, lossless: bool, start: float, duration: float | None,
+                   preview: float | None) -> Any:
+    from .video import VideoOptions
+
+    return VideoOptions(crf=crf, codec=codec, lossless=lossless, start=start, duration=duration or None,
+                        preview=preview or None)
+
+
 # -- run ----------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
 @engine_options()
 def run(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image files, or - for stdin"),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image or video files, or - for stdin (images)"),
     output: str | None = typer.Option(None, "--output", "-o", help="Output file (one input), folder, or - for stdout"),
     suffix: str = typer.Option("_deblurred", "--suffix", help="Added to the name when no -o is given"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files"),
@@ -191,14 +210,22 @@ def run(
     allow_large: bool = AllowLargeOpt,
     engine: EngineOptions = EngineOptions(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per result on stdout"),
+    crf: int | None = CrfOpt,
+    codec: str | None = CodecOpt,
+    lossless: bool = LosslessOpt,
+    start: float = StartOpt,
+    duration: float | None = DurationOpt,
+    preview: float | None = PreviewOpt,
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Deblur images: deblur run photo.jpg [-o out.jpg]."""
+    """Deblur images or videos: deblur run photo.jpg [-o out.jpg], deblur run clip.mp4 [-o sharp.mp4]."""
     from .runplan import execute, plan_outputs, summary_line, tile_check_line
 
     plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite, compare=compare,
-                        json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty())
+                        json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty(),
+                        preview=bool(preview))
+    video = _video_options(crf, codec, lossless, start, duration, preview)
     failures = [p for p in plan if p.error]
     for p in failures:
         _error(p.error or "")
@@ -213,18 +240,26 @@ def run(
         remove_stale_parts(folder)  # temporary files of earlier runs that were killed mid-write
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     failed = len(failures)
+    live = not quiet and _stderr_is_tty()
+
+    def note(msg: str) -> None:
+        if not quiet:
+            _say("[yellow]note:[/] ", msg)
+
     for p in todo:
-        with tile_progress(err, Path(p.src).name, show=not quiet and _stderr_is_tty()) as prog:
+        bar = (frame_progress(err, Path(p.src).name, show=live, log=None if quiet else lambda m: _say("", m))
+               if p.video else tile_progress(err, Path(p.src).name, show=live))
+        with bar as prog:
             res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
                           quality=quality, allow_large=allow_large, fmt=fmt,
-                          tile_check=tile_check, progress=prog, debug=debug)
+                          tile_check=tile_check, progress=prog, debug=debug, video=video, on_note=note)
         if res.status != "ok":
             failed += 1
             _error(res.error or "failed")
         elif not quiet:
             if res.tile_check:
                 _say("", tile_check_line(p.src, res.tile_check))
-            for n in res.notes:
+            for n in [] if p.video else res.notes:  # a video's notes were said as it started
                 _say("[yellow]note:[/] ", f"{res.output}: {n}")
             _say("", summary_line(res))
         if json_out:
@@ -238,7 +273,7 @@ def run(
 @handle_errors
 @engine_options()
 def batch(
-    in_dir: Path = typer.Argument(..., help="Folder of images"),
+    in_dir: Path = typer.Argument(..., help="Folder of images and videos"),
     out_dir: Path = typer.Argument(..., help="Folder for the results (tree mirrored)"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include subfolders"),
     glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern, e.g. '*.jpg'"),
@@ -253,15 +288,19 @@ def batch(
     allow_large: bool = AllowLargeOpt,
     engine: EngineOptions = EngineOptions(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per file on stdout"),
+    crf: int | None = CrfOpt,
+    codec: str | None = CodecOpt,
+    lossless: bool = LosslessOpt,
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Deblur a folder into another, resumably: deblur batch in/ out/."""
+    """Deblur a folder of photos and videos into another, resumably: deblur batch in/ out/."""
     from .batch import BatchOptions, parse_shard, prepare, run_batch, write_report
     from .errors import UsageError
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
-                        shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large)
+                        shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
+                        video=_video_options(crf, codec, lossless, 0.0, None, None))
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads

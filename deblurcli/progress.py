@@ -64,6 +64,47 @@ def tile_progress(console: Console, label: str, *, show: bool) -> Iterator[Calla
         yield update
 
 
+@contextmanager
+def frame_progress(console: Console, label: str, *, show: bool, log: Callable[[str], None] | None = None,
+                   every: float = 30.0) -> Iterator[Callable[[int, int | None, float], None] | None]:
+    """A video's frames done, frames per second and time left, as ``progress(done, total, fps)``.
+
+    A bar where a person watches; otherwise, for a log, one line through ``log`` every ``every``
+    seconds (a long job in a batch system should still say how far it is); nothing without either.
+    """
+    if show:
+        with bar(console, "items", field="fps") as prog:
+            task = prog.add_task(label, total=None, fps="")
+
+            def update(done: int, total: int | None, fps: float) -> None:
+                prog.update(task, completed=done, total=total, fps=f"{fps:.2f} frames/s")
+
+            yield update
+        return
+    if log is None:
+        yield None
+        return
+    import time
+
+    last = [time.monotonic()]
+
+    def line(done: int, total: int | None, fps: float) -> None:
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            log(f"{label}: {frames_text(done, total, fps)}")
+
+    yield line
+
+
+def frames_text(done: int, total: int | None, fps: float) -> str:
+    """``120/1440 frames, 2.30 frames/s, ETA 0:09:34``."""
+    text = f"{done}/{total or '?'} frames, {fps:.2f} frames/s"
+    if total and fps > 0 and done < total:
+        left = int((total - done) / fps)
+        text += f", ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+    return text
+
+
 class DownloadBar:
     """The progress bar huggingface_hub drives during a download, drawn with rich.
 

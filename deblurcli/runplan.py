@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .errors import DeblurError
 from .fsutil import input_as_output
 from .imageio import FORMAT_EXTENSIONS, extension_hint, unknown_format_error
+from .video import VIDEO_EXTENSIONS, is_video, preview_path
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
+    from .video import VideoOptions
 
 STDIO = "-"
 
@@ -32,6 +34,7 @@ class Planned:
     error: str | None = None
     usage: bool = False  # the error is about the arguments (exit code 2), not a file
     compare: str | None = None  # where the side-by-side PNG goes, when asked for
+    video: bool = False  # restored frame by frame by deblurcli.video
 
     def failed_result(self) -> RestoreResult:
         """The JSON/summary record of an input refused at planning time."""
@@ -55,7 +58,7 @@ def compare_path(dst: str | os.PathLike[str]) -> str:
 
 def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblurred", fmt: str | None = None,
                  overwrite: bool = False, compare: bool = False, json_stdout: bool = False,
-                 stdin_tty: bool = False, stdout_tty: bool = False) -> list[Planned]:
+                 stdin_tty: bool = False, stdout_tty: bool = False, preview: bool = False) -> list[Planned]:
     """One `Planned` per input, in order; refused ones carry their one-line error.
 
     ``json_stdout`` says stdout already carries JSON lines, so it cannot also carry an image;
@@ -85,7 +88,7 @@ def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblu
         len(inputs) > 1 or output.endswith(("/", os.sep)) or Path(output).is_dir()
     )
     if (to_folder and output and not output.endswith(("/", os.sep)) and not Path(output).is_dir()
-            and Path(output).suffix.lower() in FORMAT_EXTENSIONS):
+            and Path(output).suffix.lower() in (*FORMAT_EXTENSIONS, *VIDEO_EXTENSIONS)):
         # `deblur run a.jpg b.jpg -o out.jpg` is a slip, not a request for a folder named out.jpg
         return [Planned(s, "", f"-o {output}: names one image but {len(inputs)} inputs were given; "
                         "give a folder (end it with /) or one input", True) for s in inputs]
@@ -96,8 +99,10 @@ def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblu
     plans: list[Planned] = []
     seen: dict[str, str] = {}
     for s in inputs:
-        p = _plan_one(s, output, to_folder, suffix, fmt, overwrite, seen, sources)
-        if compare and not p.error and p.dst != STDIO:
+        p = _plan_one(s, output, to_folder, suffix, fmt, overwrite, seen, sources, preview)
+        if compare and not p.error and p.video:
+            p.error, p.usage = f"{s}: --compare is for photos; for a video use --preview SECONDS", True
+        elif compare and not p.error and p.dst != STDIO:
             p = _plan_compare(p, overwrite, seen, sources)
         plans.append(p)
     return plans
@@ -126,8 +131,9 @@ def _clashes(s: str, dst: Path, seen: dict[str, str], sources: dict[str, str]) -
 
 
 def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str | None, overwrite: bool,
-              seen: dict[str, str], sources: dict[str, str]) -> Planned:
+              seen: dict[str, str], sources: dict[str, str], preview: bool = False) -> Planned:
     src = Path(s)
+    video = s != STDIO and src.is_file() and is_video(src)
     if s != STDIO:
         if not src.exists():
             hint = "it is a broken link" if src.is_symlink() else "check the path"
@@ -141,13 +147,17 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
             return Planned(s, "", "with stdin as input, -o must name a file (or - for stdout)", True)
         dst = Path(output)
     elif output == STDIO:
+        if video:
+            return Planned(s, STDIO, f"{s}: a video cannot be written to stdout; use -o FILE", True)
         return Planned(s, STDIO)
     elif output is None:
-        dst = src.with_name(f"{src.stem}{suffix}{_ext(fmt, src)}")
+        dst = src.with_name(f"{src.stem}{suffix}{_ext(None if video else fmt, src)}")
     elif to_folder:
-        dst = Path(output) / f"{src.stem}{_ext(fmt, src)}"
+        dst = Path(output) / f"{src.stem}{_ext(None if video else fmt, src)}"
     else:
         dst = Path(output)
+    if video:
+        return _plan_video(s, dst, to_folder, overwrite, seen, sources, preview)
     if dst.suffix.lower() not in FORMAT_EXTENSIONS:
         hint = "; for a folder that does not exist yet, end it with /" if not dst.suffix else ""
         return Planned(s, str(dst), f"{dst}: unknown output format {dst.suffix or '(no extension)'}; "
@@ -163,6 +173,24 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
     if dst.exists() and not overwrite:
         return Planned(s, str(dst), f"{dst}: already exists; pass --overwrite to replace it")
     return _check_parent(Planned(s, str(dst)), dst, create=to_folder)
+
+
+def _plan_video(s: str, dst: Path, to_folder: bool, overwrite: bool, seen: dict[str, str],
+                sources: dict[str, str], preview: bool) -> Planned:
+    """A video's output: a video container (its own by default); ``--preview`` writes NAME_preview.EXT."""
+    if dst.suffix.lower() not in VIDEO_EXTENSIONS:
+        return Planned(s, str(dst), f"{dst}: {s} is a video; end the output name in "
+                       f"{', '.join(VIDEO_EXTENSIONS)}", True, video=True)
+    if preview:
+        dst = preview_path(dst)
+    clash = _clashes(s, dst, seen, sources)
+    if clash:
+        return Planned(s, str(dst), clash, True, video=True)
+    if dst.is_dir():
+        return Planned(s, str(dst), f"{dst}: is a folder; give a file name for the output", video=True)
+    if dst.exists() and not overwrite:
+        return Planned(s, str(dst), f"{dst}: already exists; pass --overwrite to replace it", video=True)
+    return _check_parent(Planned(s, str(dst), video=True), dst, create=to_folder)
 
 
 def _check_parent(p: Planned, dst: Path, *, create: bool) -> Planned:
@@ -199,7 +227,8 @@ def _plan_compare(p: Planned, overwrite: bool, seen: dict[str, str], sources: di
 def execute(
     d: Deblurrer, p: Planned, *, read_stdin: Callable[[], bytes], stdout: BinaryIO, overwrite: bool = False,
     quality: int = 95, strength: float | None = None, allow_large: bool = False, fmt: str | None = None,
-    tile_check: bool = False, progress: Callable[[int, int], None] | None = None, debug: bool = False,
+    tile_check: bool = False, progress: Callable[..., None] | None = None, debug: bool = False,
+    video: VideoOptions | None = None, on_note: Callable[[str], None] | None = None,
 ) -> RestoreResult:
     """Run one planned input; a failure becomes a failed result so the other inputs still run.
 
@@ -210,6 +239,14 @@ def execute(
 
     t0 = time.perf_counter()
     try:
+        if p.video:
+            from dataclasses import replace
+
+            from .video import VideoOptions as _Options
+            from .video import restore_video
+
+            opts = replace(video or _Options(), overwrite=overwrite, strength=strength)
+            return restore_video(d, p.src, p.dst, opts, progress=progress, on_note=on_note)
         src: str | bytes = read_stdin() if p.src == STDIO else p.src
         dst: str | BinaryIO = stdout if p.dst == STDIO else p.dst
         return d.restore_file(src, dst, overwrite=overwrite, quality=quality, strength=strength,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DeblurError, OptionError, UsageError
+from .fsutil import fsync_dir
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -142,6 +143,7 @@ class VideoInfo:
     rate: Fraction | None
     frames: int  # declared frame count (0 when the container does not say)
     duration: float | None  # seconds
+    duration_ticks: int | None  # the video stream's own duration, in time_base units
     start_time: int  # first timestamp of the video stream, in time_base units
     display_matrix: list[int] | None = None
     rotation: int = 0
@@ -219,7 +221,8 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         return VideoInfo(
             path=str(path), codec=name or "", width=first.width, height=first.height, pix_fmt=fmt.name,
             depth=depth, time_base=vs.time_base, rate=vs.average_rate or vs.guessed_rate, frames=int(vs.frames or 0),
-            duration=dur, start_time=int(vs.start_time or 0), display_matrix=matrix, rotation=rotation,
+            duration=dur, duration_ticks=int(vs.duration) if vs.duration else None,
+            start_time=int(vs.start_time or 0), display_matrix=matrix, rotation=rotation,
             color={"color_primaries": int(first.color_primaries), "color_trc": int(first.color_trc),
                    "colorspace": int(first.colorspace), "color_range": int(first.color_range)},
             others=[f"{s.type} {s.codec_context.name if s.codec_context else s.codec_tag}" for s in inp.streams
@@ -313,7 +316,8 @@ def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> Encoder
         options = {"qscale": "2"}
     quality = ("lossless" if encoder == "ffv1" else f"crf {crf}" if crf is not None
                else "profile HQ" if encoder == "prores_ks" else "qscale 2")
-    why = "" if encoder == "ffv1" else " (visually lossless; --crf/--codec to change, --lossless for FFV1)"
+    why = ("" if encoder == "ffv1" else " (as asked)" if opts.crf is not None or opts.codec
+           else " (visually lossless; --crf/--codec to change, --lossless for FFV1)")
     desc = f"video: {family} with {encoder}, {quality}, {pix}{why}"
     return EncoderChoice(family, encoder, pix, options, crf, desc, notes)
 
@@ -426,6 +430,9 @@ def restore_video(
 ) -> RestoreResult:
     """Restore every frame of ``src`` (or a section, or a side-by-side preview) into ``dst``.
 
+    With ``opts.preview`` the side-by-side clip is what ``dst`` receives; the CLI names it with
+    `preview_path` so a preview never takes the full result's name.
+
     ``progress(done, total, fps)`` is called after each frame (``total`` None when unknown).
     """
     from .api import RestoreResult, _check_destination
@@ -529,9 +536,12 @@ def restore_video(
     if written["frames"] == 0:
         shutil.rmtree(work, ignore_errors=True)
         raise _bad(src, f"no frames in the section starting at {opts.start:g} s; check --start/--duration")
-    final = dst if not preview else preview_path(dst)
+    final = dst
     try:
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(partial, final)
+        fsync_dir(final.parent)
     except OSError as exc:
         raise DeblurError(f"{final}: cannot write ({exc.strerror})") from None
     shutil.rmtree(work, ignore_errors=True)
@@ -595,6 +605,7 @@ def _decode(av: Any, src: Path, info: VideoInfo, start: float, end: float | None
         if whole:
             shift = 0.0
         pending: list[Any] = []  # packets of other streams seen before the first kept frame
+        durations: dict[int, int] = {}
         finished = False
         try:
             for packet in inp.demux([vs, *keep]):
@@ -615,6 +626,10 @@ def _decode(av: Any, src: Path, info: VideoInfo, start: float, end: float | None
                     continue
                 if finished:
                     continue
+                if packet.pts is not None and packet.duration:
+                    # Frame-threaded decoders can hand a frame its neighbour's duration; the
+                    # container's own per-packet value is the one to keep.
+                    durations[packet.pts] = packet.duration
                 for frame in vs.decode(packet):
                     count_all += 1
                     if frame.pts is None:
@@ -630,7 +645,8 @@ def _decode(av: Any, src: Path, info: VideoInfo, start: float, end: float | None
                         for i, p in pending:
                             _put(out, (i, _shifted(p, shift)), stop)
                         pending.clear()
-                    _put(out, _decoded(frame, index, shift, tb, resumed, depth_fmt, info), stop)
+                    dur = durations.pop(frame.pts, None) or frame.duration or None
+                    _put(out, _decoded(frame, index, shift, tb, resumed, depth_fmt, info, dur), stop)
                     index += 1
         except av.error.FFmpegError as exc:
             raise _bad(src, f"truncated or corrupt video at frame {index} ({_short(exc)}); "
@@ -649,9 +665,9 @@ def _shifted(packet: Any, shift: float) -> Any:
     return packet
 
 
-def _decoded(frame: Any, index: int, shift: float, tb: Fraction, resumed: int, fmt: str, info: VideoInfo) -> _Frame:
+def _decoded(frame: Any, index: int, shift: float, tb: Fraction, resumed: int, fmt: str, info: VideoInfo,
+             dur: int | None) -> _Frame:
     pts = frame.pts - (round(shift / tb) if shift else 0)
-    dur = frame.duration or None
     if index < resumed:
         return _Frame(index, pts, dur, None)
     rng = info.color.get("color_range") or 1
@@ -708,6 +724,10 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
         count = 0
         colors = info.color
         durations: dict[int, int] = {}
+        held: list[Any] = [None]  # the newest packet, muxed once the next one (or the end) is known
+        first_dts: list[int | None] = [None]
+        whole = not (opts.start or opts.duration or preview)
+        target = info.duration_ticks if whole and partial.suffix in (".mp4", ".m4v", ".mov") else None
 
         def encode(rgb: np.ndarray, pts: int, duration: int | None) -> None:
             frame = av.VideoFrame.from_ndarray(rgb, format=rgb_fmt)
@@ -727,7 +747,24 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
             for p in packets:
                 if p.pts is not None and p.pts in durations:
                     p.duration = durations.pop(p.pts)
-                out.mux(p)
+                if first_dts[0] is None and p.dts is not None:
+                    first_dts[0] = p.dts
+                if held[0] is not None:
+                    out.mux(held[0])
+                held[0] = p
+
+        def finish() -> None:
+            # MP4/MOV give a track the length of its samples in decoding order (last dts + last
+            # duration - first dts), so the encoder's own choice of frame order decides the last
+            # sample's share; it is set so the track lasts exactly as long as the input's.
+            p = held[0]
+            if p is None:
+                return
+            if target and first_dts[0] is not None and p.dts is not None:
+                rest = target - (p.dts - first_dts[0])
+                if rest > 0:
+                    p.duration = rest
+            out.mux(p)
 
         try:
             while True:
@@ -768,6 +805,7 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
                 encode(rgb, item.pts, item.duration)
                 count += 1
             mux(vs.encode(None))
+            finish()
         finally:
             if reader is not None:
                 reader[0].close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,12 @@ def test_section_and_preview(clips: dict[str, Path], deblurrer: Deblurrer, tmp_p
     src_audio = {p[0] for p in facts(src)["audio"]}
     assert all(p[0] in src_audio for p in f["audio"])  # copied, not re-encoded
 
-    out = tmp_path / "look.mp4"
-    res = restore_video(deblurrer, src, out, VideoOptions(preview=0.25))
-    assert not out.exists() and Path(res.output) == preview_path(out) == tmp_path / "look_preview.mp4"
-    p = facts(preview_path(out))
+    out = preview_path(tmp_path / "look.mp4")
+    assert out == tmp_path / "look_preview.mp4"
+    restore_video(deblurrer, src, out, VideoOptions(preview=0.25))
+    p = facts(out)
     assert p["size"] == (2 * W + 8, H) and p["count"] == 6
-    frame, before = pixels(preview_path(out))[0].astype(int), pixels(src)[0].astype(int)
+    frame, before = pixels(out)[0].astype(int), pixels(src)[0].astype(int)
     left, right = np.abs(frame[:, :W] - before).mean(), np.abs(frame[:, W + 8:] - before).mean()
     assert left < 0.5 * right, (left, right)  # input | result
 
@@ -262,3 +263,58 @@ def test_the_deblurrers_strength_blends_frames_once(clips: dict[str, Path], debl
     full = tmp_path / "full.mkv"
     restore_video(deblurrer, src, full, VideoOptions(lossless=True))
     assert np.abs(pixels(full)[0].astype(int) - a).max() > 1  # and it did blend: not the full restoration
+
+
+# -- the command line -------------------------------------------------------------------------------
+def _cli(tiny_model: Path, *args: str | Path) -> Any:
+    from typer.testing import CliRunner
+
+    from deblurcli.cli import app
+
+    argv = [str(a) for a in args] + ["--model", str(tiny_model), "--device", "cpu", "--threads", "1"]
+    return CliRunner().invoke(app, argv)
+
+
+def test_cli_run_video_section_preview_and_errors(clips: dict[str, Path], tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(clips["rotated"].read_bytes())
+    res = _cli(tiny_model, "run", src, "--start", "1", "--duration", "0.5")
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "clip_deblurred.mp4"
+    assert "libx264, crf 18" in res.stderr and f"{src} -> {out}" in res.stderr
+    f = facts(out)
+    assert f["count"] == 12 and f["rotation"] == 90
+
+    res = _cli(tiny_model, "run", src, "-o", tmp_path / "look.mkv", "--preview", "0.25", "--codec", "h264")
+    assert res.exit_code == 0, res.stderr
+    assert not (tmp_path / "look.mkv").exists()
+    p = facts(tmp_path / "look_preview.mkv")
+    assert p["size"] == (W, 2 * H + 8) and p["count"] == 6  # shown rotated: input | result side by side
+
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"\x00" * 4096)
+    for path, code, words in [(junk, 1, "not a video"), (make_clip(tmp_path / "a.m4a", video=False), 1,
+                                                               "no video stream")]:
+        res = _cli(tiny_model, "run", path, "-o", tmp_path / "o.mp4")
+        err = res.stderr.strip()
+        assert res.exit_code == code and len(err.splitlines()) == 1 and err.startswith("error:"), err
+        assert words in err and str(path) in err
+    res = _cli(tiny_model, "run", src, "-o", tmp_path / "o.png")
+    assert res.exit_code == 2 and "is a video; end the output name in .mp4" in res.stderr
+
+
+def test_cli_batch_takes_videos_beside_photos_and_resumes(clips: dict[str, Path], tiny_model: Path,
+                                                          tmp_path: Path) -> None:
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "clip.mp4").write_bytes(clips["cfr"].read_bytes())
+    cv2.imwrite(str(src / "photo.png"), np.full((40, 40, 3), 128, np.uint8))
+    res = _cli(tiny_model, "batch", src, tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.stderr
+    lines = {r["input"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert lines["clip.mp4"]["status"] == "ok" and lines["photo.png"]["status"] == "ok"
+    assert facts(tmp_path / "out" / "clip.mp4")["times"] == facts(src / "clip.mp4")["times"]
+    res = _cli(tiny_model, "batch", src, tmp_path / "out", "--json")
+    assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["skipped", "skipped"]
