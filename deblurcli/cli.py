@@ -147,6 +147,8 @@ def _main(
 VariantOpt = next(s for s in EngineOptions.specs() if s.name == "variant").typer_option()
 OfflineOpt = next(s for s in EngineOptions.specs() if s.name == "offline").typer_option()
 # Output encoding, shared by the commands that write images beside their inputs (run, batch).
+FormatOpt = typer.Option(None, "--format", help="Output format: png, jpg, tif, webp, ... (default: the output "
+                         "name's extension, else the input's)")
 QualityOpt = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality")
 AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 179 megapixels")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
@@ -202,7 +204,7 @@ def run(
     output: str | None = typer.Option(None, "--output", "-o", help="Output file (one input), folder, or - for stdout"),
     suffix: str = typer.Option("_deblurred", "--suffix", help="Added to the name when no -o is given"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files"),
-    fmt: str | None = typer.Option(None, "--format", help="Output format: png, jpg, tif, ..."),
+    fmt: str | None = FormatOpt,
     quality: int = QualityOpt,
     compare: bool = typer.Option(False, "--compare", help="Also write NAME_compare.png (input | result)"),
     tile_check: bool = typer.Option(False, "--tile-check", help="Report how closely tiles agree with the "
@@ -281,7 +283,7 @@ def batch(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run"),
     shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th file starting at I"),
     suffix: str = typer.Option("", "--suffix", help="Added to output names"),
-    fmt: str | None = typer.Option(None, "--format", help="Output format/extension (default: as the input)"),
+    fmt: str | None = FormatOpt,
     quality: int = QualityOpt,
     report: Path | None = typer.Option(None, "--report", help="Write a JSON report (per file: status, seconds, "
                                        "size, error)"),
@@ -721,7 +723,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same pairs"),
     frames: bool = typer.Option(False, "--frames", help="Subfolders are video frames: average 7-13 of them"),
     crop: int | None = typer.Option(None, "--crop", help="Random crops of this size instead of whole photos"),
-    dead_leaves: int = typer.Option(0, "--dead-leaves", help="Also write N dead-leaves pairs"),
+    dead_leaves: int = typer.Option(0, "--dead-leaves-pairs", min=0, metavar="N",
+                                    help="Also write N dead-leaves pairs (train's --dead-leaves is a fraction)"),
+    old_dead_leaves: int | None = typer.Option(None, "--dead-leaves", hidden=True),  # its name before
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -732,6 +736,7 @@ def synth(
         if p.error:
             _say("[bold red]failed:[/] ", str(p.error))
 
+    dead_leaves = dead_leaves if old_dead_leaves is None else old_dead_leaves
     n = write_pairs(sharp_dir, out_dir, count_per_image=count, seed=seed, frames=frames, crop=crop,
                     progress=progress)
     if dead_leaves:

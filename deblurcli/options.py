@@ -52,6 +52,8 @@ class OptionSpec:
     max: float | None = None
     #: For flags that set a configuration key (``deblur train --lr`` -> ``train.lr``): that key.
     key: str | None = None
+    #: Former names still accepted but not shown in --help (a renamed option keeps old scripts working).
+    old_flags: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -104,9 +106,8 @@ class EngineOptions:
                            help="Tile side in px; 0 = whole image; auto = from free memory")
     tile_overlap: int = _opt(DEFAULT_OVERLAP, "--tile-overlap", cli_type=int, decides_output=True, example=16,
                              help="Overlap between tiles in px (blended smoothly)")
-    batch_size: int = _opt(1, "--tile-batch", "--batch-size", cli_type=int, example=2, min=1,
-                           help="Tiles per model call (more is faster on a GPU and uses more memory; "
-                                "not deblur train's --batch-size, which counts training crops)")
+    batch_size: int = _opt(1, "--tile-batch", cli_type=int, example=2, min=1, old_flags=("--batch-size",),
+                           help="Tiles per model call (more is faster on a GPU and uses more memory)")
     scan_backend: str = _opt("auto", "--scan", cli_type=str, example="torch",
                              help="Scan backend: " + " | ".join(SCAN_BACKENDS))
     strength: float = _opt(1.0, "--strength", cli_type=float, decides_output=True, example=0.5, min=0.0, max=1.0,
@@ -151,6 +152,7 @@ def flag_for(name: str, specs: Iterable[OptionSpec] | None = None) -> str:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+_OLD = "_old_name_of_"  # the hidden parameter that receives an option's former flag
 
 
 def with_options(specs: Sequence[OptionSpec], build: Callable[..., Any], *, param: str,
@@ -186,11 +188,23 @@ def with_options(specs: Sequence[OptionSpec], build: Callable[..., Any], *, para
                     s.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                     default=s.typer_option(defaults.get(s.name, dataclasses.MISSING))))
                 annotations[s.name] = annotation
+                if s.old_flags:
+                    import typer
+
+                    old: Any = s.cli_type | None
+                    new_params.append(inspect.Parameter(
+                        _OLD + s.name, inspect.Parameter.KEYWORD_ONLY, annotation=old,
+                        default=typer.Option(None, *s.old_flags, hidden=True)))
+                    annotations[_OLD + s.name] = old
         names = [s.name for s in specs]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {n: kwargs.pop(n) for n in names if n in kwargs}
+            for n in names:
+                old_value = kwargs.pop(_OLD + n, None)
+                if old_value is not None:
+                    values[n] = old_value
             kwargs[param] = build(**values)
             return fn(*args, **kwargs)
 

@@ -248,3 +248,16 @@ def test_library_hints_name_parameters_and_the_cli_names_flags(tmp_path: Path, t
     assert res.exit_code == 1 and res.stderr.rstrip().endswith("(--allow-unmatched)")
     res = runner.invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "in"), "--model", str(tiny_model)])
     assert res.exit_code == 2 and "(--suffix _deblurred)" in res.stderr and "suffix=" not in res.stderr
+
+
+def test_renamed_options_keep_their_old_names_hidden(tmp_path: Path, captured: list[EngineOptions]) -> None:
+    args = _command_args(tmp_path)
+    runner.invoke(app, [*args["run"], "--batch-size", "3"])
+    assert captured[-1].batch_size == 3
+    # One visible meaning per name: tiles per call is --tile-batch, a count of pairs is --dead-leaves-pairs;
+    # --batch-size (training crops) and --dead-leaves (a fraction) are train's alone.
+    group = typer.main.get_command(app)
+    for flag in ("--batch-size", "--dead-leaves"):
+        visible = {name for name, cmd in group.commands.items()  # type: ignore[attr-defined]
+                   for p in getattr(cmd, "params", []) if flag in p.opts and not getattr(p, "hidden", False)}
+        assert visible == {"train"}, (flag, visible)
