@@ -419,7 +419,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
     settings = deblurrer.settings_key() | output_settings(opts)
     vopts = opts.video or VideoOptions()
     # Kept apart so that adding video options never makes a finished photo batch redo its photos.
-    video_settings = settings | {"video": {"crf": vopts.crf, "codec": vopts.codec, "lossless": vopts.lossless}}
+    video_settings = settings | {"video": output_settings(vopts)}
     total = len(files)
 
     def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any] | Path]:

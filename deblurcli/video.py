@@ -111,18 +111,26 @@ def is_video(path: str | os.PathLike[str]) -> bool:
 
 
 # -- options and facts ------------------------------------------------------------------------------
+_DECIDES = {"decides_output": True}
+
+
 @dataclass
 class VideoOptions:
-    """How to write the restored video; the defaults keep everything the input has."""
+    """How to write the restored video; the defaults keep everything the input has.
 
-    crf: int | None = None
-    codec: str | None = None  # a family from CODEC_CHOICES; None = the input's
-    lossless: bool = False
-    start: float = 0.0  # seconds from the start of the video stream
-    duration: float | None = None
-    preview: float | None = None  # seconds of side-by-side (input | result) instead of the full result
+    Fields marked ``decides_output`` are part of ``deblur batch``'s resume key for a video
+    (`deblurcli.options.output_settings`), so a new one cannot be left out of it.
+    """
+
+    crf: int | None = field(default=None, metadata=_DECIDES)
+    codec: str | None = field(default=None, metadata=_DECIDES)  # a family from CODEC_CHOICES; None = the input's
+    lossless: bool = field(default=False, metadata=_DECIDES)
+    start: float = field(default=0.0, metadata=_DECIDES)  # seconds from the start of the video stream
+    duration: float | None = field(default=None, metadata=_DECIDES)
+    #: Seconds of side-by-side (input | result) instead of the full result.
+    preview: float | None = field(default=None, metadata=_DECIDES)
     #: None: the Deblurrer's own (its EngineOptions.strength, what --strength sets); a number overrides it.
-    strength: float | None = None
+    strength: float | None = field(default=None, metadata=_DECIDES)
     overwrite: bool = False
     segment_frames: int = DEFAULT_SEGMENT_FRAMES
     #: Ask for a new frame every so often; raising from it stops the run (tests, GUIs).

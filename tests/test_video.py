@@ -318,3 +318,34 @@ def test_cli_batch_takes_videos_beside_photos_and_resumes(clips: dict[str, Path]
     assert facts(tmp_path / "out" / "clip.mp4")["times"] == facts(src / "clip.mp4")["times"]
     res = _cli(tiny_model, "batch", src, tmp_path / "out", "--json")
     assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["skipped", "skipped"]
+
+
+# Each output-deciding VideoOptions field with a value that changes the written video; the assertion
+# on the keys makes a new field fail here until it has one, so batch resume cannot miss it.
+_CHANGED_VIDEO = {"crf": 30, "codec": "h264", "lossless": True, "start": 0.1, "duration": 0.1, "preview": 0.1,
+                  "strength": 0.5}
+
+
+def test_changed_video_fields_cover_every_output_deciding_field() -> None:
+    from deblurcli.options import output_settings
+
+    assert set(_CHANGED_VIDEO) == set(output_settings(VideoOptions()))
+
+
+@pytest.mark.parametrize("name", sorted(_CHANGED_VIDEO))
+def test_batch_redoes_a_finished_video_when_an_output_deciding_video_option_changes(
+        name: str, deblurrer: Deblurrer, tmp_path: Path) -> None:
+    from deblurcli.batch import BatchOptions, run_batch
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "clip.mkv", n=6, audio=False)
+
+    def status(video: VideoOptions) -> str:
+        summary = run_batch(deblurrer, tmp_path / "in", tmp_path / "out", BatchOptions(video=video))
+        (res,) = summary.results
+        assert res.status != "failed", res.error
+        return res.status
+
+    assert status(VideoOptions()) == "ok"
+    assert status(VideoOptions()) == "skipped"
+    assert status(VideoOptions(**{name: _CHANGED_VIDEO[name]})) == "ok"
