@@ -219,3 +219,16 @@ def test_contract_violations_fail_at_registration() -> None:
             models.register_arch(SPEC)
     finally:
         models.unregister_arch(SPEC.name)
+
+
+def test_descriptions_import_no_torch() -> None:
+    """`deblur models` and `train --print-config` read every built-in spec and must stay instant."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from deblurcli.models import ARCH_NAMES, get_arch, registry; "
+            "from deblurcli.train.config import print_config; registry.entries(); "
+            "[print_config(n) and get_arch(n).recipe for n in ARCH_NAMES]; "
+            "assert 'torch' not in sys.modules, 'an architecture description imported torch'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
