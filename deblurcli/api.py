@@ -239,7 +239,8 @@ class Deblurrer:
             if name == "model":
                 key.update(arch=self.spec.arch, weights_sha256=self.weights_sha256)
             else:
-                key[name] = getattr(self, name)  # every output-deciding option is resolved onto self
+                # as resolved onto self (precision "auto" -> "fp32") where it is, else as given
+                key[name] = getattr(self, name) if hasattr(self, name) else getattr(self.options, name)
         return key
 
     def _say(self, msg: str) -> None:
