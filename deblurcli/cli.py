@@ -152,7 +152,7 @@ FormatOpt = typer.Option(None, "--format", help="Output format: png, jpg, tif, w
 QualityOpt = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality")
 AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 179 megapixels")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
-DebugOpt = typer.Option(False, "--debug", help="Show tracebacks and internal choices")
+DebugOpt = typer.Option(False, "--debug", envvar="DEBLUR_DEBUG", help="Show tracebacks and internal choices")
 
 
 def _stderr_is_tty() -> bool:
@@ -508,7 +508,8 @@ def download(
 
     for res in hub_download(names, force=force, progress=not quiet and _stderr_is_tty(),
                             console=None if quiet else err):
-        out.print(escape(f"{res.ref}: {res.path}"), highlight=False)
+        # soft_wrap: a path is never folded at the console width (scripts read these lines)
+        out.print(escape(f"{res.ref}: {res.path}"), highlight=False, soft_wrap=True)
 
 
 # -- convert ------------------------------------------------------------------------------------------
@@ -711,7 +712,7 @@ def train(
         return
     cfg = load_config(flags.pop("config"), overrides, **flags)
     folder = run_training(cfg, resume=resume, console=err)
-    out.print(escape(str(folder)), highlight=False)
+    out.print(escape(str(folder)), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -780,7 +781,9 @@ def bench(
               f"{m['seconds_per_megapixel']:.2f}", f"{m['peak_memory_mb']:.0f}")
     out.print(t)
     if "scan" in result:
-        st = Table(title="selective scan backends (median seconds; ratio to the Python loop)")
+        # No outer border, and whole-number ratios from 10x up: four backends' cells then fit 80
+        # columns on one line each (a cell folded over two lines reads as two numbers).
+        st = Table(title="selective scan backends (median seconds; ratio to the Python loop)", show_edge=False)
         st.add_column("shape")
         backends = sorted({b for row in result["scan"] for b in row["seconds"]})
         for b in backends:
@@ -790,7 +793,8 @@ def bench(
             for b in backends:
                 s = row["seconds"].get(b)
                 r = row["ratio"].get(b)
-                cells.append("-" if s is None else f"{s:.3f} ({r:.1f}x)" if r else f"{s:.3f}")
+                ratio = "" if not r else f" ({r:.0f}x)" if r >= 10 else f" ({r:.1f}x)"
+                cells.append("-" if s is None else f"{s:.3f}{ratio}")
             st.add_row(row["shape"], *cells)
         out.print(st)
 
