@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
+from ..contract import strip_module_prefix
 from ..mamba import Mamba
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS
 
@@ -150,15 +151,9 @@ def build(kwargs: Mapping[str, Any], variant: str = DEFAULT_VARIANT, **settings:
     return ScanUNet(**kwargs)
 
 
-def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
 def detect(state_dict: Mapping[str, Any]) -> bool:
     """Our own key layout: a pixel-unshuffled head, ``mid`` stage and ``tail``."""
-    keys = set(_strip_prefix(state_dict))
+    keys = set(strip_module_prefix(state_dict))
     return {"head.weight", "tail.weight", "down.0.weight", "up.0.weight"} <= keys and any(
         k.startswith("mid.blocks.") for k in keys)
 
@@ -173,7 +168,7 @@ def _count(keys: Sequence[str], prefix: str) -> int:
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Constructor kwargs from key names and shapes alone."""
-    sd = _strip_prefix(state_dict)
+    sd = strip_module_prefix(state_dict)
     if "head.weight" not in sd:
         raise CheckpointError("not ScanUNet weights: no 'head.weight'")
     keys = list(sd)
