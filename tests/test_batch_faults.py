@@ -228,6 +228,11 @@ def test_batch_into_a_full_disk_fails_every_file_and_exits_1(batch, tmp_path: Pa
         rep = json.loads(report.read_text())
         assert rep["failed"] == 6 and len(rep["files"]) == 6
         assert "6" in res.stderr  # the summary table shows the failures
+        # a report that cannot be written either: the summary still shows, then one error line, exit 1
+        res = batch(tmp_path / "in", out, "--report", disk / "report.json")
+        assert res.exit_code == 1
+        assert "failed" in res.stderr and "report.json" in res.stderr.splitlines()[-1]
+        assert "No space left" in res.stderr or "disk full" in res.stderr
 
 
 def test_disk_filling_up_part_way_then_rerun(batch, tmp_path: Path) -> None:
