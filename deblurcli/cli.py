@@ -711,6 +711,9 @@ def train(
         sys.stdout.write(print_config(print_cfg))
         return
     cfg = load_config(flags.pop("config"), overrides, **flags)
+    from . import ssm
+
+    ssm.set_notice(lambda msg: _say("[yellow]note:[/] ", msg))  # the scan's first-run compile
     folder = run_training(cfg, resume=resume, console=err)
     out.print(escape(str(folder)), highlight=False, soft_wrap=True)
 

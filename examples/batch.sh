@@ -11,7 +11,7 @@ deblur batch "$in_dir" "$out_dir" --recursive --report "$out_dir/report.json" "$
 status=$?
 case $status in
   0) echo "all images done: $out_dir" ;;
-  1) echo "some images failed; see $out_dir/report.json (rerun with --retry-failed)" >&2 ;;
+  1) echo "some images failed; see $out_dir/report.json (a rerun retries failed writes, e.g. after a full disk; --retry-failed also retries unreadable inputs)" >&2 ;;
   *) echo "deblur batch could not start (exit $status)" >&2 ;;
 esac
 exit $status
