@@ -596,8 +596,10 @@ def eval_cmd(
         json_out, report = False, ctx.args[0]
         if not quiet:
             _say("[yellow]note:[/] ", f"--json {report} is now --report {report}")
-    if json_out and report == "-":
-        raise UsageError("--report - and --json both write to stdout; give --report a file name")
+    to_stdout = [name for name, on in (("--json", json_out), ("--report -", report == "-"),
+                                       ("--csv -", csv_path == "-")) if on]
+    if len(to_stdout) > 1:
+        raise UsageError(f"{' and '.join(to_stdout)} would all write to stdout; give the others a file name")
     pairs = find_pairs(dataset, data_dir, sharp_dir=sharp_dir, allow_unmatched=allow_unmatched)
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     with bar(err, "items", show=not quiet and _stderr_is_tty(), field="psnr") as prog:

@@ -201,6 +201,8 @@ def test_eval_json_flag_report_file_and_old_json_path(tmp_path: Path, tiny_model
     assert json.loads(old.read_text())["summary"]["count"] == 1 and "--report" in res.stderr
     res = runner.invoke(app, [*args, "stray"])
     assert res.exit_code == 2 and "stray" in res.stderr
+    res = runner.invoke(app, [*args, "--json", "--csv", "-"])
+    assert res.exit_code == 2 and "--json and --csv - would all write to stdout" in res.stderr
 
 
 # -- training flags: one declaration for deblur train and python -m deblurcli.train ------------------------
