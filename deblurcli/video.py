@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 #: Video containers we write, by extension, and the video encoders each can hold.
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 _CONTAINER_CODECS = {
-    ".mp4": ("h264", "hevc", "av1", "vp9", "mpeg4", "ffv1"),
-    ".m4v": ("h264", "hevc", "av1", "vp9", "mpeg4", "ffv1"),
+    ".mp4": ("h264", "hevc", "av1", "vp9", "mpeg4"),  # FFmpeg can put FFV1 in MP4, but few players read it
+    ".m4v": ("h264", "hevc", "av1", "vp9", "mpeg4"),
     ".mov": ("h264", "hevc", "prores", "mpeg4", "mjpeg", "av1", "vp9"),
     ".mkv": ("h264", "hevc", "av1", "vp9", "vp8", "ffv1", "prores", "mpeg4", "mjpeg"),
     ".webm": ("vp9", "vp8", "av1"),
@@ -566,8 +566,9 @@ def preview_path(dst: str | os.PathLike[str]) -> Path:
 
 
 def _expected_frames(info: VideoInfo, start: float, end: float | None) -> int | None:
-    if not (start or end):
-        return info.frames or None
+    """For the progress bar's ETA: the declared count, else duration x rate (Matroska declares none)."""
+    if not (start or end) and info.frames:
+        return info.frames
     if info.rate and info.duration:
         stop = min(end, info.duration) if end is not None else info.duration
         return max(0, round((stop - start) * float(info.rate)))
