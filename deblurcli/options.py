@@ -144,9 +144,10 @@ def output_settings(obj: Any) -> dict[str, Any]:
 
 
 def flag_for(name: str, specs: Iterable[OptionSpec] | None = None) -> str:
-    """The CLI flag of a library option name (``scan_backend`` -> ``--scan``)."""
-    for s in specs if specs is not None else EngineOptions.specs():
-        if s.name == name:
+    """The CLI flag of a library option name (``scan_backend`` -> ``--scan``) or training config key
+    (``data.synthetic`` -> ``--synthetic``); a name no flag sets becomes ``--name``."""
+    for s in specs if specs is not None else [*EngineOptions.specs(), *TRAIN_FLAGS]:
+        if name in (s.name, s.key):
             return s.flag
     return "--" + name.replace("_", "-")
 

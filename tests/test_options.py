@@ -263,3 +263,16 @@ def test_renamed_options_keep_their_old_names_hidden(tmp_path: Path, captured: l
         visible = {name for name, cmd in group.commands.items()  # type: ignore[attr-defined]
                    for p in getattr(cmd, "params", []) if flag in p.opts and not getattr(p, "hidden", False)}
         assert visible == {"train"}, (flag, visible)
+
+
+def test_training_errors_name_config_keys_in_python_and_flags_on_the_command_line(tmp_path: Path) -> None:
+    from deblurcli.train.__main__ import main as torchrun_main
+    from deblurcli.train.data import list_photos
+
+    with pytest.raises(OptionError, match=r"^data\.synthetic='.*nowhere': no such folder"):
+        list_photos(tmp_path / "nowhere")
+    args = ["--synthetic", str(tmp_path / "nowhere"), "--steps", "1", "--out", str(tmp_path / "run"),
+            "--device", "cpu", "--num-workers", "0"]
+    res = runner.invoke(app, ["train", *args])
+    assert res.exit_code == 2 and f"--synthetic {tmp_path / 'nowhere'}: no such folder" in res.stderr
+    assert torchrun_main(args) == 2

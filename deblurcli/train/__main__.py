@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides, **{k: getattr(args, k) for k in FLAG_KEYS})
         out = run(cfg, resume=args.resume)
     except DeblurError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from ..options import flag_for
+
+        print(f"error: {exc.cli_message(flag_for)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; continue later with --resume (from the last checkpoint)", file=sys.stderr)

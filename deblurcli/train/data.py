@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import DeblurError, UsageError
+from ..errors import DeblurError, OptionError, UsageError
 
 # Distinct streams of the seed sequence, so no two uses of the seed ever share random numbers.
 _STREAM_SOURCE, _STREAM_ORDER, _STREAM_CROP = 1, 2, 3
@@ -59,11 +59,11 @@ def list_photos(folder: str | Path) -> list[Path]:
 
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise UsageError(f"--synthetic {root}: no such folder; pass a folder of sharp photos")
+        raise OptionError("data.synthetic", "no such folder; give a folder of sharp photos", value=str(root))
     photos = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
-        raise UsageError(f"--synthetic {root}: no images found (png, jpg, tif, webp, bmp); "
-                         "add photos or use --set data.dead_leaves=1 to train on dead leaves alone")
+        raise OptionError("data.synthetic", "no images found (png, jpg, tif, webp, bmp); add photos, or set "
+                          "data.dead_leaves=1 to train on dead leaves alone", value=str(root))
     return photos
 
 
