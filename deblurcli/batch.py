@@ -497,7 +497,8 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             if not isinstance(item, dict):
                 journal.refresh()  # another run may have finished this file since it was read
                 if not opts.overwrite:
-                    rec = journal.lookup(rel.as_posix(), digest, settings, out_dir)
+                    key = video_settings if isinstance(item, Path) else settings
+                    rec = journal.lookup(rel.as_posix(), digest, key, out_dir)
                     if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
                         item = rec
             if isinstance(item, dict):
