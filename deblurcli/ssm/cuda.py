@@ -3,7 +3,7 @@
 Facts about that kernel (mamba-ssm's ``selective_scan_interface.py`` and ``selective_scan.cpp``)
 that this adapter exists to respect:
 
-- Since mamba-ssm 2.3.2 (July 2026) a plain ``pip install mamba-ssm`` builds without the compiled
+- Since mamba-ssm 2.3.x (its #977, July 2026) a plain ``pip install mamba-ssm`` builds without the compiled
   ``selective_scan_cuda``; the package still imports and ``selective_scan_fn`` raises only when
   called. So importing is no proof: :func:`available` runs one tiny scan (and checks it against
   the reference) before the dispatcher may pick this backend, once per process.
