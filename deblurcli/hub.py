@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import __version__, installed, settings
 from .errors import CheckpointError, ModelNotAvailable, UsageError
-from .fsutil import sha256_file
+from .fsutil import atomic_write, sha256_file
 from .models import registry
 from .models.registry import ModelEntry
 from .progress import DownloadBar
@@ -486,8 +486,7 @@ def _write_ref(cache_dir: Path, repo_id: str, revision: str, commit: str) -> Non
     try:
         if ref.is_file() and ref.read_text().strip() == commit:
             return
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(commit)
+        atomic_write(ref, commit, make_parents=True)  # a torn ref would name a wrong commit
     except OSError:
         pass  # a read-only cache still works by commit; only the branch shortcut is lost
 

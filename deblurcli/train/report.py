@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from ..fsutil import atomic_write
 from ..progress import bar
 
 
@@ -40,7 +41,7 @@ def truncate_log(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, AttributeError):
             continue  # a torn last line from a crash
-    path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    atomic_write(path, "".join(k + "\n" for k in kept))  # a crash now must not lose the whole log
 
 
 class Reporter:
