@@ -27,9 +27,10 @@ def main(src: str, dst: str = "weights/default.safetensors") -> None:
         else:
             step = (validated or lines)[-1].get("step") if lines else None
     extra = {
-        "trained_on": "synthetic camera shake (7-31 px, linear light, noise, JPEG) on dead leaves and "
-                      "licensed photos (scikit-learn china/flower CC-BY 2.0, imgaug quokka, PyWavelets aero/ascent)",
-        "description": f"scaled-down {spec.arch} ({json.dumps(spec.config, sort_keys=True)}) trained on CPU "
+        "trained_on": "synthetic camera shake (7-41 px, half in linear light, half on sRGB values; sensor and "
+                      "sRGB noise, JPEG) on dead leaves and 35 licensed photographs from Debian's wallpaper "
+                      "packages plus scikit-learn's two sample photos (credits in weights/README.md)",
+        "description": f"{spec.arch} ({json.dumps(spec.config, sort_keys=True)}) trained on CPU "
                        "with deblur train; see weights/README.md",
         "license": "MIT (deblurcli)",
         "training_steps": str(step),
