@@ -28,19 +28,32 @@ class DeblurError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, exit_code: int | None = None,
-                 hint: tuple[str, Any] | None = None) -> None:
-        """``hint=(option, value)``: the setting that fixes it, appended as ``(option=value)``."""
-        self.message, self.hint = message, hint
-        super().__init__(message + (f" ({hint[0]}={hint[1]!r})" if hint else ""))
+                 hint: tuple[str, Any] | None = None, names: tuple[str, ...] = ()) -> None:
+        """``hint=(option, value)``: the setting that fixes it, appended as ``(option=value)``.
+
+        ``names``: options written ``{name}`` in ``message``, shown as the name here and as the
+        flag by `cli_message`.
+        """
+        self.message, self.hint, self.names = message, hint, names
+        super().__init__(_fill(message, names, str) + (f" ({hint[0]}={hint[1]!r})" if hint else ""))
         if exit_code is not None:
             self.exit_code = exit_code
 
     def cli_message(self, flag_of: Callable[[str], str]) -> str:
         """The message with options named as flags by ``flag_of`` (``tile`` -> ``--tile``)."""
-        if self.hint is None:
+        if self.hint is None and not self.names:
             return str(self)
+        text = _fill(self.message, self.names, flag_of)
+        if self.hint is None:
+            return text
         flag = flag_of(self.hint[0])
-        return f"{self.message} ({flag if self.hint[1] is True else f'{flag} {_cli_value(self.hint[1])}'})"
+        return f"{text} ({flag if self.hint[1] is True else f'{flag} {_cli_value(self.hint[1])}'})"
+
+
+def _fill(message: str, names: tuple[str, ...], spell: Callable[[str], str]) -> str:
+    for name in names:
+        message = message.replace("{" + name + "}", spell(name))
+    return message
 
 
 class UsageError(DeblurError):

@@ -276,3 +276,15 @@ def test_training_errors_name_config_keys_in_python_and_flags_on_the_command_lin
     res = runner.invoke(app, ["train", *args])
     assert res.exit_code == 2 and f"--synthetic {tmp_path / 'nowhere'}: no such folder" in res.stderr
     assert torchrun_main(args) == 2
+
+
+def test_named_options_in_a_message_are_flags_on_the_command_line() -> None:
+    from deblurcli.errors import UsageError
+    from deblurcli.options import flag_for
+
+    exc = UsageError("runs/a already holds a run; continue it with {resume}, or choose another {out}; "
+                     "or {data.dead_leaves}=1", names=("resume", "out", "data.dead_leaves"))
+    assert str(exc) == ("runs/a already holds a run; continue it with resume, or choose another out; "
+                        "or data.dead_leaves=1")
+    assert exc.cli_message(flag_for) == ("runs/a already holds a run; continue it with --resume, or choose another "
+                                         "--out; or --dead-leaves=1")

@@ -185,7 +185,7 @@ def test_resume_continues_exactly(tiny_arch: SimpleNamespace, tmp_path: Path, mo
         m.setattr(train_loop.Trainer, "save", save_then_stop)
         with pytest.raises(Stop):
             run(tiny_config(cut, 6, *extra, num_workers=workers))
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="already holds a run.*continue it with resume"):  # CLI: --resume
         run(tiny_config(cut, 6, *extra, num_workers=workers))  # never silently overwrite a run
     run(tiny_config(cut, 6, *extra, num_workers=workers), resume=True)
 

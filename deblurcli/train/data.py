@@ -177,8 +177,9 @@ class PatchStream(Dataset):
         self.pairs = list(pairs)
         self.synthetic = bool(self.photos) or self.dead_leaves > 0
         if not self.synthetic and not self.pairs:
-            raise UsageError("no training data: pass --data DIR (pairs), --synthetic DIR (sharp photos) "
-                             "or --set data.dead_leaves=1 (procedural images)")
+            raise UsageError("no training data: give {data.paired} (a folder of pairs), {data.synthetic} "
+                             "(sharp photos) or {data.dead_leaves}=1 (procedural images)",
+                             names=("data.paired", "data.synthetic", "data.dead_leaves"))
         self.paired_fraction = float(paired_fraction) if self.synthetic and self.pairs else float(bool(self.pairs))
         self.synth = dict(synth or {})
         check_synth(self.synth)

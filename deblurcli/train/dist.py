@@ -53,7 +53,8 @@ def pick_device(setting: str, world: World) -> torch.device:
     if setting == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise UsageError(f"device {setting!r} asked for but CUDA is not available; use --device cpu")
+        raise UsageError(f"device {setting!r} asked for but CUDA is not available; use {{device}}=cpu",
+                         names=("device",))
     if setting.startswith("cuda:"):
         index = int(setting.split(":", 1)[1])
     else:

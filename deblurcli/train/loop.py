@@ -153,11 +153,11 @@ class Trainer:
         t = cfg["train"]
 
         if resume and not self.ckpt_path.is_file():
-            raise UsageError(f"--resume: no checkpoint at {self.ckpt_path}; drop --resume to start a new run "
-                             "or point --out at the run to continue")
+            raise UsageError(f"{{resume}}: no checkpoint at {self.ckpt_path}; start a new run without {{resume}}, "
+                             "or set {out} to the run to continue", names=("resume", "out"))
         if not resume and self.ckpt_path.exists():
-            raise UsageError(f"{self.out} already holds a run ({self.ckpt_path.name}); pass --resume to continue it "
-                             "or choose another --out")
+            raise UsageError(f"{self.out} already holds a run ({self.ckpt_path.name}); continue it with {{resume}}, "
+                             "or choose another {out}", names=("resume", "out"))
         if cfg["threads"] > 0:
             torch.set_num_threads(cfg["threads"])
         self.device = pick_device(cfg["device"], world)
@@ -324,7 +324,7 @@ class Trainer:
                     raise UsageError(
                         f"{self.ckpt_path} was trained with {key}={saved.get(key)!r}, but the config says "
                         f"{self.cfg.get(key)!r}; resume with the run's own config ({self.out / 'config.yaml'}) "
-                        "or start a new run in another --out")
+                        "or start a new run in another {out}", names=("out",))
             self.model.load_state_dict(state["model"])
             if self.ema is not None:
                 if state.get("ema"):
@@ -342,7 +342,8 @@ class Trainer:
             set_rng_state(state["rng"], self.device)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.ckpt_path}: does not fit this run ({str(exc).splitlines()[0][:160]}); "
-                                  "resume with the run's own config or start a new --out") from None
+                                  "resume with the run's own config or start a new run in another {out}",
+                                  names=("out",)) from None
 
     # -- the loop ----------------------------------------------------------------------------------
 
