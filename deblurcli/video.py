@@ -501,6 +501,15 @@ def restore_video(
         try:
             written["frames"] = _encode(av, src, info, enc, partial, work, restored, stop, opts, checkpoint,
                                         resumed, preview, out_depth)
+        except av.error.FFmpegError as exc:
+            # FFmpeg refusing the output (a stream the container cannot hold, a full disk): one line.
+            from .fsutil import is_disk_full
+
+            why = "disk full; free some space" if is_disk_full(exc) else _short(exc)
+            fail(DeblurError(f"{dst}: cannot write the video ({why}); if the input carries streams this "
+                             "container cannot hold, write .mkv"))
+        except OSError as exc:
+            fail(DeblurError(f"{dst}: cannot write the video ({exc.strerror or exc})"))
         except BaseException as exc:  # noqa: BLE001
             fail(exc)
 
@@ -536,10 +545,12 @@ def restore_video(
         stop.set()
         for t in threads:
             t.join(5)
+        _tidy(work, keep=checkpoint)
         if isinstance(exc, _Stop) and failure:
             raise failure[0] from None
         raise
     if failure:
+        _tidy(work, keep=checkpoint)
         raise failure[0]
     if written["frames"] == 0:
         shutil.rmtree(work, ignore_errors=True)
@@ -557,6 +568,12 @@ def restore_video(
         notes.append(f"resumed: {min(resumed, written['frames'])} frames from the work folder")
     return RestoreResult(input=str(src), output=str(final), seconds=time.perf_counter() - t0, width=info.width,
                          height=info.height, bytes=final.stat().st_size, notes=notes)
+
+
+def _tidy(work: Path, *, keep: bool) -> None:
+    """After a failure, remove the work folder unless it holds restored frames worth resuming from."""
+    if not keep or not any(work.glob("frames_*.mkv")):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def preview_path(dst: str | os.PathLike[str]) -> Path:
@@ -721,13 +738,15 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
                 continue
             name = s.codec_context.name if s.codec_context else None
             if name and name not in supported:
+                own = src.suffix.lower()
+                better = own if own in VIDEO_EXTENSIONS and own != partial.suffix else ".mkv"
                 raise DeblurError(f"{src}: its {s.type} stream ({name}) cannot be copied into "
-                                  f"{partial.suffix}; choose an output .mkv (or the input's own container)")
+                                  f"{partial.suffix} without re-encoding; write {better} instead")
             try:
                 copies[s.index] = out.add_stream_from_template(s)
             except Exception as exc:
                 raise DeblurError(f"{src}: its {s.type} stream #{s.index} cannot be copied into {partial.suffix} "
-                                  f"({_short(exc)}); choose an output .mkv") from None
+                                  f"({_short(exc)}); write .mkv instead") from None
         seg: tuple[Any, Any, Path] | None = None
         reader: tuple[Any, Any] | None = None
         count = 0

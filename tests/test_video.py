@@ -237,6 +237,10 @@ def test_bad_inputs_are_one_line_errors(clips: dict[str, Path], deblurrer: Deblu
         restore_video(deblurrer, clips["cfr"], clips["vfr"])  # never replaces an existing file unasked
     with pytest.raises(DeblurError, match="FFV1 cannot go into .mov"):
         restore_video(deblurrer, clips["cfr"], tmp_path / "y.mov", VideoOptions(lossless=True))
+    with pytest.raises(DeblurError, match=r"audio stream \(aac\) cannot be copied into .webm without re-encoding; "
+                       r"write .mp4 instead"):
+        restore_video(deblurrer, clips["cfr"], tmp_path / "y.webm")
+    assert not work_dir(tmp_path / "y.webm").exists()  # nothing restored yet: no work folder left behind
 
 
 def test_detection_is_by_content(clips: dict[str, Path], tmp_path: Path) -> None:
