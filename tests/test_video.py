@@ -20,10 +20,10 @@ W, H, N = 64, 48, 48
 
 
 def make_clip(path: Path, *, n: int = N, vfr: bool = False, rotation: int | None = None, pix_fmt: str = "yuv420p",
-              audio: bool = True, video: bool = True) -> Path:
+              audio: bool = True, video: bool = True, faststart: bool = False) -> Path:
     """h264 (+ AAC) with BT.709 colour tags; VFR clips get irregular 30/50/41 ms frame steps."""
     rng = np.random.default_rng(1)
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as c:
         if video:
             v = c.add_stream("libx264", rate=24, options={"crf": "10"})
             v.width, v.height, v.pix_fmt = W, H, pix_fmt
@@ -241,6 +241,25 @@ def test_bad_inputs_are_one_line_errors(clips: dict[str, Path], deblurrer: Deblu
                        r"write .mp4 instead"):
         restore_video(deblurrer, clips["cfr"], tmp_path / "y.webm")
     assert not work_dir(tmp_path / "y.webm").exists()  # nothing restored yet: no work folder left behind
+
+
+def test_a_file_cut_short_and_an_unreadable_codec_are_one_line_errors(deblurrer: Deblurrer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = make_clip(tmp_path / "whole.mp4", faststart=True)  # index first: a cut file still opens
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(DeblurError, match=r"cut.mp4: truncated: only \d+ of its 48 frames could be read") as exc:
+        restore_video(deblurrer, cut, tmp_path / "out.mp4")
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "out.mp4").exists() and not work_dir(tmp_path / "out.mp4").exists()
+
+    from deblurcli import video
+
+    real = video._can_decode
+    monkeypatch.setattr(video, "_can_decode", lambda name: name != "h264" and real(name))
+    with pytest.raises(DeblurError, match=r"whole.mp4: unsupported video codec h264; this build reads hevc, vp9"):
+        restore_video(deblurrer, whole, tmp_path / "out.mp4")
 
 
 def test_detection_is_by_content(clips: dict[str, Path], tmp_path: Path) -> None:
