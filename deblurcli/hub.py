@@ -249,7 +249,7 @@ def _resolve_embedded(entry: ModelEntry, *, ref: str) -> Resolved:
         raise ModelNotAvailable(
             f"the embedded model {entry.name!r} is missing from this installation "
             f"({folder / (entry.embedded or '') if folder else 'no deblurcli._weights package'}); "
-            "reinstall deblurcli, or pass --model with a model name (deblur models) or a weights file"
+            "reinstall deblurcli, or give {model}: a model name (deblur models) or a weights file", names=("model",)
         )
     if entry.sha256:
         _check_embedded(path, entry.sha256)

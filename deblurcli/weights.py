@@ -163,7 +163,8 @@ def spec_from_state_dict(
     else:
         arch = arch or detect_arch(sd)
         if not get_arch(arch).detect(sd):
-            raise CheckpointError(f"these weights are not {arch}'s (detected: {_safe_detect(sd)}); check --arch")
+            raise CheckpointError(f"these weights are not {arch}'s (detected: {_safe_detect(sd)}); check {{arch}}",
+                                  names=("arch",))
         config = get_arch(arch).infer_config(sd)
         stored_variant, stored_settings = None, {}
     mod = get_arch(arch)

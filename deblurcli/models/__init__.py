@@ -93,9 +93,10 @@ def detect_arch(state_dict: Mapping[str, Any]) -> str:
         sample = ", ".join(list(state_dict)[:5])
         raise CheckpointError(
             "could not recognise the architecture of these weights "
-            f"(first keys: {sample}); pass --arch {'|'.join(arch_names())} if you know it"
+            f"(first keys: {sample}); give {{arch}} ({'|'.join(arch_names())}) if you know it", names=("arch",)
         )
-    raise CheckpointError(f"these weights look like several architectures ({', '.join(found)}); pass --arch")
+    raise CheckpointError(f"these weights look like several architectures ({', '.join(found)}); give {{arch}}",
+                          names=("arch",))
 
 
 def create(arch: str, kwargs: Mapping[str, Any], variant: str | None = None, **settings: Any) -> nn.Module:
