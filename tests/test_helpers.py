@@ -50,3 +50,13 @@ def test_synth_recipes_do_not_need_torch_and_the_dataset_lives_in_train() -> Non
     code = ("import sys, deblurcli.synth as s; assert 'torch' not in sys.modules, 'synth imported torch'; "
             "from deblurcli.train.synthetic import SyntheticPairs; assert s.SyntheticPairs is SyntheticPairs")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_documented_import_works_and_stays_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, deblurcli; assert 'torch' not in sys.modules; "
+            "from deblurcli import Deblurrer, EngineOptions; from deblurcli.api import Deblurrer as D; "
+            "assert Deblurrer is D and EngineOptions().tile == 'auto'")
+    subprocess.run([sys.executable, "-c", code], check=True)
