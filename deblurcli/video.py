@@ -518,6 +518,11 @@ def restore_video(
     for t in threads:
         t.start()
     model_frames, model_seconds = 0, 0.0
+    # One tile size for the whole clip: "auto" re-reads free memory for every image, and a tile that
+    # changed mid-clip would change where frames are blended at seams (visible as flicker).
+    saved_tile = d.tile
+    if saved_tile == "auto":
+        d.tile = d.tile_for(info.height, info.width)
     try:
         while True:
             item = _get(decoded, stop)
@@ -549,6 +554,8 @@ def restore_video(
         if isinstance(exc, _Stop) and failure:
             raise failure[0] from None
         raise
+    finally:
+        d.tile = saved_tile
     if failure:
         _tidy(work, keep=checkpoint)
         raise failure[0]
