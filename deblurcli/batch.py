@@ -167,7 +167,7 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
         key = output_path(out_dir, rel, opts).as_posix()
         if key in outputs:
             raise UsageError(f"{in_dir / rel} and {in_dir / outputs[key]} would both be written to "
-                             f"{output_path(out_dir, rel, opts)}; drop --format or rename one")
+                             f"{output_path(out_dir, rel, opts)}; drop {{format}} or rename one", names=("format",))
         outputs[key] = rel
     return files
 
@@ -378,8 +378,12 @@ def run_batch(
     on_start: Callable[[int], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    spell_option: Callable[[str], str] = str,
 ) -> BatchSummary:
     """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring.
+
+    ``spell_option`` names options in the per-file errors (``overwrite``; the CLI passes
+    `deblurcli.options.flag_for` for ``--overwrite``).
 
     Every listed file ends in the summary as ok, skipped or failed with its reason, whatever
     happens (a full disk fails each file it hits; nothing is dropped silently).
@@ -406,7 +410,7 @@ def run_batch(
     try:
         remove_stale_files(out_dir)
         journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
-        _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile)
+        _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile, spell_option)
     finally:
         lock.close()
     summary.seconds = time.perf_counter() - t_start
@@ -415,7 +419,7 @@ def run_batch(
 
 def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptions, files: list[Path],
              journal: Journal, summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
-             on_tile: Callable[[int, int], None] | None) -> None:
+             on_tile: Callable[[int, int], None] | None, spell: Callable[[str], str] = str) -> None:
     settings = deblurrer.settings_key() | output_settings(opts)
     vopts = opts.video or VideoOptions()
     # Kept apart so that adding video options never makes a finished photo batch redo its photos.
@@ -478,7 +482,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
             res.bytes = dst.stat().st_size
         except DeblurError as exc:
-            res.status, res.error = "failed", str(exc)
+            res.status, res.error = "failed", exc.cli_message(spell)
         except OSError as exc:
             res.status, res.error = "failed", f"{dst}: cannot write ({_why(exc)})"
         except Exception as exc:  # never lose a file's result on the writer thread
@@ -502,7 +506,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                     if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
                         item = rec
             if isinstance(item, dict):
-                _from_journal(res, item)
+                _from_journal(res, item, spell)
                 pending.append(writer.submit(_finish, summary, res, index, total, on_result))  # in order
                 continue
             try:
@@ -514,7 +518,8 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                     pending.append(writer.submit(_finish, summary, res, index, total, on_result))
                     continue
                 if dst.exists() and not opts.overwrite and res.input not in journal.entries:
-                    raise DeblurError(f"{dst}: already exists and is not from an earlier run; pass --overwrite")
+                    raise DeblurError(f"{dst}: already exists and is not from an earlier run; replace it with "
+                                      "{overwrite}", names=("overwrite",))
                 # Claim the file before writing it: if this run dies between the write and the final
                 # journal line, the next run knows it may replace that output; and of two live runs
                 # the earlier claim wins, the other reports the file as in progress.
@@ -541,7 +546,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                 out = deblurrer.restore_image(item, progress=on_tile, in_place=True,
                                               layout=output_layout(item, dst, format=opts.format), label=str(dst))
             except DeblurError as exc:
-                res.status, res.error = "failed", str(exc)
+                res.status, res.error = "failed", exc.cli_message(spell)
             except Exception as exc:  # an unexpected failure on one file must not lose the others
                 res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
             if res.status == "failed":
@@ -571,7 +576,7 @@ def _in_progress(res: RestoreResult, owner: str) -> None:
     res.notes = [f"in progress in another run ({where})"]
 
 
-def _from_journal(res: RestoreResult, rec: dict[str, Any]) -> None:
+def _from_journal(res: RestoreResult, rec: dict[str, Any], spell: Callable[[str], str] = str) -> None:
     """A file finished by an earlier run: skipped, or still failed (so the exit code stays 1)."""
     res.width, res.height = int(rec.get("width") or 0), int(rec.get("height") or 0)
     res.bytes = rec.get("bytes")
@@ -579,7 +584,7 @@ def _from_journal(res: RestoreResult, rec: dict[str, Any]) -> None:
         res.status = "skipped"
     else:
         res.status = "failed"
-        res.error = f"{rec.get('error')} (earlier run; pass --retry-failed to try again)"
+        res.error = f"{rec.get('error')} (earlier run; try again with {spell('retry_failed')})"
 
 
 def _prefetch(pool: ThreadPoolExecutor, load: Callable[[Path], Any], files: list[Path]) -> Iterator[Future[Any]]:

@@ -329,7 +329,8 @@ def batch(
             _say("[yellow]warning:[/] ", msg)
 
     with progress:
-        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note)
+        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
+                            spell_option=flag_for)
     report_error = None
     if report:
         try:

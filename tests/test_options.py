@@ -288,3 +288,19 @@ def test_named_options_in_a_message_are_flags_on_the_command_line() -> None:
                         "or data.dead_leaves=1")
     assert exc.cli_message(flag_for) == ("runs/a already holds a run; continue it with --resume, or choose another "
                                          "--out; or --dead-leaves=1")
+
+
+def test_batch_per_file_errors_name_flags_in_the_cli_and_parameters_in_python(tmp_path: Path,
+                                                                               tiny_model: Path) -> None:
+    from deblurcli.batch import BatchOptions, run_batch
+
+    _png(tmp_path / "in" / "a.png")
+    _png(tmp_path / "out" / "a.png", seed=3)  # not ours: batch must not replace it unasked
+    res = runner.invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tiny_model),
+                              "--json"])
+    (rec,) = map(json.loads, res.stdout.splitlines())
+    assert res.exit_code == 1 and rec["error"].endswith("replace it with --overwrite")
+    d = api.Deblurrer(tiny_model, device="cpu", progress=False)
+    _png(tmp_path / "other" / "a.png", seed=3)
+    (py,) = run_batch(d, tmp_path / "in", tmp_path / "other", BatchOptions()).results
+    assert py.status == "failed" and (py.error or "").endswith("replace it with overwrite")
