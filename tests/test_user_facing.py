@@ -263,8 +263,8 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path: Path, tiny_model: Path) -
     assert list(out.parent.iterdir()) == []  # no output, no temporary file
 
 
-@pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["run", "IN", "-o", "-", "--format", "png"]],
-                         ids=["models", "models-json", "run-to-stdout"])
+@pytest.mark.parametrize("args", [["models"], ["run", "IN", "-o", "-", "--format", "png"]],
+                         ids=["models", "run-to-stdout"])
 def test_closed_stdout_ends_quietly(tmp_path: Path, tiny_model: Path, args: list[str]) -> None:
     """`deblur ... | head`: the reader goes away before the output is written."""
     if "IN" in args:
@@ -286,9 +286,7 @@ def test_deblur_debug_shows_the_traceback(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "deblurcli", "run", str(text), "-o", str(tmp_path / "x.png")],
                               capture_output=True, text=True, env={**ENV, **env}, timeout=120)
 
-    quiet = run()
-    assert quiet.returncode == 1 and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
-    assert quiet.stderr.startswith("error:") and "notes.png" in quiet.stderr
+    # (without it the same failure is one line: tests/test_cli.py::test_bad_image_files)
     loud = run(DEBLUR_DEBUG="1")
     assert loud.returncode == 1
     assert "Traceback (most recent call last)" in loud.stderr and "ImageError" in loud.stderr, loud.stderr
