@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,7 +133,7 @@ class VideoOptions:
     strength: float | None = field(default=None, metadata=_DECIDES)
     overwrite: bool = False
     segment_frames: int = DEFAULT_SEGMENT_FRAMES
-    #: Ask for a new frame every so often; raising from it stops the run (tests, GUIs).
+    #: Called with each frame's index before the model sees it; raising from it stops the run (tests, GUIs).
     on_frame: Callable[[int], None] | None = None
 
 
@@ -855,11 +855,3 @@ def _close_segment(seg: tuple[Any, Any, Path]) -> None:
         c.mux(p)
     c.close()
     os.replace(path, path.with_suffix(""))
-
-
-def describe_video(info: VideoInfo) -> dict[str, Any]:
-    """The probe as JSON-ready facts (for --json and tests)."""
-    d = asdict(info)
-    d["time_base"] = str(info.time_base)
-    d["rate"] = str(info.rate) if info.rate else None
-    return d
