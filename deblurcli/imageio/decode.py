@@ -458,7 +458,25 @@ def _decode_8bit(pil: PILImage.Image, label: str, icc: bytes | None) -> tuple[np
             im = pil.convert("RGB")
         except (ValueError, OSError):
             raise ImageError(f"{label}: {mode} colour mode is not supported; save it as RGB") from None
-    return np.asarray(im), im.mode, icc
+    return _pil_to_array(im), im.mode, icc
+
+
+def _pil_to_array(im: PILImage.Image) -> np.ndarray:
+    """``np.asarray(im)`` a block of rows at a time.
+
+    Pillow's own conversion goes through ``tobytes()``, which joins a list of chunks: two
+    transient whole-image copies beside Pillow's 4-byte-a-pixel image, 10 bytes a pixel at the
+    peak for RGB. Block by block the peak is Pillow's image plus the array, and the array is
+    writable, so the result can later be written over it.
+    """
+    w, h = im.size
+    rows = max(1, (16 << 20) // max(1, 4 * w))
+    first = np.asarray(im.crop((0, 0, w, min(h, rows))))
+    out = np.empty((h, *first.shape[1:]), first.dtype)
+    out[: len(first)] = first
+    for y in range(len(first), h, rows):
+        out[y : y + rows] = np.asarray(im.crop((0, y, w, min(h, y + rows))))
+    return out
 
 
 def _cmyk_to_rgb(pil: PILImage.Image, icc: bytes | None) -> tuple[PILImage.Image, bytes | None]:

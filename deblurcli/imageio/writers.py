@@ -49,9 +49,8 @@ Writer = Callable[[BinaryIO, np.ndarray, Encoding], None]
 
 
 def _pil_from(arr: np.ndarray) -> PILImage.Image:
-    bands = [PILImage.fromarray(np.ascontiguousarray(arr[..., i])) for i in range(arr.shape[2])]
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[len(bands)]
-    return bands[0] if mode == "L" else PILImage.merge(mode, bands)
+    """A Pillow image of 8-bit samples (HxWxC, C = 1..4) in one conversion: no per-band copies."""
+    return PILImage.fromarray(np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr))
 
 
 def _pillow_options(enc: Encoding) -> dict[str, object]:
