@@ -731,3 +731,14 @@ def test_large_16bit_written_in_parallel_blocks_reads_back_everywhere(tmp_path: 
     write_image(Image(grey, bit_depth=16, channels="L"), grey, out)
     np.testing.assert_array_equal(cv_load(out), grey)
     np.testing.assert_array_equal(np.asarray(PILImage.open(out)), grey)
+
+
+def test_big_endian_16bit_tiff_reads_exactly(tmp_path: Path) -> None:
+    """A Motorola-order ("MM") 16-bit TIFF goes through our strip decoder, which swaps bytes in place."""
+    grey = photo(37, 53, 1, 16).reshape(37, 53)
+    path = tmp_path / "be.tif"
+    PILImage.fromarray(grey.astype(">u2")).save(path)  # mode I;16B: Pillow writes it big-endian
+    assert path.read_bytes()[:2] == b"MM"
+    img = read_image(path)
+    assert img.bit_depth == 16 and img.channels == "L"
+    np.testing.assert_array_equal(img.samples, grey)

@@ -271,21 +271,30 @@ def _decode_tiff_strips(
     ):
         return None
     depth = int(_tag_values(tags.get(258))[0])
-    dtype = np.dtype(np.uint8) if depth == 8 else np.dtype(endian + "u2")
-    parts = []
+    stored = np.dtype(np.uint8) if depth == 8 else np.dtype(endian + "u2")
+    # Each strip is inflated straight into the result: joining them first would hold the image
+    # two or three times over, which for a 16-bit panorama is gigabytes.
+    arr = np.empty((h, w, spp), stored.newbyteorder("="))
+    flat = arr.reshape(-1).view(np.uint8)
+    need, pos = flat.size, 0
     try:
         for off, cnt in zip(offsets, counts, strict=True):
             raw = data[int(off) : int(off) + int(cnt)]
-            parts.append(zlib.decompress(raw) if compression != 1 else raw)
+            chunk = zlib.decompress(raw) if compression != 1 else raw
+            n = min(len(chunk), need - pos)
+            flat[pos : pos + n] = np.frombuffer(chunk, np.uint8, count=n)
+            pos += n
     except zlib.error as exc:
         raise _corrupt(label, "TIFF", exc) from None
-    need = h * w * spp * dtype.itemsize
-    buf = b"".join(parts)
-    if len(buf) < need:
+    if pos < need:
         raise ImageError(f"{label}: file is truncated or corrupt (TIFF ended early); re-export or re-download it")
-    arr = np.frombuffer(buf, dtype, count=h * w * spp).reshape(h, w, spp).astype(dtype.newbyteorder("="))
-    if predictor == 2:
-        arr = np.cumsum(arr, axis=1, dtype=arr.dtype)  # unsigned arithmetic wraps like the encoder
+    if stored.itemsize > 1 and (endian == ">") == np.little_endian:  # the file's byte order is not ours
+        arr.byteswap(inplace=True)
+    if predictor == 2:  # per row; in row blocks so the running sums need no whole-image temporary
+        step = max(1, (4 << 20) // max(1, w * spp * arr.itemsize))
+        for r in range(0, h, step):
+            # unsigned arithmetic wraps like the encoder
+            arr[r : r + step] = np.cumsum(arr[r : r + step], axis=1, dtype=arr.dtype)
     return arr
 
 
