@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -160,11 +161,11 @@ class Deblurrer:
                             f"see deblurcli.options.EngineOptions")
         self.options = opts = opts.replace(**changes)
         set_threads(opts.threads)
-        if opts.scan_backend != "auto":
-            try:
-                ssm.set_backend(opts.scan_backend)
-            except ValueError as exc:
-                raise OptionError("scan_backend", str(exc), value=opts.scan_backend) from None
+        if opts.scan_backend != "auto" and opts.scan_backend not in ssm.BACKENDS:
+            raise OptionError("scan_backend", f"unknown scan backend; choose auto, {', '.join(ssm.BACKENDS)}",
+                              value=opts.scan_backend)
+        #: This object's scan backend, in force during its own model calls only ("auto": the process default).
+        self.scan_backend = opts.scan_backend
         self.device = pick_device(opts.device)
         self.precision = pick_precision(opts.precision, self.device)
         self.tile = _parse_tile(opts.tile)
@@ -215,7 +216,7 @@ class Deblurrer:
             "weights_sha256": self.weights_sha256,
             "device": str(self.device),
             "precision": self.precision,
-            "scan_backend": ssm.resolve_backend("auto", torch.empty(0, device=self.device)),
+            "scan_backend": ssm.resolve_backend(self.scan_backend, torch.empty(0, device=self.device)),
             "tile": self.tile,
             "tile_overlap": self.tile_overlap,
         }
@@ -259,9 +260,25 @@ class Deblurrer:
                     y = self.arch.restore(self.model, x)
         return y.float()
 
+    @contextmanager
+    def _scan_backend(self) -> Iterator[None]:
+        """The asked-for scan backend for this object's model calls, not for every model in the process.
+
+        (Setting it process-wide once made a later ``Deblurrer(scan_backend="auto")`` keep another's.)
+        """
+        if self.scan_backend == "auto":
+            yield
+            return
+        before = ssm.get_backend()
+        ssm.set_backend(self.scan_backend)
+        try:
+            yield
+        finally:
+            ssm.set_backend(before)
+
     def run_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a batch of tiles (N, 3, h, w) in [0, 1]; NaN/Inf in half precision is redone in fp32."""
-        with self._lock:  # one model, possibly several reader threads
+        with self._lock, self._scan_backend():  # one model, possibly several reader threads
             threads = torch.get_num_threads()
             y = self._forward(x, self.precision)
             if torch.get_num_threads() != threads:

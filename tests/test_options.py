@@ -304,3 +304,31 @@ def test_batch_per_file_errors_name_flags_in_the_cli_and_parameters_in_python(tm
     _png(tmp_path / "other" / "a.png", seed=3)
     (py,) = run_batch(d, tmp_path / "in", tmp_path / "other", BatchOptions()).results
     assert py.status == "failed" and (py.error or "").endswith("replace it with overwrite")
+
+
+def test_scan_backend_is_each_deblurrers_own(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--scan torch on one Deblurrer must not make a later one with auto run torch too."""
+    import torch
+
+    from deblurcli import ssm
+
+    before = ssm.get_backend()
+    forced = api.Deblurrer(tiny_model, device="cpu", tile=0, scan_backend="torch", progress=False)
+    auto = api.Deblurrer(tiny_model, device="cpu", tile=0, progress=False)
+    assert ssm.get_backend() == before
+    seen: list[str] = []
+    real = ssm.resolve_backend
+
+    def spy(backend: str, u: torch.Tensor) -> str:
+        seen.append(real(backend, u))
+        return seen[-1]
+
+    monkeypatch.setattr(ssm, "resolve_backend", spy)
+    x = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
+    forced.restore(x)
+    assert seen and set(seen) == {"torch"}
+    seen.clear()
+    auto.restore(x)
+    assert seen and set(seen) == {real("auto", torch.empty(0))}
+    assert ssm.get_backend() == before
+    assert forced.describe()["scan_backend"] == "torch"
