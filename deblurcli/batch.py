@@ -36,7 +36,15 @@ from typing import Any
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, OptionError, UsageError
 from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
-from .imageio import IMAGE_EXTENSIONS, Image, output_layout, read_image, unknown_format_error, write_image
+from .imageio import (
+    IMAGE_EXTENSIONS,
+    Image,
+    extension_for,
+    output_layout,
+    read_image,
+    unknown_format_error,
+    write_image,
+)
 from .options import output_settings
 from .video import VIDEO_EXTENSIONS, VideoOptions, is_video, restore_video
 
@@ -175,7 +183,7 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
 def output_path(out_dir: Path, rel: Path, opts: BatchOptions) -> Path:
     """Where the result of ``rel`` goes: the same relative place, with the suffix and format."""
     video = rel.suffix.lower() in VIDEO_EXTENSIONS  # --format is a photo format: a video stays a video
-    suffix = f".{opts.format.lower().lstrip('.')}" if opts.format and not video else rel.suffix
+    suffix = extension_for(opts.format) if opts.format and not video else rel.suffix  # as `run` names it
     return out_dir / rel.parent / f"{rel.stem}{opts.suffix}{suffix}"
 
 

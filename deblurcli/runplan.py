@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DeblurError
 from .fsutil import input_as_output
-from .imageio import FORMAT_EXTENSIONS, extension_hint, unknown_format_error
+from .imageio import FORMAT_EXTENSIONS, extension_for, extension_hint, unknown_format_error
 from .video import VIDEO_EXTENSIONS, is_video, preview_path
 
 if TYPE_CHECKING:
@@ -46,8 +46,7 @@ class Planned:
 def _ext(fmt: str | None, src: Path) -> str:
     if not fmt:
         return src.suffix or ".png"
-    ext = "." + fmt.lower().lstrip(".")
-    return {".jpeg": ".jpg", ".tiff": ".tif"}.get(ext, ext)
+    return extension_for(fmt)
 
 
 def compare_path(dst: str | os.PathLike[str]) -> str:

@@ -742,3 +742,15 @@ def test_big_endian_16bit_tiff_reads_exactly(tmp_path: Path) -> None:
     img = read_image(path)
     assert img.bit_depth == 16 and img.channels == "L"
     np.testing.assert_array_equal(img.samples, grey)
+
+
+def test_format_option_names_outputs_alike_in_run_and_batch(tmp_path: Path) -> None:
+    """`--format jpeg` gives `a.jpg` from both `run` and `batch` (batch used to write `a.jpeg`)."""
+    from deblurcli.batch import BatchOptions, output_path
+    from deblurcli.runplan import plan_outputs
+
+    (tmp_path / "a.png").write_bytes(b"")  # planning only looks at names
+    for fmt, ext in [("jpeg", ".jpg"), ("JPEG", ".jpg"), ("tiff", ".tif"), ("jpe", ".jpe"), ("webp", ".webp")]:
+        (p,) = plan_outputs([str(tmp_path / "a.png")], str(tmp_path / "out") + "/", fmt=fmt)
+        assert p.error is None and Path(p.dst).name == f"a{ext}", (fmt, p)
+        assert output_path(tmp_path, Path("a.png"), BatchOptions(format=fmt)).name == f"a{ext}", fmt

@@ -160,6 +160,16 @@ def format_named(name: str) -> ImageFormat | None:
     return f if f is not None and f.writer is not None else None
 
 
+def extension_for(name: str) -> str:
+    """The extension for new files asked for as ``--format name``: an extension is kept as given
+    (``jpe`` -> ``.jpe``), a format's name gives its usual one (``jpeg`` -> ``.jpg``)."""
+    key = name.strip().lower().lstrip(".")
+    f = format_named(key)
+    if f is None:
+        return "." + key
+    return "." + key if "." + key in f.extensions and key != f.name.lower() else f.extension
+
+
 def unknown_format_error(name: str | None) -> str | None:
     """The one ``--format`` check: None when `name` is empty or a writable format, else the message."""
     if not name or format_named(name) is not None:
