@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,13 @@ from deblurcli.cli import app
 from tests.tmpfs import fill, small_tmpfs
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": "1"}
+
+
+def _sigint_default() -> None:
+    """Give the child Ctrl-C's default meaning: a shell starts background jobs (and so a CI runner
+    may start pytest) with SIGINT ignored, which children inherit and Python then honours."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 
 @pytest.fixture
@@ -275,7 +283,8 @@ def test_ctrl_c_twice_exits_130_without_a_traceback(tiny_model: Path, tmp_path: 
     _photos(tmp_path / "in", 40, size=128)
     cmd = [sys.executable, "-m", "deblurcli", "batch", str(tmp_path / "in"), str(tmp_path / "out"), "--json",
            "--model", str(tiny_model), "--device", "cpu"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=_sigint_default)
     assert p.stdout is not None
     p.stdout.readline()  # the first file is done: the reader and writer threads are busy
     p.send_signal(signal.SIGINT)

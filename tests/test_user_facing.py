@@ -31,6 +31,13 @@ ENV.pop("DEBLUR_DEBUG", None)
 runner = CliRunner()
 
 
+def _sigint_default() -> None:
+    """Give the child Ctrl-C's default meaning: a shell starts background jobs (and so a CI runner
+    may start pytest) with SIGINT ignored, which children inherit and Python then honours."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+
 def _png(path: Path, arr: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)
@@ -243,7 +250,8 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path: Path, tiny_model: Path) -
     out.parent.mkdir()
     p = subprocess.Popen([sys.executable, "-m", "deblurcli", "run", str(src), "-o", str(out), "--model",
                           str(tiny_model), "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=ENV, text=True)
+                         env=ENV, text=True,
+                         preexec_fn=_sigint_default)
     try:
         # Start-up (imports, model) takes about 2 CPU-seconds; restoring this image over 10. Press
         # Ctrl-C in the middle of the restoration, however fast or loaded the machine is.
