@@ -506,6 +506,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             src, dst = in_dir / rel, output_path(out_dir, rel, opts)
             res = RestoreResult(input=rel.as_posix(), output=str(dst))
             t0 = time.perf_counter()
+            transient = False  # a failure on the output side (full disk), retried by the next run
             if not isinstance(item, dict):
                 journal.refresh()  # another run may have finished this file since it was read
                 if not opts.overwrite:
@@ -534,6 +535,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                 try:
                     journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
                 except OSError as exc:
+                    transient = True
                     raise DeblurError(f"{dst}: not started, {journal.path.name} cannot be written ({_why(exc)})"
                                       ) from None
                 journal.refresh()
@@ -558,7 +560,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             except Exception as exc:  # an unexpected failure on one file must not lose the others
                 res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
             if res.status == "failed":
-                pending.append(writer.submit(record, res, digest, dst, t0, index))  # journal order with writes
+                pending.append(writer.submit(record, res, digest, dst, t0, index, transient))  # in journal order
             else:
                 pending.append(writer.submit(write, item, out, dst, res, digest, t0, index))
     except BaseException:

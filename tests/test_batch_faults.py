@@ -298,3 +298,29 @@ def test_ctrl_c_twice_exits_130_without_a_traceback(tiny_model: Path, tmp_path: 
     assert "interrupted" in err
     out = tmp_path / "out"
     assert all(_valid_image(f) for f in out.glob("*.png"))  # what was written is whole
+
+
+def test_a_claim_refused_by_a_full_disk_is_retried_without_retry_failed(
+        batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills just as a file is claimed (its "started" journal line), then frees a little so
+    the failure itself is recorded: that says nothing about the input, so a rerun must try again."""
+    import errno
+
+    names = _photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    real_add = Journal.add
+
+    def add(self: Journal, rec: dict) -> None:
+        if rec["input"] == "img01.png" and rec.get("status") == "started":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_add(self, rec)
+
+    monkeypatch.setattr(Journal, "add", add)
+    first = batch(tmp_path / "in", out, "--json")
+    assert first.exit_code == 1
+    assert "disk full" in _statuses(first)["img01.png"]["error"]
+    monkeypatch.setattr(Journal, "add", real_add)
+    again = batch(tmp_path / "in", out, "--json")
+    assert again.exit_code == 0, again.stderr
+    st = _statuses(again)
+    assert st["img01.png"]["status"] == "ok" and all(st[n]["status"] == "skipped" for n in names if n != "img01.png")
