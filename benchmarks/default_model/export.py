@@ -18,8 +18,8 @@ from deblurcli.weights import load_model, save_model, sha256_file
 def main(src: str, dst: str = "weights/default.safetensors") -> None:
     model, spec = load_model(src)
     log = Path(src).parent / "log.jsonl"
-    step = None
-    if log.is_file():
+    step = spec.metadata.get("train_steps")  # deblur train records the step it saved at
+    if step is None and log.is_file():
         lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
         validated = [x for x in lines if "val_psnr" in x]
         if Path(src).name == "best.safetensors" and validated:  # written at the best validation so far
