@@ -64,3 +64,12 @@ def test_checkpoint_detected_and_config_inferred(tmp_path: Path) -> None:
 def test_rejects_bad_levels() -> None:
     with pytest.raises(ValueError, match="scan_levels"):
         create("scanunet", {**SMALL, "scan_levels": [7]})
+
+
+def test_a_gap_in_the_block_numbering_is_refused() -> None:
+    from deblurcli.errors import CheckpointError
+
+    sd = create("scanunet", SMALL).state_dict()
+    holed = {k: v for k, v in sd.items() if not k.startswith("enc.2.blocks.0.")}
+    with pytest.raises(CheckpointError, match=r"ScanUNet weights have gaps in the blocks under 'enc.2.blocks.': \[1\]"):
+        su.infer_config(holed)

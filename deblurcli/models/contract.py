@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,21 @@ def width_memory(key: str, fallback: int = 48) -> Callable[[Mapping[str, Any]], 
         return BYTES_PER_PIXEL_PER_CHANNEL * int(config.get(key) or fallback)
 
     return bytes_per_pixel
+
+
+def count_blocks(keys: Iterable[str], prefix: str, title: str) -> int:
+    """How many numbered blocks (``PREFIX0.``, ``PREFIX1.``, ...) a state dict holds under ``prefix``.
+
+    Config inference reads block counts from key names; a gap in the numbering means the file is
+    not what its keys suggest, which must fail here rather than as a shape error later.
+    """
+    from ..errors import CheckpointError
+
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
+    if found != set(range(len(found))):
+        raise CheckpointError(f"{title} weights have gaps in the blocks under {prefix!r}: {sorted(found)}")
+    return len(found)
 
 
 def keep_settings(variant: str, settings: dict[str, Any], train_patch: int) -> dict[str, Any]:
@@ -207,5 +222,5 @@ class ArchSpec:
 
 __all__ = [
     "BYTES_PER_PIXEL_PER_CHANNEL", "CODE_HOOKS", "CONV_MIN_TILE", "INPUT_RANGES", "SCAN_MIN_TILE", "ArchSpec",
-    "TrainRecipe", "keep_settings", "lazy", "network_attributes", "network_hooks", "width_memory",
+    "TrainRecipe", "count_blocks", "keep_settings", "lazy", "network_attributes", "network_hooks", "width_memory",
 ]

@@ -23,7 +23,6 @@ Facts about the official code that are easy to get wrong, and which this module 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
-from ..contract import strip_module_prefix
+from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
@@ -423,13 +422,6 @@ def detect(state_dict: Mapping[str, Any]) -> bool:
     )
 
 
-def _count_blocks(keys: Sequence[str], prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
-    if found and found != set(range(len(found))):
-        raise CheckpointError(f"ALGNet weights have gaps in the blocks under {prefix!r}: {sorted(found)}")
-    return len(found)
-
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Constructor kwargs from key names and shapes alone.
@@ -445,9 +437,9 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {
         "img_channel": img_channel,
         "width": width,
-        "middle_blk_num": _count_blocks(keys, "middle_blks."),
-        "enc_blk_nums": [_count_blocks(keys, f"encoders.{i}.") for i in range(4)],
-        "dec_blk_nums": [_count_blocks(keys, f"decoders.{i}.") for i in range(4)],
+        "middle_blk_num": count_blocks(keys, "middle_blks.", "ALGNet"),
+        "enc_blk_nums": [count_blocks(keys, f"encoders.{i}.", "ALGNet") for i in range(4)],
+        "dec_blk_nums": [count_blocks(keys, f"decoders.{i}.", "ALGNet") for i in range(4)],
     }
     a_log = next((sd[k] for k in keys if k.endswith("g_layer.mamba.A_log")), None)
     if a_log is not None and int(a_log.shape[1]) != OFFICIAL_D_STATE:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ...errors import CheckpointError, UsageError
 from ...ssm import selective_scan
-from ..contract import strip_module_prefix
+from ..contract import count_blocks, strip_module_prefix
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
 
 #: The official test-time window sizes, levels 1, 2, 3 (``models/EVSSM.py``).
@@ -440,13 +440,6 @@ def detect(state_dict: Mapping[str, Any]) -> bool:
     )
 
 
-def _block_count(keys: Sequence[str], prefix: str) -> int:
-    found = {int(k[len(prefix):].split(".", 1)[0]) for k in keys
-             if k.startswith(prefix) and k[len(prefix):].split(".", 1)[0].isdigit()}
-    if found != set(range(len(found))):
-        raise CheckpointError(f"EVSSM weights have gaps in {prefix}N blocks: {sorted(found)}")
-    return len(found)
-
 
 def _expansion_factor(shapes: Sequence[Sequence[int]]) -> float:
     """The simplest ``ffn_expansion_factor`` that rebuilds every level's FFN width.
@@ -473,8 +466,8 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     stem = sd["patch_embed.proj.weight"].shape
     dim, inp = int(stem[0]), int(stem[1])
     keys = list(sd)
-    num_blocks = [_block_count(keys, f"encoder_level{k}.block") for k in (1, 2, 3)]
-    decoder = [_block_count(keys, f"decoder_level{k}.block") for k in (1, 2, 3)]
+    num_blocks = [count_blocks(keys, f"encoder_level{k}.block", "EVSSM") for k in (1, 2, 3)]
+    decoder = [count_blocks(keys, f"decoder_level{k}.block", "EVSSM") for k in (1, 2, 3)]
     if decoder != num_blocks:
         raise CheckpointError(f"EVSSM encoder and decoder block counts differ: {num_blocks} vs {decoder}")
     factor = _expansion_factor([sd[f"encoder_level{k}.block0.ffn.project_out.weight"].shape

@@ -22,7 +22,6 @@ Parameter names are ours (there are no authors' checkpoints); detection keys on 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
-from ..contract import strip_module_prefix
+from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
 from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS
 
@@ -158,13 +157,6 @@ def detect(state_dict: Mapping[str, Any]) -> bool:
         k.startswith("mid.blocks.") for k in keys)
 
 
-def _count(keys: Sequence[str], prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
-    if found and found != set(range(len(found))):
-        raise CheckpointError(f"ScanUNet weights have gaps in the blocks under {prefix!r}: {sorted(found)}")
-    return len(found)
-
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Constructor kwargs from key names and shapes alone."""
@@ -179,9 +171,9 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "img_channel": in4 // 4,
         "width": width,
-        "enc_blk_nums": [_count(keys, f"enc.{i}.blocks.") for i in range(LEVELS)],
-        "middle_blk_num": _count(keys, "mid.blocks."),
-        "dec_blk_nums": [_count(keys, f"dec.{i}.blocks.") for i in range(LEVELS)],
+        "enc_blk_nums": [count_blocks(keys, f"enc.{i}.blocks.", "ScanUNet") for i in range(LEVELS)],
+        "middle_blk_num": count_blocks(keys, "mid.blocks.", "ScanUNet"),
+        "dec_blk_nums": [count_blocks(keys, f"dec.{i}.blocks.", "ScanUNet") for i in range(LEVELS)],
         "scan_levels": scan_levels,
         "d_state": int(a_log.shape[1]) if a_log is not None else 8,
         "max_mult": int(sd["mid.blocks.0.conv1.weight"].shape[0]) // width if "mid.blocks.0.conv1.weight" in sd else 1,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import CheckpointError, UsageError
-from ..contract import strip_module_prefix
+from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
 from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
 
@@ -336,12 +336,6 @@ def _factor(widths: Sequence[tuple[int, int]]) -> float | int:
     raise CheckpointError(f"XYScanNet weights with inconsistent expansion widths {list(widths)}")
 
 
-def _count_blocks(sd: Mapping[str, Any], prefix: str) -> int:
-    idx = {int(k[len(prefix):].split(".", 1)[0]) for k in sd if k.startswith(prefix)}
-    if idx != set(range(len(idx))):
-        raise CheckpointError(f"XYScanNet weights have gaps in {prefix.rstrip('.')}: blocks {sorted(idx)}")
-    return len(idx)
-
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor kwargs, read from key names and tensor shapes (works on meta tensors)."""
@@ -350,8 +344,8 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"not an XYScanNet state dict: missing {', '.join(missing)}")
     dim, inp_channels = sd["patch_embed.proj.weight"].shape[:2]
-    num_blocks = [_count_blocks(sd, f"encoder_level{i}.") for i in (1, 2, 3)]
-    decoder_blocks = [_count_blocks(sd, f"decoder_level{i}.") for i in (1, 2, 3)]
+    num_blocks = [count_blocks(sd, f"encoder_level{i}.", "XYScanNet") for i in (1, 2, 3)]
+    decoder_blocks = [count_blocks(sd, f"decoder_level{i}.", "XYScanNet") for i in (1, 2, 3)]
     if decoder_blocks != num_blocks or 0 in num_blocks:
         raise CheckpointError(
             f"XYScanNet weights with encoder blocks {num_blocks} but decoder blocks {decoder_blocks}"
