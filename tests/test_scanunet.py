@@ -73,3 +73,8 @@ def test_a_gap_in_the_block_numbering_is_refused() -> None:
     holed = {k: v for k, v in sd.items() if not k.startswith("enc.2.blocks.0.")}
     with pytest.raises(CheckpointError, match=r"ScanUNet weights have gaps in the blocks under 'enc.2.blocks.': \[1\]"):
         su.infer_config(holed)
+
+
+def test_config_inferred_without_middle_blocks() -> None:
+    config = {**SMALL, "middle_blk_num": 0, "max_mult": 8, "scan_levels": [3]}
+    assert su.infer_config(create("scanunet", config).state_dict()) == config

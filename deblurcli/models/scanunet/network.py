@@ -176,7 +176,8 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         "dec_blk_nums": [count_blocks(keys, f"dec.{i}.blocks.", "ScanUNet") for i in range(LEVELS)],
         "scan_levels": scan_levels,
         "d_state": int(a_log.shape[1]) if a_log is not None else 8,
-        "max_mult": int(sd["mid.blocks.0.conv1.weight"].shape[0]) // width if "mid.blocks.0.conv1.weight" in sd else 1,
+        # the last downsampling's output is the 1/32 level's width (present even with no middle blocks)
+        "max_mult": int(sd[f"down.{LEVELS - 1}.weight"].shape[0]) // width,
     }
 
 
