@@ -371,3 +371,37 @@ def test_restore_file_writes_what_the_float_path_writes(deblurrer: Deblurrer, tm
     deblurrer.restore_file(tmp_path / "in.png", tmp_path / "out.jpg", strength=0.5, compare=tmp_path / "c.png")
     assert (tmp_path / "out.jpg").read_bytes() == (tmp_path / "float.jpg").read_bytes()
     np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "c.png"))[:, :56], arr)  # input side intact
+
+
+SMALL_CONFIGS = {
+    "algnet": {"width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1],
+               "d_state": 4},
+    "evssm": {"dim": 8, "num_blocks": [1, 1, 1]},
+    "xyscannet": {"dim": 8, "num_blocks": [1, 1, 1]},
+    "scanunet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
+                 "scan_levels": [2], "d_state": 4},
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL_CONFIGS))
+def test_bf16_on_cpu_runs_every_architecture(arch: str, tmp_path: Path) -> None:
+    """`--precision bf16` on a CPU casts the whole model; every architecture must run so and stay
+    near its fp32 result (EVSSM once fed the fp32 scan output to a bf16 LayerNorm and crashed)."""
+    from deblurcli.models import create, get_arch
+    from deblurcli.weights import save_model
+
+    spec = get_arch(arch)
+    torch.manual_seed(0)
+    path = tmp_path / f"{arch}.safetensors"
+    save_model(create(arch, SMALL_CONFIGS[arch], spec.default_variant), path, arch=arch,
+               config=SMALL_CONFIGS[arch], variant=spec.default_variant)
+    x = _photo(64, 64)
+    said: list[str] = []
+    fp32 = Deblurrer(path, device="cpu", tile=0, progress=False, precision="fp32").restore(x)
+    low = Deblurrer(path, device="cpu", tile=0, progress=False, precision="bf16", on_note=said.append)
+    assert next(low.model.parameters()).dtype == torch.bfloat16
+    y = low.restore(x)
+    assert not said, said  # no fall-back to fp32 hiding a bf16 failure
+    assert y.shape == x.shape and np.isfinite(y).all()
+    diff = np.abs(y.astype(np.float32) - fp32.astype(np.float32))
+    assert 0 < diff.mean() < 0.01

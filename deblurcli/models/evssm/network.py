@@ -158,7 +158,9 @@ class SS2D(nn.Module):
                 z=None, delta_bias=self.dt_projs_bias.float().view(-1), delta_softplus=True,
             )
         assert isinstance(y, Tensor)
-        y = self.out_norm(y.transpose(1, 2))  # (b, L, di)
+        # Back to the norm's own dtype: a no-op in fp32 and under autocast (whose LayerNorm runs
+        # in fp32), and what a bf16-cast model on the CPU needs, where nothing casts for it.
+        y = self.out_norm(y.transpose(1, 2).to(self.out_norm.weight.dtype))  # (b, L, di)
         gate = F.gelu(z)
         y = y * gate if torch.is_grad_enabled() else y.mul_(gate)
         out = torch.bmm(self.out_proj.weight.expand(b, -1, -1), y.transpose(1, 2))  # (b, c, L)
@@ -196,6 +198,9 @@ class EDFFN(nn.Module):
         spec = torch.fft.rfft2(patches, dim=(3, 5))
         spec = spec * self.fft.view(c, 1, p, 1, p // 2 + 1)
         x = torch.fft.irfft2(spec, s=(p, p), dim=(3, 5)).reshape(b, c, hp, wp)
+        # The weights' dtype, as for the scan's output: fp32 in fp32 and under autocast, bf16 in a
+        # bf16-cast model on the CPU (else the residual sum turns fp32 and the next conv refuses it).
+        x = x.to(self.project_out.weight.dtype)
         return x[:, :, :h, :w] if (ph or pw) else x
 
 
