@@ -45,13 +45,16 @@ def model_details(name: str) -> dict[str, Any]:
     embedded = registry.embedded_path(entry)
     cached = cached_path(entry)
     inst = installed.find(entry)
+    how = where(entry)
     data.update(
-        where=where(entry),
+        where=how,
         embedded_path=str(embedded) if embedded else None,
         installed=inst.to_dict() if inst else None,
         cached_path=str(cached) if cached else None,
         cache_dir=str(settings.hf_cache_dir()),
         endpoint=settings.hf_endpoint(),
-        download_command=f"deblur download {entry.name}" if entry.hf_repo else None,
+        # Not offered where a download would only 404 (where() == "manual"): info shows the
+        # authors' source and the convert command instead.
+        download_command=f"deblur download {entry.name}" if entry.hf_repo and how != "manual" else None,
     )
     return data

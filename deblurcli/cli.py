@@ -404,6 +404,8 @@ def models_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines.append("GoPro dB: PSNR in the model's paper (all its figures: deblur models info NAME)")
     if marked:
         lines.append("* the paper's XYScanNet; the released XYScanNetP itself was not measured there")
+    if any(r.get("where") == "manual" for r in rows):
+        lines.append("manual: not on the Hub yet; deblur models info NAME says how to install it")
     return lines
 
 
@@ -491,6 +493,8 @@ def _info_value(key: str, value: Any, info: dict[str, Any]) -> str:
         return "none (no paper)" if not info.get("paper") else "none stated in the paper"
     if key == "paper_cost" and info.get("paper"):
         return "not stated in the paper"
+    if key == "download_command" and info.get("where") == "manual":
+        return "none yet (not published on the Hub; see installed for the convert command)"
     if key in ("revision", "sha256", "size_bytes") and info.get("hf_repo") and not info.get("embedded"):
         return "not pinned yet (the converted weights are not published on the Hub; use source_url + convert_command)"
     return "-"

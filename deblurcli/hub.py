@@ -227,13 +227,22 @@ def cached_path(entry: ModelEntry) -> Path | None:
 
 
 def where(entry: ModelEntry) -> str:
-    """``embedded``, ``installed``, ``cached``, ``downloadable`` or ``missing``: how ``entry`` would be had now."""
+    """How ``entry`` would be had now: ``embedded``, ``installed``, ``cached``, ``downloadable``,
+    ``manual`` or ``missing``.
+
+    ``manual``: a Hub repo is named but this package pins no published file and the user has not
+    pointed us at a mirror, so a download would most likely 404; the authors' checkpoint has to be
+    fetched and converted by hand (``deblur models info NAME`` gives both steps). Saying so in the
+    listing spares the user a failed download to find out.
+    """
     if registry.embedded_path(entry) is not None:
         return "embedded"
     if installed.find(entry) is not None:
         return "installed"
     if entry.hf_repo:
-        return "cached" if cached_path(entry) is not None else "downloadable"
+        if cached_path(entry) is not None:
+            return "cached"
+        return "downloadable" if entry.pinned or settings.hub_customised() else "manual"
     return "missing"
 
 

@@ -106,6 +106,16 @@ def hf_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def hub_customised() -> bool:
+    """Whether the user names another Hub organisation (a fork or a re-host of our repos).
+
+    Then the registry's repos may well be there even where this package pins no published file,
+    so listings offer them as downloadable rather than as manual installs. HF_ENDPOINT alone does
+    not count: the usual mirrors proxy huggingface.co, so what is unpublished there is here too.
+    """
+    return hub_org() != DEFAULT_HUB_ORG
+
+
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache, resolved the way huggingface_hub resolves it.
 

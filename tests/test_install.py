@@ -228,7 +228,9 @@ def test_models_list_fits_80_columns_one_line_per_model(monkeypatch: pytest.Monk
     model_lines = [ln for ln in lines if ln.split(" ", 1)[0] in names]
     assert [ln.split()[0] for ln in model_lines] == names  # one line each, in order
     by_name = {ln.split()[0]: ln.split() for ln in model_lines}
-    assert by_name["algnet-b-gopro"][1:] == ["algnet", "213.8M", "GoPro", "34.05", "downloadable"]
+    # Not published on the Hub and no mirror configured: a download would 404, so it says manual.
+    assert by_name["algnet-b-gopro"][1:] == ["algnet", "213.8M", "GoPro", "34.05", "manual"]
+    assert any(ln.startswith("manual: ") and "deblur models info NAME" in ln for ln in lines)
     assert by_name["evssm-realblur-j"][4] == "-"  # no GoPro figure for a RealBlur model
     assert by_name["xyscannetp-gopro"][4] == "33.91*"
     assert any(ln.startswith("* ") and "XYScanNetP" in ln for ln in lines)
@@ -291,3 +293,24 @@ def test_eval_prints_the_paper_beside_the_measured(tmp_path: Path, monkeypatch: 
                   "--model", "tiny-gopro", "--device", "cpu", env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.stderr
     assert "paper: the paper states no figure for ALGNet trained on GoPro on pairs" in res.stdout
+
+
+def test_unpublished_models_are_listed_as_manual_installs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hub repo the package pins no file for would 404 on download: the listing and `models info`
+    say so up front, unless the user names another Hub organisation (a re-host may have it)."""
+    entry = registry.get("evssm-gopro")
+    assert hub.where(entry) == "manual"
+    info = _deblur("models", "info", "evssm-gopro")
+    assert info.exit_code == 0, info.stderr
+    line = next(ln for ln in info.stdout.splitlines() if ln.startswith("download_command"))
+    assert "none yet" in line and "deblur download" not in line
+    assert "deblur convert net_g_GoPro.pth --install evssm-gopro" in info.stdout
+
+    assert hub.where(dataclasses.replace(entry, sha256="0" * 64)) == "downloadable"  # published and pinned
+    monkeypatch.setenv("DEBLUR_HUB_ORG", "someone-else")
+    assert hub.where(entry) == "downloadable"
+    listing = _deblur("models")
+    assert not any(ln.startswith("manual") for ln in listing.stdout.splitlines())
+    line = next(ln for ln in _deblur("models", "info", "evssm-gopro").stdout.splitlines()
+                if ln.startswith("download_command"))
+    assert line.split()[1:] == ["deblur", "download", "evssm-gopro"]
