@@ -311,7 +311,7 @@ class Deblurrer:
         # Never below the architecture's smallest useful tile: it could not see the blur.
         side = tiling.auto_tile_size(free, bpp, m, minimum=self.arch.min_tile, batch_size=self.batch_size,
                                      maximum=maximum)
-        return 0 if max(h, w) <= side else side
+        return tiling.fitted_tile(h, w, side, self.tile_overlap, m, minimum=self.arch.min_tile)
 
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -42,6 +42,7 @@ __all__ = [
     "Tile",
     "auto_tile_size",
     "axis_positions",
+    "fitted_tile",
     "min_context",
     "pad_to_multiple",
     "plan_tiles",
@@ -304,6 +305,28 @@ def auto_tile_size(
     if maximum is not None:
         side = min(side, -(-maximum // multiple) * multiple)
     return max(floor_tile, side)
+
+
+def fitted_tile(h: int, w: int, side: int, overlap: int, multiple: int, minimum: int = 0) -> int:
+    """The automatic tile for an h x w image, given the largest side memory allows: 0 (the whole
+    image) when the image has no more pixels than one such tile, else the smallest square tile
+    (a multiple of `multiple`, at least `minimum`) that covers the image with as few tiles as
+    `side` would. Fewest tiles first: a smaller tile sees less of the blur around each pixel.
+
+    Memory follows the pixel count, not the side, so a 1280x720 video frame fits wherever a
+    1024x1024 tile does; cutting it into two overlapping 1024 px tiles would cost 1.6x the work.
+    Likewise a 1100 px square needs two tiles per axis, and two of about 570 px do the job of two
+    of 1024 px that would overlap by almost their whole width (a quarter of the work).
+    """
+    if side <= 0 or h * w <= side * side:
+        return 0
+    multiple = max(1, int(multiple))
+    need = 0
+    for size in (h, w):  # square tiles: each axis keeps the count the largest side gives it
+        n = len(axis_positions(size, side, overlap))
+        need = max(need, -(-(size + (n - 1) * overlap) // n))  # n equal tiles, `overlap` apart
+    fitted = -(-max(need, minimum) // multiple) * multiple
+    return min(fitted, side)
 
 
 def min_context(arch_hint: str | None = None) -> int:

@@ -405,3 +405,15 @@ def test_bf16_on_cpu_runs_every_architecture(arch: str, tmp_path: Path) -> None:
     assert y.shape == x.shape and np.isfinite(y).all()
     diff = np.abs(y.astype(np.float32) - fp32.astype(np.float32))
     assert 0 < diff.mean() < 0.01
+
+
+def test_auto_tiles_follow_pixel_count_not_side(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU a 1280x720 video frame runs whole (it has fewer pixels than the 1024 px tile cap),
+    and an image just over the cap gets tiles no bigger than the fewest-tiles cover needs."""
+    monkeypatch.setattr(api, "_available_memory", lambda: 64 << 30)
+    d = Deblurrer(tiny_model, device="cpu", progress=False)
+    assert d.tile == "auto"
+    assert d.tile_for(720, 1280) == 0 and d.tile_for(1280, 720) == 0
+    t = d.tile_for(1100, 1100)
+    assert 0 < t < 700 and t % d.spec.pad_multiple == 0
+    assert d.tile_for(4000, 3000) <= 1024

@@ -14,6 +14,7 @@ from deblurcli.tiling import (
     Tile,
     auto_tile_size,
     axis_positions,
+    fitted_tile,
     min_context,
     pad_to_multiple,
     plan_tiles,
@@ -302,6 +303,31 @@ def test_auto_tile_size() -> None:
     assert auto_tile_size(64 * gib, 10.0, 8, maximum=1000) == 1000
     with pytest.raises(ValueError):
         auto_tile_size(gib, 0.0, 8)
+
+
+def test_fitted_tile_runs_what_fits_whole_and_wastes_no_work() -> None:
+    # A 1280x720 video frame has fewer pixels than a 1024 px tile: it runs whole, not as two tiles.
+    assert fitted_tile(720, 1280, 1024, 32, 32) == 0
+    assert fitted_tile(1024, 1024, 1024, 32, 32) == 0
+    # 1100x1100 needs 2x2 tiles at 1024 px; 2x2 of the fitted size do it with far less work.
+    t = fitted_tile(1100, 1100, 1024, 32, 32)
+    assert t % 32 == 0 and t < 1024
+    assert len(plan_tiles(1100, 1100, t, 32)) == len(plan_tiles(1100, 1100, 1024, 32)) == 4
+    assert 4 * t * t < 0.4 * 4 * 1024 * 1024
+    assert fitted_tile(1100, 1100, 1024, 32, 32, minimum=768) == 768  # never below the minimum
+    for h, w, side, overlap, multiple in itertools.product([300, 1000, 1500, 4000], [257, 1280, 3001],
+                                                           [256, 512, 1024], [0, 32, 100], [8, 32]):
+        t = fitted_tile(h, w, side, overlap, multiple, minimum=256)
+        if t == 0:
+            assert h * w <= side * side
+            continue
+        assert t % multiple == 0 and 256 <= t <= side
+        # never more tiles than the largest side would need, and every pixel still covered
+        assert len(plan_tiles(h, w, t, overlap)) <= len(plan_tiles(h, w, side, overlap))
+        cover = np.zeros((h, w), bool)
+        for tile in plan_tiles(h, w, t, overlap):
+            cover[tile.slices] = True
+        assert cover.all()
 
 
 def test_too_small_tile_warning() -> None:
