@@ -11,7 +11,8 @@ Reading the next image and writing the last result happen on background threads 
 runs; one bad file is recorded and the batch goes on.
 
 Faults: every file ends in the summary as ok, skipped or failed with its reason, whatever
-happens. A write that fails (full disk, permissions) fails that file and is retried by the next
+happens; after Ctrl-C, the files not reached are pending (`BatchInterrupted` carries the
+summary). A write that fails (full disk, permissions) fails that file and is retried by the next
 run without ``--retry-failed`` (it says nothing about the input). Runs into the same folder at
 the same time share the journal: lines are appended whole (``fsutil.append_line``), a ``started``
 line claims a file, and a file claimed by another live run (its ``RunLock`` still held) is
@@ -85,6 +86,8 @@ class BatchOptions:
 class BatchSummary:
     results: list[RestoreResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: Stopped by Ctrl-C (or SIGTERM turned into one): the files not reached are ``pending``.
+    interrupted: bool = False
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -96,8 +99,20 @@ class BatchSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.count("ok"), "skipped": self.count("skipped"), "failed": self.failed,
+            "pending": self.count("pending"), "interrupted": self.interrupted,
             "seconds": round(self.seconds, 3), "files": [r.as_dict() for r in self.results],
         }
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_batch`, with the summary so far: what finished, and every file not
+    reached as ``pending``. Still a KeyboardInterrupt for callers that only stop; the CLI writes
+    the ``--report`` from it, so a script that stops a long batch learns exactly what is left.
+    """
+
+    def __init__(self, summary: BatchSummary) -> None:
+        super().__init__("batch interrupted")
+        self.summary = summary
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -419,6 +434,17 @@ def run_batch(
         remove_stale_files(out_dir)
         journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
         _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile, spell_option)
+    except KeyboardInterrupt:
+        # _process has let the file being written finish and be recorded; the rest is pending.
+        summary.interrupted = True
+        reached = {r.input for r in summary.results}
+        for rel in files:
+            if rel.as_posix() not in reached:
+                summary.results.append(RestoreResult(
+                    input=rel.as_posix(), output=str(output_path(out_dir, rel, opts)), status="pending",
+                    notes=["interrupted before it was done; the same command again continues"]))
+        summary.seconds = time.perf_counter() - t_start
+        raise BatchInterrupted(summary) from None
     finally:
         lock.close()
     summary.seconds = time.perf_counter() - t_start

@@ -297,7 +297,7 @@ def batch(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur a folder of photos and videos into another, resumably: deblur batch in/ out/."""
-    from .batch import BatchOptions, parse_shard, prepare, run_batch, write_report
+    from .batch import BatchInterrupted, BatchOptions, parse_shard, prepare, run_batch, write_report
     from .errors import UsageError
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
@@ -328,9 +328,12 @@ def batch(
         if not quiet:
             _say("[yellow]warning:[/] ", msg)
 
-    with progress:
-        summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
-                            spell_option=flag_for)
+    try:
+        with progress:
+            summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
+                                spell_option=flag_for)
+    except BatchInterrupted as stop:  # Ctrl-C: the report still says what is done and what is left
+        summary = stop.summary
     report_error = None
     if report:
         try:
@@ -341,14 +344,20 @@ def batch(
         _print_batch_summary(summary)
     if report_error:
         _error(report_error)
+    if summary.interrupted:
+        err.print(f"interrupted: {summary.count('pending')} file(s) not done; run the same command again "
+                  "to continue")
+        raise typer.Exit(130)
     raise typer.Exit(1 if summary.failed or report_error else 0)
 
 
 def _print_batch_summary(summary: Any) -> None:
     t = Table(title="deblur batch", show_edge=False)
-    for col in ("done", "skipped", "failed", "seconds"):
+    cols = ["done", "skipped", "failed", *(["not done"] if summary.interrupted else []), "seconds"]
+    for col in cols:
         t.add_column(col, justify="right")
-    t.add_row(str(summary.count("ok")), str(summary.count("skipped")), str(summary.failed), f"{summary.seconds:.1f}")
+    cells = [str(summary.count("ok")), str(summary.count("skipped")), str(summary.failed)]
+    t.add_row(*cells, *([str(summary.count("pending"))] if summary.interrupted else []), f"{summary.seconds:.1f}")
     err.print(t)  # each failure has had its own line as it happened
 
 

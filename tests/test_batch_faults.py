@@ -324,3 +324,38 @@ def test_a_claim_refused_by_a_full_disk_is_retried_without_retry_failed(
     assert again.exit_code == 0, again.stderr
     st = _statuses(again)
     assert st["img01.png"]["status"] == "ok" and all(st[n]["status"] == "skipped" for n in names if n != "img01.png")
+
+
+def test_ctrl_c_still_writes_the_report_with_what_is_left(batch, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script that stops a long batch must learn from --report what finished and what did not,
+    and the same command again must finish exactly the rest."""
+    from deblurcli.api import Deblurrer
+
+    names = _photos(tmp_path / "in", 6)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    real = Deblurrer.restore_image
+    calls = []
+
+    def stop_at_the_third(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deblurrer, "restore_image", stop_at_the_third)
+    res = batch(tmp_path / "in", out, "--report", report)
+    assert res.exit_code == 130, res.stderr
+    assert "4 file(s) not done" in res.stderr and "Traceback" not in res.stderr
+    rep = json.loads(report.read_text())
+    assert rep["interrupted"] is True and (rep["ok"], rep["failed"], rep["pending"]) == (2, 0, 4)
+    by_name = {f["input"]: f for f in rep["files"]}
+    assert sorted(by_name) == names
+    assert [by_name[n]["status"] for n in names] == ["ok", "ok", "pending", "pending", "pending", "pending"]
+    assert all(_valid_image(out / n) for n in names[:2]) and not any((out / n).exists() for n in names[2:])
+
+    monkeypatch.setattr(Deblurrer, "restore_image", real)
+    res = batch(tmp_path / "in", out, "--report", report)
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(report.read_text())
+    assert rep["interrupted"] is False and (rep["ok"], rep["skipped"], rep["pending"]) == (4, 2, 0)
