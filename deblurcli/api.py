@@ -126,10 +126,10 @@ def set_threads(threads: int | None) -> None:
     passive wait policy costs nothing here, so it is set before the pool starts where possible.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if threads is None:
+    if threads is None or threads == 0:  # 0 = torch's default, as `deblur train --threads 0` means
         return
-    if threads < 1:
-        raise OptionError("threads", "must be at least 1", value=threads)
+    if threads < 0:
+        raise OptionError("threads", "must be 0 (torch's default, all cores) or a count of threads", value=threads)
     torch.set_num_threads(threads)
 
 

@@ -217,7 +217,7 @@ def test_settings_key_ignores_how_the_weights_were_named(tiny_model: Path, deblu
 # The library names its own parameters (a Python caller has no flags); the CLI names the flag
 # (tests/test_options.py checks that side).
 @pytest.mark.parametrize(("bad", "match"), [({"tile": "big"}, "^tile="), ({"tile": -1}, "^tile="),
-                                            ({"tile_overlap": -1}, "^tile_overlap="), ({"threads": 0}, "^threads=")])
+                                            ({"tile_overlap": -1}, "^tile_overlap="), ({"threads": -1}, "^threads=")])
 def test_bad_settings_are_usage_errors(tiny_model: Path, bad: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):
         Deblurrer(tiny_model, device="cpu", progress=False, **bad)
@@ -295,6 +295,8 @@ def test_threads_option_sets_torch(tiny_model: Path) -> None:
         Deblurrer(tiny_model, device="cpu", threads=wanted, progress=False)
         assert torch.get_num_threads() == wanted
         Deblurrer(tiny_model, device="cpu", threads=None, progress=False)  # no --threads: leave it alone
+        assert torch.get_num_threads() == wanted
+        Deblurrer(tiny_model, device="cpu", threads=0, progress=False)  # 0: torch's default, as in train
         assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
