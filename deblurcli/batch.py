@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import Deblurrer, RestoreResult
-from .errors import DeblurError, OptionError, UsageError
+from .errors import DeblurError, OptionError, OutputError, UsageError
 from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
 from .imageio import (
     IMAGE_EXTENSIONS,
@@ -583,6 +583,9 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                                               layout=output_layout(item, dst, format=opts.format), label=str(dst))
             except DeblurError as exc:
                 res.status, res.error = "failed", exc.cli_message(spell)
+                # A video whose output could not be written (full disk): the input is fine, so the
+                # next run tries again by itself, as for photos written on the writer thread.
+                transient = transient or isinstance(exc, OutputError)
             except Exception as exc:  # an unexpected failure on one file must not lose the others
                 res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
             if res.status == "failed":

@@ -87,3 +87,11 @@ class ModelNotAvailable(DeblurError):
 
 class ImageError(DeblurError):
     """An input image that cannot be read or an output that cannot be written."""
+
+
+class OutputError(DeblurError):
+    """The output could not be written for a reason outside the input (a full disk, permissions).
+
+    Kept apart so that a batch retries such a file on its next run by itself: the same input
+    may well succeed once space is freed, unlike one that cannot be decoded.
+    """

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DeblurError, OptionError, UsageError
+from .errors import DeblurError, OptionError, OutputError, UsageError
 from .fsutil import fsync_dir
 
 if TYPE_CHECKING:
@@ -385,7 +385,10 @@ def _prepare_work(work: Path, key: dict[str, Any]) -> int:
             tmp.write_text(json.dumps(key, indent=1))
             os.replace(tmp, job)
     except OSError as exc:
-        raise DeblurError(f"{work}: cannot create the work folder ({exc.strerror}); choose another output") from None
+        from .fsutil import is_disk_full
+
+        why = "disk full; free some space" if is_disk_full(exc) else f"{exc.strerror}; choose another output"
+        raise OutputError(f"{work}: cannot create the work folder ({why})") from None
     done = 0
     while (work / _segment_name(done)).is_file():
         done += 1
@@ -505,11 +508,13 @@ def restore_video(
             # FFmpeg refusing the output (a stream the container cannot hold, a full disk): one line.
             from .fsutil import is_disk_full
 
-            why = "disk full; free some space" if is_disk_full(exc) else _short(exc)
-            fail(DeblurError(f"{dst}: cannot write the video ({why}); if the input carries streams this "
-                             "container cannot hold, write .mkv"))
+            if is_disk_full(exc):
+                fail(OutputError(f"{dst}: cannot write the video (disk full; free some space)"))
+            else:
+                fail(DeblurError(f"{dst}: cannot write the video ({_short(exc)}); if the input carries streams "
+                                 "this container cannot hold, write .mkv"))
         except OSError as exc:
-            fail(DeblurError(f"{dst}: cannot write the video ({exc.strerror or exc})"))
+            fail(OutputError(f"{dst}: cannot write the video ({exc.strerror or exc})"))
         except BaseException as exc:  # noqa: BLE001
             fail(exc)
 
@@ -569,7 +574,7 @@ def restore_video(
         os.replace(partial, final)
         fsync_dir(final.parent)
     except OSError as exc:
-        raise DeblurError(f"{final}: cannot write ({exc.strerror})") from None
+        raise OutputError(f"{final}: cannot write ({exc.strerror})") from None
     shutil.rmtree(work, ignore_errors=True)
     if resumed:
         notes.append(f"resumed: {min(resumed, written['frames'])} frames from the work folder")

@@ -344,6 +344,33 @@ def test_cli_batch_takes_videos_beside_photos_and_resumes(clips: dict[str, Path]
     assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["skipped", "skipped"]
 
 
+@pytest.mark.parametrize("leave", [8_000, 30_000], ids=["at-start", "while-encoding"])
+def test_batch_retries_a_video_that_met_a_full_disk_without_retry_failed(clips: dict[str, Path], tiny_model: Path,
+                                                                        tmp_path: Path, leave: int) -> None:
+    """A full disk says nothing about the input: once space is freed, the next run redoes the
+    video by itself, as it does for photos (--retry-failed is for inputs that cannot be read)."""
+    from tests.tmpfs import fill, small_tmpfs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "clip.mp4").write_bytes(clips["cfr"].read_bytes())
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        out = disk / "out"
+        out.mkdir()
+        fill(disk, leave=leave)  # room for the journal lines, not for the video
+        res = _cli(tiny_model, "batch", src, out, "--json", "--crf", "0")
+        assert res.exit_code == 1
+        rec = json.loads(res.stdout.splitlines()[0])
+        assert rec["status"] == "failed" and "disk full" in rec["error"], rec
+        assert not (out / "clip.mp4").exists()
+        for p in disk.glob("filler*"):
+            p.unlink()
+        res = _cli(tiny_model, "batch", src, out, "--json", "--crf", "0")
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout.splitlines()[0])["status"] == "ok"
+        assert facts(out / "clip.mp4")["count"] == N
+
+
 # Each output-deciding VideoOptions field with a value that changes the written video; the assertion
 # on the keys makes a new field fail here until it has one, so batch resume cannot miss it.
 _CHANGED_VIDEO = {"crf": 30, "codec": "h264", "lossless": True, "start": 0.1, "duration": 0.1, "preview": 0.1,
