@@ -47,7 +47,7 @@ from .imageio import (
     write_image,
 )
 from .options import output_settings
-from .video import VIDEO_EXTENSIONS, VideoOptions, is_video, restore_video
+from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
 
 try:
     import fcntl
@@ -198,7 +198,10 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
 def output_path(out_dir: Path, rel: Path, opts: BatchOptions) -> Path:
     """Where the result of ``rel`` goes: the same relative place, with the suffix and format."""
     video = rel.suffix.lower() in VIDEO_EXTENSIONS  # --format is a photo format: a video stays a video
-    suffix = extension_for(opts.format) if opts.format and not video else rel.suffix  # as `run` names it
+    if video:  # in its own container, unless the codec asked for cannot go there
+        suffix = container_for(rel.suffix, opts.video or VideoOptions())
+    else:
+        suffix = extension_for(opts.format) if opts.format else rel.suffix  # as `run` names it
     return out_dir / rel.parent / f"{rel.stem}{opts.suffix}{suffix}"
 
 

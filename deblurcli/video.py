@@ -264,6 +264,21 @@ class EncoderChoice:
     notes: list[str] = field(default_factory=list)
 
 
+def container_for(in_ext: str, opts: VideoOptions) -> str:
+    """The extension a batch writes a video under: the input's own, unless the codec asked for
+    (``--lossless``'s FFV1, ``--codec``) cannot go into that container; then .mkv, which holds them all.
+
+    A batch has no output name to fix by hand, so refusing every .mp4 for ``--lossless`` would
+    leave the user no way to get what they asked for.
+    """
+    ext = in_ext.lower()
+    family = "ffv1" if opts.lossless else opts.codec
+    allowed = _CONTAINER_CODECS.get(ext)
+    if family is None or allowed is None or family in allowed or family not in _CONTAINER_CODECS[".mkv"]:
+        return in_ext
+    return ".mkv"
+
+
 def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> EncoderChoice:
     """The input's codec family at a visually lossless setting, unless told otherwise; say why."""
     av = _av()

@@ -371,6 +371,22 @@ def test_batch_retries_a_video_that_met_a_full_disk_without_retry_failed(clips: 
         assert facts(out / "clip.mp4")["count"] == N
 
 
+def test_batch_lossless_writes_mkv_for_containers_that_cannot_hold_ffv1(clips: dict[str, Path], tiny_model: Path,
+                                                                       tmp_path: Path) -> None:
+    """A batch has no output name to fix by hand: --lossless on .mp4 inputs writes .mkv beside them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.mp4").write_bytes(clips["cfr"].read_bytes())
+    (src / "b.mkv").write_bytes(clips["mkv"].read_bytes())
+    res = _cli(tiny_model, "batch", src, tmp_path / "out", "--json", "--lossless")
+    assert res.exit_code == 0, res.stderr
+    assert {r["input"]: r["status"] for r in map(json.loads, res.stdout.splitlines())} == {"a.mp4": "ok", "b.mkv": "ok"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["a.mkv", "b.mkv"]
+    assert facts(tmp_path / "out" / "a.mkv")["count"] == N
+    res = _cli(tiny_model, "batch", src, tmp_path / "out", "--json", "--lossless")  # resumes under the new name
+    assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["skipped", "skipped"]
+
+
 # Each output-deciding VideoOptions field with a value that changes the written video; the assertion
 # on the keys makes a new field fail here until it has one, so batch resume cannot miss it.
 _CHANGED_VIDEO = {"crf": 30, "codec": "h264", "lossless": True, "start": 0.1, "duration": 0.1, "preview": 0.1,
