@@ -8,8 +8,9 @@ a user's photo:
 - ``linear``: in linear light (sRGB curve undone, convolved, redone), how a sensor integrates;
 - ``srgb``: directly on the sRGB values, as many phone pipelines and older datasets effectively do.
 
-Then Gaussian noise on the sRGB values (sigma cycling 0.002 / 0.005 / 0.01) and 8-bit
-quantisation, as a camera saves it. Scores are PSNR on 8-bit RGB, all pixels.
+Then Gaussian noise on the sRGB values (sigma 0.002 / 0.005 / 0.01, the level rotating with the
+photo so that every kernel band meets every noise level and the two breakdowns are not the same
+split twice) and 8-bit quantisation, as a camera saves it. Scores are PSNR on 8-bit RGB, all pixels.
 
 Beside the blind model, two classical deconvolutions handed the TRUE kernel (an advantage no real
 photo gives), each in the domain the blur was made in: Wiener (noise-to-signal ratio picked per
@@ -40,8 +41,22 @@ PHOTOS = ("rocket", "coffee", "astronaut", "chelsea", "stereo_motorcycle")
 DOMAINS = ("linear", "srgb")
 SEED = 20261205  # not a seed training uses
 NOISE = (0.002, 0.005, 0.01)
+#: 2: the noise level rotates with the photo (1, before 2026-12-05: it followed the kernel band,
+#: so per-band and per-noise gains were the same numbers). Curve points carry it.
+PROTOCOL = 2
 #: Kernel sizes are drawn in turn from these bands, so every run covers mild to very strong shake.
 BANDS = {"9-17 px": (9, 17), "19-29 px": (19, 29), "31-41 px": (31, 41)}
+
+
+def trained_steps(model: str | None) -> int | None:
+    """The optimizer step a weights file was saved at (``deblur train`` writes it in the metadata)."""
+    if not model or not str(model).endswith(".safetensors") or not Path(model).is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(model), "pt") as f:
+        value = (f.metadata() or {}).get("train_steps")
+    return int(value) if value and value.isdigit() else None
 
 
 def load_photos(max_side: int) -> list[tuple[str, np.ndarray]]:
@@ -144,7 +159,7 @@ def main() -> None:
     bands = list(BANDS.values())
     rows = []
     t_model = 0.0
-    for name, sharp in load_photos(args.size):
+    for p, (name, sharp) in enumerate(load_photos(args.size)):
         gt = to_uint8(sharp)
         for domain in DOMAINS:
             linear = domain == "linear"
@@ -152,7 +167,7 @@ def main() -> None:
                 lo, hi = bands[k % len(bands)]
                 size = int(rng.integers(lo // 2, hi // 2 + 1)) * 2 + 1
                 kernel = random_kernel(size, rng)
-                noise = NOISE[k % len(NOISE)]
+                noise = NOISE[(k + p) % len(NOISE)]  # protocol 1 used k alone: noise tied to the band
                 blurred = blur_image(sharp, kernel, linear_light=linear)
                 blurred = blurred + rng.normal(0, noise, sharp.shape).astype(np.float32)
                 blurred = to_uint8(blurred).astype(np.float32) / 255.0  # as a camera saves it
@@ -173,7 +188,8 @@ def main() -> None:
                       f"model {row['model']:.2f} ({row['model'] - row['blurry']:+.2f})", flush=True)
     summary = summarise(rows)
     summary.update({"model_seconds_per_image": t_model / max(1, len(rows)), "model": d.describe(),
-                    "seed": SEED, "crop": args.size, "noise": list(NOISE), "kernel_bands": list(BANDS)})
+                    "seed": SEED, "crop": args.size, "noise": list(NOISE), "kernel_bands": list(BANDS),
+                    "protocol": PROTOCOL})
     for domain in DOMAINS:
         s = summary.get(domain)
         if not s:
@@ -187,11 +203,16 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "images": rows}, f, indent=1)
     if args.curve:
-        point = {"model": args.model}
+        point = {"model": args.model, "protocol": PROTOCOL}
+        step = trained_steps(args.model)
         log = Path(args.model).parent / "log.jsonl" if args.model else None
         if log is not None and log.is_file():
-            last = json.loads([x for x in log.read_text().splitlines() if x.strip()][-1])
-            point.update(step=last.get("step"), hours=round(float(last.get("elapsed", 0.0)) / 3600, 3))
+            # The weights' own step (the log runs on past the last checkpoint), and its hours.
+            lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            at = [x for x in lines if step is None or x.get("step") == step] or lines[-1:]
+            point.update(step=at[-1].get("step"), hours=round(float(at[-1].get("elapsed", 0.0)) / 3600, 3))
+        elif step is not None:
+            point["step"] = step
         for domain in DOMAINS:
             if domain in summary:
                 point[f"gain_{domain}"] = round(summary[domain]["gain_db"]["model"], 3)
