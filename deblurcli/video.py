@@ -4,7 +4,9 @@ Read and written with PyAV (FFmpeg's libraries). What a viewer or an editor reli
 
 * Every frame's timestamp is copied from the input (variable frame rate stays variable), so are
   the time base, resolution, the display matrix (phone rotation), colour primaries, transfer,
-  matrix and range, and the bit depth where the encoder can hold it (10-bit stays 10-bit).
+  matrix and range, and the bit depth where the encoder can hold it (10-bit stays 10-bit), and
+  HDR10 static metadata (mastering display, MaxCLL/MaxFALL) where the encoder can write it
+  (x265, x264, SVT-AV1; a note says when it cannot).
 * Audio, subtitle and data streams are copied packet for packet (remuxed, never re-encoded), and
   the container's metadata (creation time, location) is carried over.
 * The video is re-encoded in the input's codec family at a quality meant to add no visible loss
@@ -26,6 +28,7 @@ import json
 import os
 import queue
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -157,6 +160,65 @@ class VideoInfo:
     rotation: int = 0
     color: dict[str, int] = field(default_factory=dict)
     others: list[str] = field(default_factory=list)  # "audio aac", "subtitle mov_text", ...
+    #: HDR10 static metadata of the first frame (see `hdr_metadata`), or None.
+    hdr: dict[str, Any] | None = None
+
+
+def hdr_metadata(frame: Any) -> dict[str, Any] | None:
+    """The HDR10 static metadata a decoded frame carries: mastering display and light levels.
+
+    ``{"primaries": ((rx, ry), (gx, gy), (bx, by)), "white": (x, y), "luminance": (min, max)}``
+    (CIE 1931 chromaticities, cd/m²) and ``"light": (MaxCLL, MaxFALL)``, each only when present.
+    An HDR10 player tone-maps by these numbers; a re-encode that drops them shows the same pixels
+    too bright or washed out on many TVs, so they have to travel with the restored frames.
+    """
+    out: dict[str, Any] = {}
+    for sd in frame.side_data:
+        raw = bytes(sd)
+        if sd.type.name == "MASTERING_DISPLAY_METADATA" and len(raw) >= 88:
+            # AVMasteringDisplayMetadata: 3x2 + 2 + 1 + 1 AVRationals (int32 num/den), 2 int flags
+            v = struct.unpack_from("<22i", raw)
+            ratio = [v[i] / v[i + 1] if v[i + 1] else 0.0 for i in range(0, 20, 2)]  # 10 rationals
+            if v[20]:
+                out["primaries"] = tuple((ratio[2 * c], ratio[2 * c + 1]) for c in range(3))  # R, G, B
+                out["white"] = (ratio[6], ratio[7])
+            if v[21]:
+                out["luminance"] = (ratio[8], ratio[9])
+        elif sd.type.name == "CONTENT_LIGHT_LEVEL" and len(raw) >= 8:
+            out["light"] = struct.unpack_from("<2I", raw)
+    return out or None
+
+
+def _hdr_encoder_options(hdr: dict[str, Any], encoder: str) -> tuple[str, str] | None:
+    """(option, value) that makes ``encoder`` write ``hdr`` (SEI / OBU metadata), or None if it cannot."""
+    parts: list[str] = []
+    if encoder in ("libx265", "libx264"):
+        # x265/x264 syntax: chromaticities in 0.00002 units, luminance in 0.0001 cd/m², G B R order.
+        if "primaries" in hdr and "luminance" in hdr:
+            (rx, ry), (gx, gy), (bx, by) = hdr["primaries"]
+            wx, wy = hdr["white"]
+            lo, hi = hdr["luminance"]
+
+            def c(x: float) -> int:
+                return round(x * 50000)
+
+            name = "master-display" if encoder == "libx265" else "mastering-display"  # their spellings
+            parts.append(f"{name}=G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})"
+                         f"WP({c(wx)},{c(wy)})L({round(hi * 10000)},{round(lo * 10000)})")
+        if "light" in hdr:
+            parts.append(("max-cll" if encoder == "libx265" else "cll") + "={},{}".format(*hdr["light"]))
+        return (f"{encoder[3:]}-params", ":".join(parts)) if parts else None
+    if encoder == "libsvtav1":
+        if "primaries" in hdr and "luminance" in hdr:
+            (rx, ry), (gx, gy), (bx, by) = hdr["primaries"]
+            wx, wy = hdr["white"]
+            lo, hi = hdr["luminance"]
+            parts.append(f"mastering-display=G({gx:.5f},{gy:.5f})B({bx:.5f},{by:.5f})R({rx:.5f},{ry:.5f})"
+                         f"WP({wx:.5f},{wy:.5f})L({hi:.4f},{lo:.4f})")
+        if "light" in hdr:
+            parts.append("content-light={},{}".format(*hdr["light"]))
+        return ("svtav1-params", ":".join(parts)) if parts else None
+    return None
 
 
 def _bad(path: Path, what: str) -> DeblurError:
@@ -235,6 +297,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                    "colorspace": int(first.colorspace), "color_range": int(first.color_range)},
             others=[f"{s.type} {s.codec_context.name if s.codec_context else s.codec_tag}" for s in inp.streams
                     if s is not vs and s.type in ("audio", "subtitle", "data")],
+            hdr=hdr_metadata(first),
         )
 
 
@@ -337,11 +400,21 @@ def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> Encoder
         options = {"profile": "3"}  # HQ
     elif encoder in ("mpeg4", "mjpeg"):
         options = {"qscale": "2"}
+    hdr = ""
+    if info.hdr:
+        extra = _hdr_encoder_options(info.hdr, encoder)
+        if extra is None:
+            notes.append(f"{encoder} cannot carry the input's HDR10 metadata (mastering display, light "
+                         "levels); it is dropped (--codec hevc or av1 keeps it)")
+        else:
+            key, value = extra
+            options[key] = f"{options[key]}:{value}" if options.get(key) else value
+            hdr = ", HDR10 metadata kept"
     quality = ("lossless" if encoder == "ffv1" else f"crf {crf}" if crf is not None
                else "profile HQ" if encoder == "prores_ks" else "qscale 2")
     why = ("" if encoder == "ffv1" else " (as asked)" if opts.crf is not None or opts.codec
            else " (visually lossless; --crf/--codec to change, --lossless for FFV1)")
-    desc = f"video: {family} with {encoder}, {quality}, {pix}{why}"
+    desc = f"video: {family} with {encoder}, {quality}, {pix}{hdr}{why}"
     return EncoderChoice(family, encoder, pix, options, crf, desc, notes)
 
 

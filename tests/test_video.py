@@ -371,6 +371,61 @@ def test_batch_retries_a_video_that_met_a_full_disk_without_retry_failed(clips: 
         assert facts(out / "clip.mp4")["count"] == N
 
 
+HDR10 = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
+
+
+def _hdr10_clip(path: Path, n: int = 6) -> Path:
+    """10-bit HEVC, PQ/BT.2020, with mastering-display and light-level SEI (what HDR phones record)."""
+    rng = np.random.default_rng(3)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx265", rate=24, options={
+            "crf": "20", "x265-params": f"master-display={HDR10}:max-cll=1000,400:log-level=error"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p10le"
+        v.codec_context.color_primaries, v.codec_context.color_trc, v.codec_context.colorspace = 9, 16, 9
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray((rng.random((H, W, 3)) * 255).astype(np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p10le")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
+def _first_frame_hdr(path: Path) -> dict | None:
+    from deblurcli.video import hdr_metadata
+
+    with av.open(str(path)) as c:
+        return hdr_metadata(next(c.decode(video=0)))
+
+
+@pytest.mark.parametrize("codec", [None, "av1", "h264"])
+def test_hdr10_metadata_survives_the_reencode(tiny_model: Path, tmp_path: Path, codec: str | None) -> None:
+    """A TV tone-maps HDR10 by its mastering display and light levels: dropping them makes the
+    restored clip look different from the input even where the pixels are the same."""
+    src = _hdr10_clip(tmp_path / "hdr.mkv")
+    hdr = _first_frame_hdr(src)
+    assert hdr is not None and hdr["light"] == (1000, 400)
+    assert hdr["primaries"] == ((0.68, 0.32), (0.265, 0.69), (0.15, 0.06)) and hdr["luminance"] == (0.005, 1000.0)
+    d = Deblurrer(tiny_model, device="cpu", threads=1, progress=False)
+    out = tmp_path / f"out_{codec}.mkv"
+    res = restore_video(d, src, out, VideoOptions(codec=codec))
+    assert "HDR10 metadata kept" in " ".join(res.notes), res.notes
+    got = _first_frame_hdr(out)
+    assert got is not None and got["light"] == (1000, 400)
+    for a, b in zip([*got["primaries"], got["white"], got["luminance"]],
+                    [*hdr["primaries"], hdr["white"], hdr["luminance"]], strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_hdr10_metadata_an_encoder_cannot_carry_is_named(tiny_model: Path, tmp_path: Path) -> None:
+    src = _hdr10_clip(tmp_path / "hdr.mkv", n=2)
+    d = Deblurrer(tiny_model, device="cpu", threads=1, progress=False)
+    res = restore_video(d, src, tmp_path / "o.mkv", VideoOptions(lossless=True))
+    assert any("cannot carry the input's HDR10 metadata" in n for n in res.notes), res.notes
+
+
 def test_batch_lossless_writes_mkv_for_containers_that_cannot_hold_ffv1(clips: dict[str, Path], tiny_model: Path,
                                                                        tmp_path: Path) -> None:
     """A batch has no output name to fix by hand: --lossless on .mp4 inputs writes .mkv beside them."""
