@@ -2,6 +2,10 @@
 with a seeded camera-shake kernel in linear light. It is an evaluation image, never trained on.
 
     pip install scikit-image && python examples/make_example.py
+
+and the README's picture, examples/before_after.jpg, after a new default model is shipped:
+
+    deblur run examples/blurry.jpg --overwrite && python examples/make_example.py --before-after
 """
 
 from __future__ import annotations
@@ -26,5 +30,17 @@ def main() -> None:
     np.save(here / "blurry_kernel.npy", kernel)
 
 
+def before_after(gap: int = 8) -> None:
+    """The input and the default model's result side by side, a white gap between them."""
+    here = Path(__file__).parent
+    with Image.open(here / "blurry.jpg") as a, Image.open(here / "blurry_deblurred.jpg") as b:
+        canvas = Image.new("RGB", (a.width + gap + b.width, max(a.height, b.height)), "white")
+        canvas.paste(a.convert("RGB"), (0, 0))
+        canvas.paste(b.convert("RGB"), (a.width + gap, 0))
+    canvas.save(here / "before_after.jpg", quality=92)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    before_after() if "--before-after" in sys.argv[1:] else main()
