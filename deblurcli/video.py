@@ -843,10 +843,16 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
                 raise DeblurError(f"{src}: its {s.type} stream ({name}) cannot be copied into "
                                   f"{partial.suffix} without re-encoding; write {better} instead")
             try:
-                copies[s.index] = out.add_stream_from_template(s)
+                copies[s.index] = copy = out.add_stream_from_template(s)
             except Exception as exc:
                 raise DeblurError(f"{src}: its {s.type} stream #{s.index} cannot be copied into {partial.suffix} "
                                   f"({_short(exc)}); write .mkv instead") from None
+            # The template copies codec parameters only; a player picks tracks by language, title
+            # and the default/forced flags, so those travel too.
+            for k, v in s.metadata.items():
+                if k.lower() not in ("handler_name", "encoder", "duration", "vendor_id") and not k.startswith("_"):
+                    copy.metadata[k] = v
+            copy.disposition = s.disposition
         seg: tuple[Any, Any, Path] | None = None
         reader: tuple[Any, Any] | None = None
         count = 0

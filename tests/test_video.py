@@ -426,6 +426,54 @@ def test_hdr10_metadata_an_encoder_cannot_carry_is_named(tiny_model: Path, tmp_p
     assert any("cannot carry the input's HDR10 metadata" in n for n in res.notes), res.notes
 
 
+def _clip_with_subtitles(path: Path, codec: str, n: int = 12) -> list[tuple[bytes, int | None, int | None]]:
+    """A short clip with a subtitle track of two cues (made with a mux-only stream: no encoder
+    needed); returns the cues as (text, pts, duration) in milliseconds."""
+    cues = [(b"first line", 100, 200), ("second, ü".encode(), 300, 150)]
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        st = c.add_mux_stream(codec)
+        st.time_base = Fraction(1, 1000)
+        st.metadata["language"] = "deu"
+        st.disposition = av.stream.Disposition.forced
+        rng = np.random.default_rng(5)
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray((rng.random((H, W, 3)) * 255).astype(np.uint8), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for text, pts, dur in cues:
+            pk = av.Packet(text)
+            pk.stream, pk.pts, pk.dts, pk.duration, pk.time_base = st, pts, pts, dur, Fraction(1, 1000)
+            c.mux(pk)
+        for p in v.encode():
+            c.mux(p)
+    return cues
+
+
+def _subtitle_cues(path: Path) -> tuple[list[tuple[bytes, int, int]], str | None, bool]:
+    with av.open(str(path)) as c:
+        st = c.streams.subtitles[0]
+        tb = st.time_base
+        cues = [(bytes(p), round(p.pts * tb * 1000), round(p.duration * tb * 1000))
+                for p in c.demux(st) if p.size and bytes(p).strip(b"\x00")]
+        return cues, st.metadata.get("language"), bool(st.disposition & av.stream.Disposition.forced)
+
+
+@pytest.mark.parametrize(("ext", "codec"), [(".mkv", "subrip"), (".mp4", "mov_text"), (".mkv", "ass")])
+def test_subtitle_tracks_are_copied_cue_for_cue(tiny_model: Path, tmp_path: Path, ext: str, codec: str) -> None:
+    src = tmp_path / f"sub{ext}"
+    cues = _clip_with_subtitles(src, codec)
+    before, lang, forced = _subtitle_cues(src)
+    assert [c[0] for c in before] == [c[0] for c in cues] and lang == "deu" and forced
+    d = Deblurrer(tiny_model, device="cpu", threads=1, progress=False)
+    out = tmp_path / f"out{ext}"
+    restore_video(d, src, out, VideoOptions())
+    assert _subtitle_cues(out) == (before, "deu", True)  # cues, language, forced flag
+    assert facts(out)["count"] == 12
+
+
 def test_batch_lossless_writes_mkv_for_containers_that_cannot_hold_ffv1(clips: dict[str, Path], tiny_model: Path,
                                                                        tmp_path: Path) -> None:
     """A batch has no output name to fix by hand: --lossless on .mp4 inputs writes .mkv beside them."""
