@@ -232,3 +232,41 @@ def test_descriptions_import_no_torch() -> None:
             "assert 'torch' not in sys.modules, 'an architecture description imported torch'")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_an_installed_package_adds_an_architecture_through_its_entry_point(tmp_path: Path) -> None:
+    """A package declaring ``[project.entry-points."deblurcli.architectures"]`` is known to every
+    command from the start, --help included; a broken one costs one warning line, not the tool."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "deblur_plugnet.py").write_text(
+        "from deblurcli.models import ArchSpec, TrainRecipe\n"
+        "def _build(kwargs, variant='plain', **settings):\n"
+        "    from torch import nn\n"
+        "    return nn.Conv2d(3, 3, 3, padding=1)\n"
+        "SPEC = ArchSpec(name='plugnet', title='PlugNet', variants=('plain',), default_variant='plain',\n"
+        "    input_range='[0, 1]', build=_build, detect=lambda sd: set(sd) == {'plug.weight'},\n"
+        "    infer_config=lambda sd: {}, pad_multiple=lambda kwargs, variant='plain': 1,\n"
+        "    restore=lambda model, x: model(x), training_outputs=lambda model, x: [model(x)],\n"
+        "    recipe=TrainRecipe(model={}, variant='plain', comments={'arch': 'PlugNet: from a plug-in'}))\n")
+    dist = tmp_path / "deblur_plugnet-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: deblur-plugnet\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[deblurcli.architectures]\nplugnet = deblur_plugnet:SPEC\nbroken = no_such_module_here:SPEC\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+
+    def deblur(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "deblurcli", *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    res = deblur("convert", "--help")
+    assert res.returncode == 0, res.stderr
+    assert "scanunet | plugnet" in " ".join(res.stdout.split())  # the --arch choices, however wrapped
+    assert res.stderr.count("architecture plug-in 'broken'") == 1 and "no_such_module_here" in res.stderr
+    assert "plugnet" not in res.stderr  # loaded, not warned about
+    res = deblur("train", "--print-config", "plugnet")
+    assert res.returncode == 0, res.stderr
+    assert "arch: plugnet" in res.stdout and "PlugNet: from a plug-in" in res.stdout

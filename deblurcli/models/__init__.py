@@ -10,7 +10,11 @@ Adding an architecture: write ``deblurcli/models/NAME.py`` defining ``SPEC = Arc
 add ``"NAME"`` to :data:`ARCH_NAMES`. (The built-ins are folders instead, ``NAME/__init__.py`` for
 the torch-free ``SPEC`` and ``NAME/network.py`` for the code, which keeps ``deblur models`` and
 ``train --print-config`` from importing torch; a folder is also listed in pyproject.toml's
-packages.) Code outside the package (a plug-in, a test) calls :func:`register_arch` instead.
+packages.) Code outside the package (a test, a script) calls :func:`register_arch` instead, and
+an installed package can declare its own under the entry-point group ``deblurcli.architectures``
+(``NAME = "package.module:SPEC"`` in its pyproject's ``[project.entry-points."deblurcli.architectures"]``):
+those are registered the first time the architectures are listed or looked up, which is before
+the command line is built, so every command's ``--help`` and ``--arch`` know them.
 
 Nothing here imports torch, so listing architectures costs nothing; a network's code is imported
 when it is first built.
@@ -19,6 +23,7 @@ when it is first built.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +37,37 @@ if TYPE_CHECKING:
 #: Detection tries them in this order.
 ARCH_NAMES: tuple[str, ...] = ("algnet", "evssm", "xyscannet", "scanunet")
 
+#: The entry-point group through which installed packages add architectures.
+PLUGIN_GROUP = "deblurcli.architectures"
+
 _loaded: dict[str, ArchSpec] = {}
 _registered: dict[str, ArchSpec] = {}
+_plugins_loaded = False
+log = logging.getLogger("deblurcli")
+
+
+def _load_plugins() -> None:
+    """Register the architectures installed packages declare (once per process).
+
+    A plug-in that fails to import or declares something else is skipped with one warning line
+    naming it: a broken third-party package must not take every deblur command down with it.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            spec = ep.load()
+            if not isinstance(spec, ArchSpec) or spec.name != ep.name:
+                raise TypeError(f"it must name an ArchSpec called {ep.name!r}")
+            if _registered.get(spec.name) is not spec:
+                register_arch(spec)
+        except Exception as exc:
+            log.warning("architecture plug-in %r (%s) not loaded: %s", ep.name, ep.value,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def register_arch(spec: ArchSpec, *, replace: bool = False) -> ArchSpec:
@@ -58,12 +92,14 @@ def unregister_arch(name: str) -> None:
 
 def arch_names() -> tuple[str, ...]:
     """Every architecture's name: the built-ins in detection order, then registered ones."""
+    _load_plugins()
     return (*ARCH_NAMES, *_registered)
 
 
 def find_arch(name: str | None) -> ArchSpec | None:
     """The spec called ``name`` (case-insensitive), or None."""
     key = (name or "").lower()
+    _load_plugins()
     if key in _registered:
         return _registered[key]
     if key not in ARCH_NAMES:
@@ -105,6 +141,6 @@ def create(arch: str, kwargs: Mapping[str, Any], variant: str | None = None, **s
 
 
 __all__ = [
-    "ARCH_NAMES", "ArchSpec", "TrainRecipe", "arch_names", "create", "detect_arch", "find_arch", "get_arch",
-    "register_arch", "unregister_arch",
+    "ARCH_NAMES", "PLUGIN_GROUP", "ArchSpec", "TrainRecipe", "arch_names", "create", "detect_arch", "find_arch",
+    "get_arch", "register_arch", "unregister_arch",
 ]
