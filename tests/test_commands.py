@@ -118,13 +118,18 @@ EMBEDDED = Path(__file__).parent.parent / "weights" / "default.safetensors"
 
 @pytest.mark.skipif(not EMBEDDED.is_file(), reason="weights/default.safetensors is not shipped yet")
 def test_tiles_agree_with_whole_image_on_a_photo() -> None:
-    """Embedded model on the example photo: tiled vs whole >= 40 dB, and no excess error at seams."""
+    """Embedded model on the example photo, at the smallest tile the tool runs it with unwarned
+    (its architecture's minimum; below it `deblur` warns that results degrade): tiled vs whole
+    >= 40 dB, and no excess error at seams. The default sees the whole tile through its scans, so
+    tiles far below that minimum legitimately differ more (128 px gave 37 dB at step 22500)."""
     from deblurcli.api import Deblurrer
     from deblurcli.imageio import read_image
+    from deblurcli.tiling import min_context
 
     photo = read_image(Path(__file__).parent.parent / "examples" / "blurry.jpg").pixels
-    d = Deblurrer(None, device="cpu", tile=128, tile_overlap=32, progress=False)
-    report = d.tile_check(photo, tile=128)
-    assert report["crop"] == "224x224"  # two tiles wide: real seams inside
+    d = Deblurrer(None, device="cpu", tile=min_context("scanunet"), tile_overlap=32, progress=False)
+    assert d.tile == 256
+    report = d.tile_check(photo, tile=d.tile)
+    assert report["crop"] == "384x384"  # the whole 384 px photo, two tiles wide: real seams inside
     assert report["psnr"] >= 40, report
     assert report["seam_ratio"] < 2.0, report
