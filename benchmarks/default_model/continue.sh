@@ -38,7 +38,7 @@ mkdir -p "$run"
 if [ ! -f "$run/last.pt" ]; then
     cp "$state/last.pt" "$state/log.jsonl" "$state/config.yaml" "$run/"
 fi
-if [ "$(find runs/photos -maxdepth 1 -type f 2>/dev/null | wc -l)" -lt 35 ]; then
+if [ "$(find -L runs/photos -maxdepth 1 -type f 2>/dev/null | wc -l)" -lt 35 ]; then
     python benchmarks/default_model/prepare_photos.py runs/photos
 fi
 procs=$(( $(nproc) >= 2 ? 2 : 1 ))
