@@ -86,7 +86,7 @@ class BatchOptions:
 class BatchSummary:
     results: list[RestoreResult] = field(default_factory=list)
     seconds: float = 0.0
-    #: Stopped by Ctrl-C (or SIGTERM turned into one): the files not reached are ``pending``.
+    #: Stopped by Ctrl-C: the files not reached are ``pending``.
     interrupted: bool = False
 
     def count(self, status: str) -> int:
