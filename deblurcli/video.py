@@ -191,34 +191,29 @@ def hdr_metadata(frame: Any) -> dict[str, Any] | None:
 
 def _hdr_encoder_options(hdr: dict[str, Any], encoder: str) -> tuple[str, str] | None:
     """(option, value) that makes ``encoder`` write ``hdr`` (SEI / OBU metadata), or None if it cannot."""
+    # Per encoder: option, mastering-display key, light-level key, chromaticity and luminance
+    # formats. x265/x264 take integers in 0.00002 and 0.0001 cd/m² units, SVT-AV1 plain numbers.
+    syntax = {
+        "libx265": ("x265-params", "master-display", "max-cll", lambda x: str(round(x * 50000)),
+                    lambda v: str(round(v * 10000))),
+        "libx264": ("x264-params", "mastering-display", "cll", lambda x: str(round(x * 50000)),
+                    lambda v: str(round(v * 10000))),
+        "libsvtav1": ("svtav1-params", "mastering-display", "content-light", lambda x: f"{x:.5f}",
+                      lambda v: f"{v:.4f}"),
+    }.get(encoder)
+    if syntax is None:
+        return None
+    option, display_key, light_key, chroma, lum = syntax
     parts: list[str] = []
-    if encoder in ("libx265", "libx264"):
-        # x265/x264 syntax: chromaticities in 0.00002 units, luminance in 0.0001 cd/m², G B R order.
-        if "primaries" in hdr and "luminance" in hdr:
-            (rx, ry), (gx, gy), (bx, by) = hdr["primaries"]
-            wx, wy = hdr["white"]
-            lo, hi = hdr["luminance"]
-
-            def c(x: float) -> int:
-                return round(x * 50000)
-
-            name = "master-display" if encoder == "libx265" else "mastering-display"  # their spellings
-            parts.append(f"{name}=G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})"
-                         f"WP({c(wx)},{c(wy)})L({round(hi * 10000)},{round(lo * 10000)})")
-        if "light" in hdr:
-            parts.append(("max-cll" if encoder == "libx265" else "cll") + "={},{}".format(*hdr["light"]))
-        return (f"{encoder[3:]}-params", ":".join(parts)) if parts else None
-    if encoder == "libsvtav1":
-        if "primaries" in hdr and "luminance" in hdr:
-            (rx, ry), (gx, gy), (bx, by) = hdr["primaries"]
-            wx, wy = hdr["white"]
-            lo, hi = hdr["luminance"]
-            parts.append(f"mastering-display=G({gx:.5f},{gy:.5f})B({bx:.5f},{by:.5f})R({rx:.5f},{ry:.5f})"
-                         f"WP({wx:.5f},{wy:.5f})L({hi:.4f},{lo:.4f})")
-        if "light" in hdr:
-            parts.append("content-light={},{}".format(*hdr["light"]))
-        return ("svtav1-params", ":".join(parts)) if parts else None
-    return None
+    if "primaries" in hdr and "luminance" in hdr:
+        (rx, ry), (gx, gy), (bx, by) = hdr["primaries"]  # written in G, B, R order
+        wx, wy = hdr["white"]
+        lo, hi = hdr["luminance"]
+        xy = [f"{chroma(a)},{chroma(b)}" for a, b in ((gx, gy), (bx, by), (rx, ry), (wx, wy))]
+        parts.append(f"{display_key}=G({xy[0]})B({xy[1]})R({xy[2]})WP({xy[3]})L({lum(hi)},{lum(lo)})")
+    if "light" in hdr:
+        parts.append("{}={},{}".format(light_key, *hdr["light"]))
+    return (option, ":".join(parts)) if parts else None
 
 
 def _bad(path: Path, what: str) -> DeblurError:

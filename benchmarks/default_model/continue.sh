@@ -14,16 +14,17 @@
 set -euo pipefail
 run=runs/default
 state=benchmarks/default_model/state
+PY=${PYTHON:-python3}
 
 if [ "${1:-}" = "--save" ]; then
     # The checkpoint and the log up to it (a resumed run redoes, and logs again, what follows).
     cp "$run/last.pt" "$run/config.yaml" "$state/"
-    step=$(python - "$state/last.pt" <<'EOF'
+    step=$("$PY" - "$state/last.pt" <<'EOF'
 import sys, torch
 print(int(torch.load(sys.argv[1], map_location="cpu", weights_only=True)["step"]))
 EOF
 )
-    python - "$run/log.jsonl" "$state/log.jsonl" "$step" <<'EOF'
+    "$PY" - "$run/log.jsonl" "$state/log.jsonl" "$step" <<'EOF'
 import json, sys
 src, dst, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
 lines = [x for x in open(src).read().splitlines() if x.strip() and json.loads(x)["step"] <= step]
@@ -39,7 +40,7 @@ if [ ! -f "$run/last.pt" ]; then
     cp "$state/last.pt" "$state/log.jsonl" "$state/config.yaml" "$run/"
 fi
 if [ "$(find -L runs/photos -maxdepth 1 -type f 2>/dev/null | wc -l)" -lt 35 ]; then
-    python benchmarks/default_model/prepare_photos.py runs/photos
+    "$PY" benchmarks/default_model/prepare_photos.py runs/photos
 fi
 procs=$(( $(nproc) >= 2 ? 2 : 1 ))
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
