@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from . import ssm, tiling
+from . import multiscale, ssm, tiling
 from .errors import DeblurError, OptionError, UsageError
 from .fsutil import input_as_output
 from .imageio import (
@@ -175,6 +175,7 @@ class Deblurrer:
         if opts.batch_size < 1:
             raise OptionError("batch_size", "must be at least 1", value=opts.batch_size)
         self.batch_size = int(opts.batch_size)
+        self.scale = _parse_scale(opts.scale)
         self.strength = _check_strength(opts.strength)
         self._note = on_note or (lambda msg: log.warning(msg))
         self._noted: set[str] = set()
@@ -193,6 +194,8 @@ class Deblurrer:
             p.requires_grad_(False)
         if self.device.type == "cpu" and self.precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
+        #: The largest blur (px) the model was trained on, where its training recorded it: `scale_for` uses it.
+        self.trained_blur_px = _int_or_none(spec.metadata.get("train_blur_px"))
         self.name = self.resolved.entry.name if self.resolved.entry is not None else str(opts.model or "default")
         warn = tiling.too_small_tile_warning(self.tile, spec.arch) if isinstance(self.tile, int) else None
         if warn:
@@ -219,6 +222,8 @@ class Deblurrer:
             "scan_backend": ssm.resolve_backend(self.scan_backend, torch.empty(0, device=self.device)),
             "tile": self.tile,
             "tile_overlap": self.tile_overlap,
+            "scale": self.scale,
+            "trained_blur_px": self.trained_blur_px,
         }
 
     @property
@@ -313,6 +318,12 @@ class Deblurrer:
                                      maximum=maximum)
         return tiling.fitted_tile(h, w, side, self.tile_overlap, m, minimum=self.arch.min_tile)
 
+    def scale_for(self, h: int, w: int) -> int:
+        """The reduction the model runs at for an image: the user's, or `multiscale.auto_scale`'s."""
+        if isinstance(self.scale, int):
+            return self.scale
+        return multiscale.auto_scale(h, w, self.trained_blur_px)
+
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1].
@@ -322,11 +333,42 @@ class Deblurrer:
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
         strength = self.strength if strength is None else _check_strength(strength)
-        out = self._tiled(np.ascontiguousarray(pixels, dtype=np.float32), progress)
+        out = self._scaled(np.ascontiguousarray(pixels, dtype=np.float32), progress)
         assert out is not None
         np.clip(out, 0.0, 1.0, out=out)
         if strength < 1.0:
             out = pixels + strength * (out - pixels)
+        return out
+
+    def _scaled(self, image: np.ndarray, progress: Callable[[int, int], None] | None,
+                sink: Callable[[int, np.ndarray], None] | None = None, *,
+                reads_back: bool = False) -> np.ndarray | None:
+        """`_tiled` at the scale `scale_for` picks: at 1/N, the model's correction upsampled onto the image.
+
+        Like `_tiled`, rows go to ``sink`` top to bottom (`image` may be samples as stored) or,
+        without one, into the returned float array.
+        """
+        h, w = image.shape[:2]
+        s = self.scale_for(h, w)
+        if s == 1:
+            return self._tiled(image, progress, sink, reads_back=reads_back)
+        if self.scale == "auto":
+            self._say(f"ran the model at 1/{s} size: shake on a {w}x{h} image is likely larger than the "
+                      f"{self.trained_blur_px} px it learned (--scale 1 for full size)")
+        small = multiscale.reduce(image, s)
+        restored = self._tiled(small, progress)
+        assert restored is not None
+        np.clip(restored, 0.0, 1.0, out=restored)
+        correction = np.subtract(restored, small, out=restored)
+        del small
+        out = np.empty((h, w, 3), np.float32) if sink is None else None
+        for y0, y1 in multiscale.bands(h, s):
+            rows = as_float_rgb(image[y0:y1]) + multiscale.detail_rows(correction, s, y0, y1, w)
+            if out is None:
+                assert sink is not None
+                sink(y0, rows)
+            else:
+                out[y0:y1] = rows
         return out
 
     def _tiled(self, image: np.ndarray, progress: Callable[[int, int], None] | None,
@@ -431,7 +473,7 @@ class Deblurrer:
                 rows = before + strength * (rows - before)
             out[band] = rows if layout is None else to_samples(rows, layout[0], layout[1], name)
 
-        self._tiled(src, progress, finish, reads_back=out is src)
+        self._scaled(src, progress, finish, reads_back=out is src)
         return out
 
     def restore_file(
@@ -530,6 +572,25 @@ def _parse_tile(tile: int | str) -> int | str:
     if tile < 0:
         raise OptionError("tile", "must be >= 0", value=tile)
     return int(tile)
+
+
+def _parse_scale(scale: int | str) -> int | str:
+    if scale == "auto":
+        return "auto"
+    try:
+        value = int(scale)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= multiscale.MAX_SCALE or value != float(scale):
+        raise OptionError("scale", f"must be auto or a whole number from 1 to {multiscale.MAX_SCALE}", value=scale)
+    return value
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _check_strength(strength: float) -> float:

@@ -106,6 +106,10 @@ class EngineOptions:
                            help="Tile side in px; 0 = whole image; auto = from free memory")
     tile_overlap: int = _opt(DEFAULT_OVERLAP, "--tile-overlap", cli_type=int, decides_output=True, example=16,
                              help="Overlap between tiles in px (blended smoothly)")
+    scale: int | str = _opt("auto", "--scale", cli_type=str, decides_output=True, example="2",
+                            help="Run the model on the image shrunk to 1/N and keep its finer detail, for shake "
+                                 "larger than the model learned; auto = from the image size (models that record "
+                                 "their training blur, like the default); 1 = full size")
     batch_size: int = _opt(1, "--tile-batch", cli_type=int, example=2, min=1, old_flags=("--batch-size",),
                            help="Tiles per model call (more is faster on a GPU and uses more memory)")
     scan_backend: str = _opt("auto", "--scan", cli_type=str, example="torch",

@@ -43,6 +43,7 @@ __all__ = [
     "dead_leaves",
     "degrade",
     "jpeg",
+    "largest_kernel",
     "linear_to_srgb",
     "random_kernel",
     "random_kernel_size",
@@ -323,7 +324,20 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return out.astype(np.float32) / np.float32(255.0)
 
 
-def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[int, int] = (7, 31),
+#: `degrade`'s kernel sides in px when its caller names none.
+KERNEL_SIZE = (7, 31)
+
+
+def largest_kernel(degrade_kwargs: dict) -> int:
+    """The largest blur kernel (px) that `degrade` makes with these keyword arguments.
+
+    Crops keep half of it as margin, and a trained model records it, so that large photos can
+    be run at a scale where their shake is no larger (`deblurcli.multiscale`).
+    """
+    return int(degrade_kwargs.get("kernel_size", KERNEL_SIZE)[1])
+
+
+def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[int, int] = KERNEL_SIZE,
             spatially_varying_p: float = 0.2, noise_p: float = 0.4, jpeg_p: float = 0.3,
             highlight_p: float = 0.1, noise_sigma: FloatRange = (0.0002, 0.002),
             noise_shot: FloatRange = (0.0, 0.002),
@@ -652,7 +666,7 @@ def write_pairs(sharp_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         raise DeblurError(f"count_per_image must be at least 1, got {count_per_image}")
     crop_hw = _crop_hw(crop)
     kwargs = dict(degrade_kwargs or {})
-    margin = int(kwargs.get("kernel_size", (7, 31))[1]) // 2
+    margin = largest_kernel(kwargs) // 2
     try:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

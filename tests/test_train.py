@@ -319,6 +319,7 @@ def test_exported_weights_load(tmp_path: Path, torch_scan: None) -> None:
         model, spec = load_model(out / name)
         assert spec.arch == "xyscannet" and spec.config["dim"] == 4
         assert spec.metadata.get("train_steps") == "2"
+        assert spec.metadata.get("train_blur_px") == "31"  # synth's default kernels: what --scale auto goes by
         state = torch.load(out / "last.pt", weights_only=True)
         for key, value in model.state_dict().items():
             torch.testing.assert_close(value, state["ema"][key], rtol=0, atol=0)

@@ -15,6 +15,18 @@ from pathlib import Path
 from deblurcli.weights import load_model, save_model, sha256_file
 
 
+def _largest_blur(config: Path) -> int | None:
+    """The run's largest synthetic kernel, for weights saved before deblur train recorded it."""
+    if not config.is_file():
+        return None
+    import yaml
+
+    from deblurcli.synth import largest_kernel
+
+    data = yaml.safe_load(config.read_text())["data"]
+    return None if data.get("paired") else largest_kernel(data.get("synth") or {})
+
+
 def main(src: str, dst: str = "weights/default.safetensors") -> None:
     model, spec = load_model(src)
     log = Path(src).parent / "log.jsonl"
@@ -36,6 +48,9 @@ def main(src: str, dst: str = "weights/default.safetensors") -> None:
         "training_steps": str(step),
         "source_sha256": sha256_file(src),
     }
+    blur = spec.metadata.get("train_blur_px") or _largest_blur(Path(src).parent / "config.yaml")
+    if blur:  # what `--scale auto` goes by
+        extra["train_blur_px"] = str(blur)
     save_model(model, dst, arch=spec.arch, config=spec.config, variant=spec.variant, settings=spec.settings,
                extra_metadata=extra)
     # The package pins what it ships: deblurcli refuses an embedded file that does not match.

@@ -499,6 +499,12 @@ class Trainer:
         settings = self.arch.export_settings(variant, dict(cfg["export"]["settings"]), final_patch)
         extra = {"trained_by": "deblur train", "train_steps": str(self.step), "train_patch": str(final_patch),
                  "train_variant": cfg["variant"], "weights": "ema" if self.ema is not None else "raw"}
+        if not cfg["data"]["paired"]:
+            # Synthetic blur only: its largest kernel is the largest shake the model has seen
+            # (`Deblurrer` runs larger photos at a reduced scale from it). Paired data does not say.
+            from ..synth import largest_kernel
+
+            extra["train_blur_px"] = str(largest_kernel(cfg["data"]["synth"] or {}))
         if psnr is not None:
             extra.update(val_psnr=f"{psnr:.4f}", val_ssim=f"{ssim:.6f}")
         weights = (self.ema if self.ema is not None else self.model).state_dict()

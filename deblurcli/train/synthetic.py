@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DeblurError, ImageError
-from ..synth import _read_rgb, _to_float, dead_leaves, degrade, log
+from ..synth import _read_rgb, _to_float, dead_leaves, degrade, largest_kernel, log
 
 __all__ = ["SyntheticPairs"]
 
@@ -61,7 +61,7 @@ class SyntheticPairs(Dataset):
         if not 0 < lo_s <= hi_s <= 1:
             raise ValueError(f"scale must be a range within (0, 1], got {(lo_s, hi_s)}")
         self.scale = (lo_s, hi_s)
-        self.margin = int(self.degrade_kwargs.get("kernel_size", (7, 31))[1]) // 2
+        self.margin = largest_kernel(self.degrade_kwargs) // 2
         self.cache = cache
         self._cache: dict[int, np.ndarray] = {}
         self._bad: set[int] = set()
