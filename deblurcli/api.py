@@ -176,6 +176,9 @@ class Deblurrer:
             raise OptionError("batch_size", "must be at least 1", value=opts.batch_size)
         self.batch_size = int(opts.batch_size)
         self.scale = _parse_scale(opts.scale)
+        if opts.ensemble not in ENSEMBLES:
+            raise OptionError("ensemble", "must be 1, 2, 4 or 8", value=opts.ensemble)
+        self.ensemble = int(opts.ensemble)
         self.strength = _check_strength(opts.strength)
         self._note = on_note or (lambda msg: log.warning(msg))
         self._noted: set[str] = set()
@@ -223,6 +226,7 @@ class Deblurrer:
             "tile": self.tile,
             "tile_overlap": self.tile_overlap,
             "scale": self.scale,
+            "ensemble": self.ensemble,
             "trained_blur_px": self.trained_blur_px,
         }
 
@@ -282,7 +286,23 @@ class Deblurrer:
             ssm.set_backend(before)
 
     def run_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore a batch of tiles (N, 3, h, w) in [0, 1]; NaN/Inf in half precision is redone in fp32."""
+        """Restore a batch of tiles (N, 3, h, w) in [0, 1], averaged over `ensemble` mirrored copies.
+
+        Blur mirrored is blur too, so each copy is a fair second opinion; their errors are partly
+        independent and averaging them gains a little (the default model: +0.06 dB at 2 copies,
+        +0.07 at 4, `benchmarks/default_model/evaluate.py --ensemble`). Each copy is put back before
+        averaging, so this composes with tiles, scales and strength.
+        """
+        if self.ensemble == 1:
+            return self._run_batch(x)
+        with torch.inference_mode():  # the model's outputs are inference tensors: sum them in that mode
+            total = self._run_batch(x)
+            for k in range(1, self.ensemble):
+                total = total + _dihedral(self._run_batch(_dihedral(x, k)), k, inverse=True)
+            return total / self.ensemble
+
+    def _run_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """One model call on a batch of tiles; NaN/Inf in half precision is redone in fp32."""
         with self._lock, self._scan_backend():  # one model, possibly several reader threads
             threads = torch.get_num_threads()
             y = self._forward(x, self.precision)
@@ -572,6 +592,25 @@ def _parse_tile(tile: int | str) -> int | str:
     if tile < 0:
         raise OptionError("tile", "must be >= 0", value=tile)
     return int(tile)
+
+
+ENSEMBLES = (1, 2, 4, 8)
+
+
+def _dihedral(x: torch.Tensor, k: int, *, inverse: bool = False) -> torch.Tensor:
+    """Copy ``k`` (1-7) of a (N, C, H, W) batch: bit 0 mirrors left-right, 1 up-down, 2 transposes.
+
+    Copies 1-3 need no transpose, so ``--ensemble 2`` and ``4`` keep each tile's shape.
+    """
+    if inverse and k & 4:
+        x = x.transpose(-1, -2)
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    if not inverse and k & 4:
+        x = x.transpose(-1, -2)
+    return x.contiguous()
 
 
 def _parse_scale(scale: int | str) -> int | str:

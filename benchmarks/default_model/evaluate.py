@@ -147,6 +147,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="centre crop side")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variant", default=None)
+    ap.add_argument("--ensemble", type=int, default=1, help="deblur's --ensemble (mirrored copies averaged)")
     ap.add_argument("--no-baselines", action="store_true", help="skip Wiener/Richardson-Lucy (faster)")
     ap.add_argument("--json", default=None, help="write every image's scores and the summary here")
     ap.add_argument("--curve", default=None,
@@ -154,7 +155,8 @@ def main() -> None:
                          "are read from the log.jsonl beside --model")
     args = ap.parse_args()
 
-    d = Deblurrer(args.model, device="cpu", tile=0, threads=args.threads, variant=args.variant, progress=False)
+    d = Deblurrer(args.model, device="cpu", tile=0, threads=args.threads, variant=args.variant,
+                  ensemble=args.ensemble, progress=False)
     rng = np.random.default_rng(SEED)
     bands = list(BANDS.values())
     rows = []
