@@ -46,7 +46,7 @@ from .imageio import (
     unknown_format_error,
     write_image,
 )
-from .options import output_settings
+from .options import output_settings, upgrade_settings
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
 
 try:
@@ -367,7 +367,9 @@ class Journal:
         """
         with self._lock:
             rec = self.entries.get(rel)
-        if rec is None or rec.get("sha256") != content_hash or rec.get("settings") != settings:
+        if rec is None or rec.get("sha256") != content_hash or not isinstance(rec.get("settings"), dict):
+            return None
+        if upgrade_settings(rec["settings"]) != settings:
             return None
         if rec.get("status") == "ok":
             return rec if (out_dir / str(rec.get("output", ""))).is_file() else None

@@ -11,7 +11,9 @@ output pixels. Three things are derived from that and must never be written out 
 - the flag named in an error message (`flag_for`), so the library speaks of ``tile`` and the CLI
   of ``--tile``.
 
-Adding a shared option is adding one field here (and using it where it acts, usually `api.py`).
+Adding a shared option is adding one field here (and using it where it acts, usually `api.py`);
+one that decides the output also says, with ``before=``, which value reproduces what versions
+without it wrote, so their batch journals stay valid.
 This module imports neither torch nor typer at import time: ``deblur --help`` stays fast.
 """
 
@@ -54,6 +56,10 @@ class OptionSpec:
     key: str | None = None
     #: Former names still accepted but not shown in --help (a renamed option keeps old scripts working).
     old_flags: tuple[str, ...] = ()
+    #: For an output-deciding option added after the first release: the value under which the
+    #: output is what versions without it wrote. A batch journal from then, which lacks the key,
+    #: counts as holding this value, so upgrading does not redo a finished batch (`upgrade_settings`).
+    before: Any = None
 
     @property
     def flag(self) -> str:
@@ -106,11 +112,11 @@ class EngineOptions:
                            help="Tile side in px; 0 = whole image; auto = from free memory")
     tile_overlap: int = _opt(DEFAULT_OVERLAP, "--tile-overlap", cli_type=int, decides_output=True, example=16,
                              help="Overlap between tiles in px (blended smoothly)")
-    scale: int | str = _opt("auto", "--scale", cli_type=str, decides_output=True, example="2",
+    scale: int | str = _opt("auto", "--scale", cli_type=str, decides_output=True, example="2", before="auto",
                             help="Run the model on the image shrunk to 1/N and keep its finer detail, for shake "
                                  "larger than the model learned; auto = from the image size (models that record "
                                  "their training blur, like the default); 1 = full size")
-    ensemble: int = _opt(1, "--ensemble", cli_type=int, decides_output=True, example=2, min=1, max=8,
+    ensemble: int = _opt(1, "--ensemble", cli_type=int, decides_output=True, example=2, min=1, max=8, before=1,
                          help="Average the model over 1, 2, 4 or 8 mirrored/transposed copies of the image: "
                               "a little sharper and cleaner, that many times slower")
     batch_size: int = _opt(1, "--tile-batch", cli_type=int, example=2, min=1, old_flags=("--batch-size",),
@@ -148,6 +154,16 @@ def output_settings(obj: Any) -> dict[str, Any]:
     """
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
             if f.metadata.get("decides_output") or f.metadata.get("option", {}).get("decides_output")}
+
+
+def upgrade_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A resume key written by an older version, with the options added since at their ``before`` value.
+
+    (``--scale auto`` reproduces earlier output: it only reduces for models that record their
+    training blur, which no earlier version wrote.)
+    """
+    added = {s.name: s.before for s in EngineOptions.specs() if s.before is not None and s.name not in recorded}
+    return recorded | added
 
 
 def flag_for(name: str, specs: Iterable[OptionSpec] | None = None) -> str:

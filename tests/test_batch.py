@@ -161,6 +161,24 @@ def test_interrupted_run_is_completed(batch, tree: Path, tmp_path: Path) -> None
     assert statuses(res) == want
 
 
+def test_a_journal_from_before_an_option_existed_still_counts_as_finished(batch, tree: Path, tmp_path: Path) -> None:
+    """Upgrading deblurcli must not redo a finished batch because newer versions key more settings."""
+    out = tmp_path / "out"
+    assert batch(tree, out, "--recursive").exit_code == 0
+    journal = out / JOURNAL
+    older = []
+    for line in journal.read_text().splitlines():
+        rec = json.loads(line)
+        if isinstance(rec.get("settings"), dict):
+            for added in ("scale", "ensemble"):  # options later versions added
+                rec["settings"].pop(added, None)
+        older.append(json.dumps(rec))
+    journal.write_text("\n".join(older) + "\n")
+    assert statuses(batch(tree, out, "--recursive", "--json")) == dict.fromkeys(ALL, "skipped")
+    # asking for something those versions could not do is new work
+    assert statuses(batch(tree, out, "--recursive", "--json", "--ensemble", "2")) == dict.fromkeys(ALL, "ok")
+
+
 def test_foreign_file_in_output_folder_is_not_replaced(batch, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _save(out / "a.png", seed=7)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from deblurcli import api
 from deblurcli.cli import app
 from deblurcli.errors import OptionError
-from deblurcli.options import EngineOptions, OptionSpec, output_settings, with_options
+from deblurcli.options import EngineOptions, OptionSpec, output_settings, upgrade_settings, with_options
 
 runner = CliRunner()
 COMMANDS = ("run", "batch", "eval", "bench")
@@ -152,6 +152,19 @@ def test_batch_redoes_a_finished_file_when_an_output_deciding_option_changes(
     changed = ["--model", str(other_model)] if name == "model" else _example_args(spec)
     assert statuses(*changed) == ["ok"], f"{spec.flag} changed but batch kept the old result"
     assert statuses(*changed) == ["skipped"]
+
+
+#: The output-deciding options when options.py first declared them: batch journals since key on these.
+FIRST_RELEASE_KEYS = {"model", "variant", "precision", "tile", "tile_overlap", "strength"}
+
+
+def test_every_output_option_added_later_says_what_reproduces_older_output() -> None:
+    later = [s for s in EngineOptions.specs() if s.decides_output and s.name not in FIRST_RELEASE_KEYS]
+    assert later, "the list above is out of date"
+    for spec in later:
+        assert spec.before is not None, f"{spec.flag} decides the output but gives no before= value"
+        older_key = {s.name: s.default for s in EngineOptions.specs() if s.decides_output and s is not spec}
+        assert upgrade_settings(older_key)[spec.name] == spec.before
 
 
 # -- errors name the flag in the CLI and the parameter in Python ---------------------------------------------
