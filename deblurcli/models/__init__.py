@@ -14,7 +14,9 @@ packages.) Code outside the package (a test, a script) calls :func:`register_arc
 an installed package can declare its own under the entry-point group ``deblurcli.architectures``
 (``NAME = "package.module:SPEC"`` in its pyproject's ``[project.entry-points."deblurcli.architectures"]``):
 those are registered the first time the architectures are listed or looked up, which is before
-the command line is built, so every command's ``--help`` and ``--arch`` know them.
+the command line is built, so every command's ``--help`` and ``--arch`` know them. For that
+reason a plug-in's module should import from ``deblurcli.models`` (and torch) only: importing
+``deblurcli.cli`` there would re-enter the module that is loading it, and the plug-in is skipped.
 
 Nothing here imports torch, so listing architectures costs nothing; a network's code is imported
 when it is first built.
