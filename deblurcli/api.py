@@ -438,6 +438,9 @@ class Deblurrer:
         tiled, and we report the PSNR of one against the other and how much larger the
         difference is in the overlap bands than elsewhere (near 1 means no visible seams).
         """
+        s = self.scale_for(*pixels.shape[:2])
+        if s > 1:  # the model sees the reduced image: so must the check
+            pixels = multiscale.reduce(pixels, s)
         h, w = pixels.shape[:2]
         t = tile or self.tile_for(h, w) or (min(512, max(h, w) // 2) // self.spec.pad_multiple * self.spec.pad_multiple)
         t = max(t, 2 * self.tile_overlap + self.spec.pad_multiple)

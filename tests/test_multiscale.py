@@ -109,3 +109,11 @@ def test_scale_must_be_a_small_whole_number(tiny_model: Path) -> None:
     for bad in ("0", "9", "x", "1.5", 2.5):
         with pytest.raises(OptionError, match="^scale="):
             api.Deblurrer(tiny_model, scale=bad, progress=False)
+
+
+def test_tile_check_measures_the_image_the_model_sees(tiny_model: Path) -> None:
+    photo = np.random.default_rng(4).random((400, 400, 3), dtype=np.float32)
+    full = api.Deblurrer(tiny_model, device="cpu", tile=128, tile_overlap=16, scale=1, progress=False)
+    half = api.Deblurrer(tiny_model, device="cpu", tile=128, tile_overlap=16, scale=2, progress=False)
+    assert full.tile_check(photo)["crop"] == "240x240"  # two tiles wide, on the photo itself
+    assert half.tile_check(photo)["crop"] == "200x200"  # the whole 200 px reduced image
