@@ -16,15 +16,14 @@ from deblurcli.weights import load_model, save_model, sha256_file
 
 
 def _largest_blur(config: Path) -> int | None:
-    """The run's largest synthetic kernel, for weights saved before deblur train recorded it."""
+    """The run's largest shake, for weights saved before deblur train recorded it."""
     if not config.is_file():
         return None
     import yaml
 
-    from deblurcli.synth import largest_kernel
+    from deblurcli.train.config import trained_blur_px
 
-    data = yaml.safe_load(config.read_text())["data"]
-    return None if data.get("paired") else largest_kernel(data.get("synth") or {})
+    return trained_blur_px(yaml.safe_load(config.read_text()))
 
 
 def main(src: str, dst: str = "weights/default.safetensors") -> None:

@@ -5,7 +5,7 @@ photo downscaled by 2 (or 4) brings such blur back into range. This script measu
 photos (the evaluation set of ``evaluate.py``, 512 px crops) blurred with 41-81 px kernels in both
 domains, PSNR of:
 
-- ``full``: the model on the full-resolution photo (what deblur run does today);
+- ``full``: the model on the full-resolution photo (``deblur run --scale 1``);
 - ``reduced``: downscale by ``s`` (area), restore, upscale (bicubic);
 - ``merged``: the reduced-scale result's low frequencies plus the full-resolution result's high
   frequencies (those above the reduced scale's Nyquist), so fine detail is not lost;

@@ -544,3 +544,15 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
 def dump_config(cfg: Mapping[str, Any]) -> str:
     """The resolved configuration as plain YAML (what ``out/config.yaml`` holds)."""
     return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None, width=120)
+
+
+def trained_blur_px(cfg: Mapping[str, Any]) -> int | None:
+    """The largest shake (px) a run trains on, recorded in its weights for ``--scale auto``.
+
+    Only for purely synthetic data, whose largest kernel is known; paired data does not say how
+    large its blur is, so a run that uses any gives None.
+    """
+    from ..synth import largest_kernel
+
+    data = cfg["data"]
+    return None if data.get("paired") else largest_kernel(data.get("synth") or {})

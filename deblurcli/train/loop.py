@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, DeblurError, UsageError
 from ..fsutil import atomic_output, atomic_write
 from . import data as D
-from .config import dump_config, resolve_stages, validate
+from .config import dump_config, resolve_stages, trained_blur_px, validate
 from .dist import World, barrier, detect_world, init_process_group, pick_device, shutdown
 from .losses import DeblurLoss
 from .report import Reporter, truncate_log
@@ -499,12 +499,9 @@ class Trainer:
         settings = self.arch.export_settings(variant, dict(cfg["export"]["settings"]), final_patch)
         extra = {"trained_by": "deblur train", "train_steps": str(self.step), "train_patch": str(final_patch),
                  "train_variant": cfg["variant"], "weights": "ema" if self.ema is not None else "raw"}
-        if not cfg["data"]["paired"]:
-            # Synthetic blur only: its largest kernel is the largest shake the model has seen
-            # (`Deblurrer` runs larger photos at a reduced scale from it). Paired data does not say.
-            from ..synth import largest_kernel
-
-            extra["train_blur_px"] = str(largest_kernel(cfg["data"]["synth"] or {}))
+        blur = trained_blur_px(cfg)
+        if blur is not None:  # `Deblurrer` runs photos whose shake is likely larger at a reduced scale
+            extra["train_blur_px"] = str(blur)
         if psnr is not None:
             extra.update(val_psnr=f"{psnr:.4f}", val_ssim=f"{ssim:.6f}")
         weights = (self.ema if self.ema is not None else self.model).state_dict()
