@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DeblurError
 from .fsutil import input_as_output
-from .imageio import FORMAT_EXTENSIONS, extension_for, extension_hint, unknown_format_error
+from .imageio import FORMAT_EXTENSIONS, extension_for, extension_hint, unknown_format_error, unreadable_file
 from .video import VIDEO_EXTENSIONS, is_video, preview_path
 
 if TYPE_CHECKING:
@@ -139,6 +139,9 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
             return Planned(s, "", f"{s}: no such file; {hint}")
         if src.is_dir():
             return Planned(s, "", f"{s}: is a folder; use 'deblur batch {s} OUT_DIR' for folders", True)
+        refusal = None if video else unreadable_file(src)
+        if refusal:  # before the output's name: IMG.HEIC wants the plug-in, not another extension
+            return Planned(s, "", refusal)
     if s == STDIO:
         if output is None or output == STDIO:
             return Planned(s, STDIO)

@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import DeblurError, OptionError, OutputError, UsageError
 from .fsutil import fsync_dir
+from .imageio.formats import ftyp_image
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -94,10 +95,12 @@ def sniff_video(path: str | os.PathLike[str]) -> str | None:
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(256)  # enough for an ftyp box's brand list
     except OSError:
         return None
     if len(head) >= 12 and head[4:8] == b"ftyp":
+        if ftyp_image(head) is not None:  # HEIC, AVIF and CR3 photos use the same box as MP4
+            return None
         return "mov" if head[8:12] == b"qt  " else "mp4"
     if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
         return "mov"

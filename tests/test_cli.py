@@ -86,8 +86,12 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
 
 
 # -- formats and bit depths -------------------------------------------------------------------------
+# Phones' formats where this Python has their plug-in (pillow-heif; a Pillow with libavif).
+ISO_MEDIA = [(e, f) for e, f in [("avif", "AVIF"), ("heic", "HEIF")] if "." + e in imageio.FORMAT_EXTENSIONS]
+
+
 @pytest.mark.parametrize(("ext", "fmt"), [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"), ("webp", "WEBP"),
-                                          ("bmp", "BMP")])
+                                          ("bmp", "BMP"), *ISO_MEDIA])
 def test_8bit_round_trip(deblur, tmp_path: Path, ext: str, fmt: str) -> None:
     src, dst = tmp_path / f"in.{ext}", tmp_path / f"out.{ext}"
     PILImage.fromarray(rgb8()).save(src)
@@ -201,6 +205,27 @@ def test_default_name_suffix_and_refusals(deblur, tmp_path: Path) -> None:
     assert_one_line_error(deblur("run", src, "-o", src, "--overwrite"), 2, "output is the input")
     assert_one_line_error(deblur("run", src, "--suffix", ""), 2, "output is the input")
     assert src.read_bytes() == before
+
+
+def test_heic_without_pillow_heif(deblur, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An iPhone photo on a machine without the plug-in: the fix, not "unknown output format .heic",
+    and a batch still does the other photos and reports it at the end."""
+    from dataclasses import replace
+
+    from deblurcli.imageio import formats
+
+    monkeypatch.setitem(formats._BY_NAME, "HEIF", replace(formats._BY_NAME["HEIF"], available=lambda: False))
+    heic = tmp_path / "in" / "IMG_0001.HEIC"
+    heic.parent.mkdir()
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    PILImage.fromarray(rgb8()).save(tmp_path / "in" / "a.png")
+    res = deblur("run", heic)
+    assert_one_line_error(res, 1, str(heic), "pillow-heif")
+    assert sorted(p.name for p in heic.parent.iterdir()) == ["IMG_0001.HEIC", "a.png"]
+    res = deblur("batch", heic.parent, tmp_path / "out", "--format", "png")
+    assert res.exit_code == 1
+    assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "IMG_0001.png").exists()
+    assert "IMG_0001.HEIC" in plain(res.stderr) and "pillow-heif" in plain(res.stderr)
 
 
 def test_output_folder_and_partial_failure(deblur, tmp_path: Path) -> None:

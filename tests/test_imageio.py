@@ -20,6 +20,8 @@ from deblurcli.errors import ImageError
 from deblurcli.imageio import Image, encode_image, output_notes, read_image, same_file, write_image
 
 RNG = np.random.default_rng(1234)
+# The phone formats this Python can read and write (HEIC needs pillow-heif, AVIF a Pillow with libavif).
+ISO_MEDIA = [e for e in ("avif", "heic") if "." + e in imageio.FORMAT_EXTENSIONS]
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 XMP = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -388,7 +390,7 @@ def test_exif_icc_xmp_round_trip_jpeg(tmp_path: Path) -> None:
     assert img.orientation == 6 and img.icc == SRGB_ICC and img.xmp is not None
     assert img.pixels.shape == (20, 12, 3)  # upright: stored 12x20 turned a quarter
 
-    for ext in ("jpg", "png", "tif", "webp"):
+    for ext in ("jpg", "png", "tif", "webp", *ISO_MEDIA):
         out = tmp_path / f"out.{ext}"
         write_image(img, img.pixels, out)
         back = PILImage.open(out)
@@ -527,24 +529,80 @@ def test_not_an_image(tmp_path: Path) -> None:
     assert "not an image" in one_line_error(exc, str(tmp_path / "notes.jpg"))
 
 
-@pytest.mark.parametrize(
-    ("name", "data", "kind"),
-    [
-        ("a.gif", None, "GIF"),
-        ("a.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64, "HEIC"),
-        ("a.avif", b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1" + b"\0" * 64, "AVIF"),
-    ],
-)
-def test_unsupported_format(tmp_path: Path, name: str, data: bytes | None, kind: str) -> None:
-    path = tmp_path / name
-    if data is None:
-        pil_save(photo(8, 8), path, "GIF")
-    else:
-        path.write_bytes(data)
+def test_unsupported_format(tmp_path: Path) -> None:
+    path = pil_save(photo(8, 8), tmp_path / "a.gif", "GIF")
     with pytest.raises(ImageError) as exc:
         read_image(path)
     msg = one_line_error(exc, str(path))
-    assert f"unsupported format {kind}" in msg and "convert" in msg
+    assert "unsupported format GIF" in msg and "convert" in msg
+
+
+HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+# A generic major brand with the specific one among the compatible brands, as many encoders write.
+AVIF_HEAD = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf"
+
+
+@pytest.mark.parametrize(("name", "head", "label", "fix"), [
+    ("IMG_0001.HEIC", HEIC_HEAD, "HEIC", "pillow-heif"),
+    ("a.avif", AVIF_HEAD, "AVIF", "pillow>=11.3"),
+])  # fmt: skip
+def test_heic_avif_without_their_plugin_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     name: str, head: bytes, label: str, fix: str) -> None:
+    """Without the plug-in a photo is refused with what to install, not "not an image"."""
+    from dataclasses import replace
+
+    from deblurcli.imageio import formats
+
+    fmt = {"HEIC": "HEIF"}.get(label, label)
+    monkeypatch.setitem(formats._BY_NAME, fmt, replace(formats._BY_NAME[fmt], available=lambda: False))
+    path = tmp_path / name
+    path.write_bytes(head + b"\0" * 64)
+    with pytest.raises(ImageError) as exc:
+        read_image(path)
+    msg = one_line_error(exc, str(path))
+    assert f"reading {label} needs" in msg and fix in msg and "convert" in msg
+    assert imageio.unreadable_file(path) == msg  # what `deblur run` says before planning an output
+
+
+def test_canon_cr3_is_refused_as_raw(tmp_path: Path) -> None:
+    path = tmp_path / "IMG_0001.CR3"
+    path.write_bytes(b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom" + b"\0" * 64)
+    with pytest.raises(ImageError) as exc:
+        read_image(path)
+    assert "camera raw" in one_line_error(exc, str(path))
+
+
+def test_iso_media_photos_are_not_videos(tmp_path: Path) -> None:
+    """HEIC, AVIF and CR3 share MP4's ftyp box; only the brands tell a photo from a clip."""
+    from deblurcli.video import sniff_video
+
+    for name, head in [("a.heic", HEIC_HEAD), ("a.avif", AVIF_HEAD),
+                       ("a.cr3", b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom")]:
+        (tmp_path / name).write_bytes(head + b"\0" * 64)
+        assert sniff_video(tmp_path / name) is None, name
+    (tmp_path / "clip.bin").write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\0" * 64)
+    assert sniff_video(tmp_path / "clip.bin") == "mp4"
+
+
+@pytest.mark.parametrize("ext", ISO_MEDIA)
+def test_heic_avif_round_trip(tmp_path: Path, ext: str) -> None:
+    """Phones' formats in and out: upright, alpha and grey kept, close to the input at quality 95."""
+    pil_fmt = {"heic": "HEIF", "avif": "AVIF"}[ext]
+    arr = photo(48, 64)
+    src = pil_save(arr, tmp_path / f"cam.{ext}", pil_fmt, quality=100, exif=exif_blob(6))
+    img = read_image(src)
+    assert img.pixels.shape == (64, 48, 3)  # shown turned a quarter, as the EXIF (or HEIF's irot) says
+    assert psnr(np.rint(img.pixels * 255), np.rot90(arr, -1), 255) > 35
+    out = tmp_path / f"out.{ext}"
+    write_image(img, img.pixels, out)
+    again = read_image(out)
+    assert again.pixels.shape == (64, 48, 3) and again.format == pil_fmt
+    assert psnr(np.rint(again.pixels * 255), np.rint(img.pixels * 255), 255) > 35
+    for channels, mode in [(4, "RGBA"), (1, "L")]:
+        png = read_image(pil_save(photo(16, 16, channels), tmp_path / f"c{channels}.png", "PNG"))
+        out = tmp_path / f"c{channels}.{ext}"
+        write_image(png, png.pixels, out)
+        assert PILImage.open(out).mode == mode, out
 
 
 def test_camera_raw_is_refused(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ The package, one concern per module:
 """
 
 from ..fsutil import same_file
-from .decode import DEFAULT_MAX_PIXELS, read_image
+from .decode import DEFAULT_MAX_PIXELS, read_image, unreadable_file
 from .encode import encode_image, output_layout, output_notes, to_samples, write_image
 from .formats import (
     FORMAT_EXTENSIONS,
@@ -51,4 +51,5 @@ __all__ = [
     "to_samples",
     "unknown_format_error",
     "write_image",
+    "unreadable_file",
 ]

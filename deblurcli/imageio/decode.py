@@ -23,7 +23,7 @@ from PIL import ImageCms, UnidentifiedImageError
 
 from deblurcli.errors import ImageError
 
-from .formats import RAW_EXTENSIONS, names_for_message, readable, sniff
+from .formats import RAW_EXTENSIONS, names_for_message, readable, sniff, unusable
 from .image import Image, _orient
 from .metadata import (
     _ORIENTATION_TAG,
@@ -63,6 +63,32 @@ def _cv2() -> Any:
     return _CV2
 
 
+def unreadable(label: str, kind: str | None, source: Path | None) -> str | None:
+    """Why a file of format `kind` (as `sniff` names it) cannot be read here, as the one-line error.
+
+    Shared with the run planner, so that `deblur run IMG.HEIC` names the missing plug-in before
+    anything is planned for the output.
+    """
+    if (source is not None and source.suffix.lower() in RAW_EXTENSIONS) or (kind or "").endswith(" raw"):
+        return f"{label}: camera raw files are not supported; develop it to a 16-bit TIFF or a PNG/JPEG first"
+    if kind is None or readable(kind) is not None:
+        return None
+    missing = unusable(kind)
+    if missing is not None:
+        return f"{label}: reading {missing.label} needs {missing.needs} (or convert it to PNG, JPEG or TIFF)"
+    return f"{label}: unsupported format {kind}; convert it to PNG, JPEG or TIFF first"
+
+
+def unreadable_file(path: Path) -> str | None:
+    """`unreadable` from the file's first bytes, so a plan can refuse it before naming an output."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None  # the reader reports it, with the whole story
+    return unreadable(str(path), sniff(head), path)
+
+
 def read_image(
     src: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
@@ -70,7 +96,7 @@ def read_image(
     max_pixels: int | None = None,
     name: str | None = None,
 ) -> Image:
-    """Decode a PNG, JPEG, TIFF, WebP or BMP file (or its bytes, e.g. from stdin).
+    """Decode a PNG, JPEG, TIFF, WebP, BMP, AVIF or HEIC file (or its bytes, e.g. from stdin).
 
     Every way a user's file can be wrong becomes one `ImageError` line naming the file and the
     fix, because the CLI shows exactly that line. `max_pixels` (default `DEFAULT_MAX_PIXELS`)
@@ -87,13 +113,10 @@ def read_image(
         data = _read_file(source, label)
     if not data:
         raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-download it")
-    if source is not None and source.suffix.lower() in RAW_EXTENSIONS:
-        raise ImageError(
-            f"{label}: camera raw files are not supported; develop it to a 16-bit TIFF or a PNG/JPEG first"
-        )
     kind = sniff(data)
-    if kind is not None and readable(kind) is None:
-        raise ImageError(f"{label}: unsupported format {kind}; convert it to PNG, JPEG or TIFF first")
+    refusal = unreadable(label, kind, source)
+    if refusal:
+        raise ImageError(refusal)
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     pil = _open_pillow(data, label, kind, lift_bomb_guard=allow_large or limit > DEFAULT_MAX_PIXELS)
@@ -101,7 +124,7 @@ def read_image(
         return _read_tiff_direct(data, label, source, limit, allow_large)
     fmt = pil.format or kind or "?"
     if readable(fmt) is None:
-        raise ImageError(f"{label}: unsupported format {fmt}; convert it to PNG, JPEG or TIFF first")
+        raise ImageError(unreadable(label, fmt, None) or f"{label}: unsupported format {fmt}")
     w, h = pil.size
     if fmt == "TIFF":  # Pillow >= 12 reports a TIFF's size already turned by its orientation
         w, h = int(pil.tag_v2.get(256, w)), int(pil.tag_v2.get(257, h))
@@ -348,9 +371,10 @@ def _open_pillow(data: bytes, label: str, kind: str | None, *, lift_bomb_guard: 
     except UnidentifiedImageError:
         if kind == "TIFF":
             return None
-        if readable(kind) is not None:
+        known = readable(kind)
+        if known is not None:
             raise ImageError(
-                f"{label}: file is truncated or corrupt (not a readable {kind}); re-export or re-download it"
+                f"{label}: file is truncated or corrupt (not a readable {known.label}); re-export or re-download it"
             ) from None
         raise ImageError(
             f"{label}: not an image file (or an unknown format); give a {names_for_message()}"
@@ -375,7 +399,7 @@ def _corrupt(label: str, fmt: str | None, exc: BaseException) -> ImageError:
     detail = _short(exc)
     if fmt and any(k in detail.lower() for k in _EARLY_END):
         known = readable(fmt)
-        detail = f"{known.name if known else fmt} ended early"
+        detail = f"{known.label if known else fmt} ended early"
     return ImageError(f"{label}: file is truncated or corrupt ({detail}); re-export or re-download it")
 
 

@@ -7,18 +7,24 @@ check, sniffing by magic bytes, which formats keep 16 bits, alpha, grey or metad
 notes printed when one cannot), the largest side, and the writer that is called.
 
 Decoding needs no entry of its own: Pillow (and OpenCV for 16-bit data) decodes every listed
-format; a format Pillow cannot open needs its decoder in `decode.py` as well.
+format; a format Pillow cannot open needs its decoder in `decode.py` as well. A format that needs
+a Pillow plug-in (HEIC: pillow-heif) or a Pillow built with it (AVIF) names it in ``needs``: where
+it is missing the format's files are still found and refused with that fix, instead of being
+skipped or called "not an image".
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from deblurcli.errors import ImageError
 
-from .writers import Writer, write_bmp, write_jpeg, write_png, write_tiff, write_webp
+from .writers import Writer, write_avif, write_bmp, write_heif, write_jpeg, write_png, write_tiff, write_webp
 
 #: A file signature: all of its (offset, bytes) parts must match.
 Magic = tuple[tuple[int, bytes], ...]
@@ -50,6 +56,12 @@ class ImageFormat:
     writer: Writer | None
     #: Other names Pillow reports for files that are read as this format (MPO: phones' multi-JPEG).
     aliases: tuple[str, ...] = ()
+    #: ISO base media (``ftyp``) brands that mark the format; `sniff` reads the whole brand list.
+    brands: tuple[bytes, ...] = ()
+    #: What this Python lacks when the format is unavailable, as the fix for the user.
+    needs: str | None = None
+    #: True when the format can be used here (its plug-in loads); None means always.
+    available: Callable[[], bool] | None = None
 
     @property
     def extension(self) -> str:
@@ -58,6 +70,28 @@ class ImageFormat:
 
 
 _ALL_METADATA = frozenset({"exif", "icc", "xmp", "dpi"})
+
+
+@cache
+def _heif_plugin() -> bool:
+    """pillow-heif, registered with Pillow once: HEIC is patented HEVC, so it stays an optional extra."""
+    try:
+        pillow_heif = importlib.import_module("pillow_heif")
+        pillow_heif.register_heif_opener()
+    except Exception:  # not installed, or a broken build: HEIC is refused with the install hint
+        return False
+    return True
+
+
+@cache
+def _avif_plugin() -> bool:
+    """Pillow has AVIF (libavif) built in from 11.3; older or custom builds may not."""
+    try:
+        from PIL import features
+
+        return bool(features.check_module("avif"))
+    except Exception:
+        return False
 
 FORMATS: tuple[ImageFormat, ...] = (
     ImageFormat(
@@ -82,16 +116,38 @@ FORMATS: tuple[ImageFormat, ...] = (
         name="BMP", label="BMP", extensions=(".bmp",), magic=(((0, b"BM"),),),
         bit_depths=(8,), alpha=False, grey=True, metadata=frozenset({"dpi"}), max_side=2**31 - 1, writer=write_bmp,
     ),
+    ImageFormat(
+        # 10-bit AVIF is read as 8 bits: Pillow decodes no more.
+        name="AVIF", label="AVIF", extensions=(".avif",), magic=(), brands=(b"avif", b"avis"),
+        bit_depths=(8,), alpha=True, grey=True, metadata=frozenset({"exif", "icc", "xmp"}), max_side=32_768,
+        writer=write_avif, needs="a Pillow with AVIF: pip install -U 'pillow>=11.3'", available=_avif_plugin,
+    ),
+    ImageFormat(
+        # iPhones' photos. pillow-heif turns the container's rotation into pixels and sets EXIF
+        # orientation to 1, so a photo is never turned twice; 10-bit HEIC is read as 8 bits.
+        name="HEIF", label="HEIC", extensions=(".heic", ".heif", ".hif"), magic=(),
+        brands=(b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"),
+        bit_depths=(8,), alpha=True, grey=True, metadata=frozenset({"exif", "icc", "xmp"}), max_side=32_768,
+        writer=write_heif, needs="pillow-heif: pip install 'deblurcli[heif]'", available=_heif_plugin,
+    ),
 )
+
+
+def usable(f: ImageFormat) -> bool:
+    """Whether this Python can read and write `f` (its plug-in, if it needs one, loads)."""
+    return f.available is None or f.available()
 
 _BY_NAME: dict[str, ImageFormat] = {n: f for f in FORMATS for n in (f.name, *f.aliases)}
 _BY_EXTENSION: dict[str, ImageFormat] = {e: f for f in FORMATS for e in f.extensions}
 
 #: Every extension a photo may have, lower case with the dot: the one list used to find inputs.
+#: It includes formats whose plug-in is missing here, so that such a file is refused with the fix.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(_BY_EXTENSION)
 
-#: Output format name by extension (every listed format can be written).
-FORMAT_EXTENSIONS: dict[str, str] = {e: f.name for e, f in _BY_EXTENSION.items() if f.writer is not None}
+#: Output format name by extension: the formats this Python can write.
+FORMAT_EXTENSIONS: dict[str, str] = {
+    e: f.name for e, f in _BY_EXTENSION.items() if f.writer is not None and usable(f)
+}
 
 # Camera raw files: Pillow happily opens many of them as TIFF and returns the tiny embedded
 # preview, which would be deblurred and written out as if it were the photo.
@@ -101,7 +157,7 @@ RAW_EXTENSIONS = frozenset({
     ".sr2", ".srf", ".srw", ".x3f",
 })  # fmt: skip
 
-# Formats we recognise only to name them in an error ("unsupported format HEIC").
+# Formats we recognise only to name them in an error ("unsupported format GIF").
 _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "GIF"),
     (b"8BPS", "PSD"),
@@ -115,19 +171,46 @@ _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x76\x2f\x31\x01", "OpenEXR"),
     (b"#?RADIANCE", "HDR"),
 )
-_FTYP_BRANDS = {
-    b"avif": "AVIF", b"avis": "AVIF",
-    **dict.fromkeys((b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"), "HEIC"),
-}  # fmt: skip
+# ISO base media brands of photos that are not ours to read (Canon's CR3 raw shares the box).
+_OTHER_BRANDS = {b"crx ": "Canon CR3 raw"}
+
+
+def ftyp_image(data: bytes) -> str | None:
+    """The photo format of an ISO base media file (HEIC, AVIF, CR3), None if it is not one.
+
+    Photos and MP4/MOV videos share the ``ftyp`` box; the brands tell them apart. The major brand
+    may be the generic ``mif1`` with the specific one among the compatible brands, so the whole
+    list is read, and the most specific brand wins: `FORMATS` lists AVIF before HEIC, whose
+    brands include the generic ones.
+    """
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return None
+    size = int.from_bytes(data[:4], "big")
+    end = min(len(data), size if 16 <= size <= 4096 else 16)
+    brands = {data[8:12], *(data[o : o + 4] for o in range(16, end - 3, 4))}
+    for b, kind in _OTHER_BRANDS.items():
+        if b in brands:
+            return kind
+    for f in FORMATS:
+        if brands & set(f.brands):
+            return f.name
+    return None
 
 
 def readable(name: str | None) -> ImageFormat | None:
-    """The description for a format name as Pillow or `sniff` reports it, None if not supported."""
-    return _BY_NAME.get(name or "")
+    """The description for a format name as Pillow or `sniff` reports it, None if not supported here."""
+    f = _BY_NAME.get(name or "")
+    return f if f is not None and usable(f) else None
+
+
+def unusable(name: str | None) -> ImageFormat | None:
+    """A format we know but cannot use here (its plug-in is missing); its ``needs`` is the fix."""
+    f = _BY_NAME.get(name or "")
+    return f if f is not None and not usable(f) else None
 
 
 def writable() -> list[ImageFormat]:
-    return [f for f in FORMATS if f.writer is not None]
+    return [f for f in FORMATS if f.writer is not None and usable(f)]
 
 
 def either(items: list[str]) -> str:
@@ -136,8 +219,8 @@ def either(items: list[str]) -> str:
 
 
 def names_for_message() -> str:
-    """``PNG, JPEG, TIFF, WebP or BMP``."""
-    return either([f.label for f in FORMATS])
+    """``PNG, JPEG, TIFF, WebP, BMP, AVIF or HEIC`` (those usable here)."""
+    return either([f.label for f in FORMATS if usable(f)])
 
 
 def sniff(data: bytes) -> str | None:
@@ -146,7 +229,7 @@ def sniff(data: bytes) -> str | None:
         if any(all(data[o : o + len(b)] == b for o, b in m) for m in f.magic):
             return f.name
     if data[4:8] == b"ftyp":
-        return _FTYP_BRANDS.get(data[8:12])
+        return ftyp_image(data)
     for magic, kind in _UNSUPPORTED_MAGIC:
         if data[: len(magic)] == magic:
             return kind
@@ -154,10 +237,10 @@ def sniff(data: bytes) -> str | None:
 
 
 def format_named(name: str) -> ImageFormat | None:
-    """A writable format from a ``--format`` value: any of its extensions (dot optional) or its name."""
+    """A writable format from a ``--format`` value: any of its extensions (dot optional), name or label."""
     key = name.strip().lower().lstrip(".")
     f = _BY_EXTENSION.get("." + key) or _BY_NAME.get(key.upper())
-    return f if f is not None and f.writer is not None else None
+    return f if f is not None and f.writer is not None and usable(f) else None
 
 
 def extension_for(name: str) -> str:
