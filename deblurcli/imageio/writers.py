@@ -103,19 +103,17 @@ def write_webp(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
 
 
 def _iso_media_options(enc: Encoding) -> dict[str, object]:
-    opts: dict[str, object] = {"quality": int(min(enc.quality, 100))}
-    if enc.icc:
-        opts["icc_profile"] = enc.icc
-    if enc.exif:
-        opts["exif"] = enc.exif
+    """AVIF and HEIC: no resolution field, XMP beside EXIF and ICC."""
+    opts = {k: v for k, v in _pillow_options(enc).items() if k != "dpi"}
     if enc.xmp:
         opts["xmp"] = enc.xmp
+    opts["quality"] = int(min(enc.quality, 100))
     return opts
 
 
 def write_avif(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
     """AVIF through Pillow's libavif, chroma at full resolution (4:4:4) as for JPEG: 4:2:0 would
-    soften the edges just sharpened. Quality 100 is lossless."""
+    soften the edges just sharpened."""
     opts = _iso_media_options(enc)
     if arr.shape[2] >= 3:  # grey is stored as luma alone (4:0:0), which 4:4:4 would turn into colour
         opts["subsampling"] = "4:4:4"
