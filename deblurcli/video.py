@@ -313,6 +313,31 @@ def _supported_decoders() -> list[str]:
     return [n for n in _KNOWN_DECODERS if _can_decode(n)]
 
 
+def capabilities() -> dict[str, Any]:
+    """What this installation's PyAV can do with video, for ``deblur doctor``: a codec an input
+    uses, or ``--codec`` asks for, fails only where its decoder or encoder is listed missing here."""
+    try:
+        av = _av()
+    except DeblurError as exc:
+        return {"pyav": None, "problem": str(exc)}
+    encoders = {}
+    for family in CODEC_CHOICES:
+        name = _FAMILIES[family][0]
+        try:
+            av.Codec(name, "w")
+            encoders[family] = name
+        except Exception:
+            encoders[family] = None
+    versions = getattr(av, "library_versions", {}) or {}
+    ffmpeg = versions.get("libavcodec")
+    return {
+        "pyav": getattr(av, "__version__", "?"),
+        "libavcodec": ".".join(map(str, ffmpeg)) if ffmpeg else None,
+        "decoders": _supported_decoders(),
+        "encoders": encoders,
+    }
+
+
 # -- the encoder ------------------------------------------------------------------------------------
 @dataclass
 class EncoderChoice:

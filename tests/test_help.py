@@ -40,7 +40,7 @@ def _squash(text: str) -> str:
 def test_every_command_is_discovered() -> None:
     paths = {" ".join(p) for p, _ in COMMANDS}
     assert {"run", "batch", "eval", "bench", "models", "models info", "convert", "download", "train",
-            "synth"} <= paths
+            "synth", "doctor"} <= paths
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
