@@ -111,6 +111,9 @@ def step_env(ctx: dict[str, Any]) -> dict[str, Any]:
     info["mamba_ssm"] = cuda_adapter.probe() or "kernel runs and agrees with the reference"
     info["backends"] = ssm.available_backends()
     info["auto_backend"] = ssm.resolve_backend("auto", torch.zeros(1, 1, 1, device=dev))
+    from deblurcli.doctor import report  # its GPU branches run only on a machine like this one
+
+    info["doctor"] = report()
     return info
 
 
