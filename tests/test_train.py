@@ -120,6 +120,10 @@ def test_set_overrides_and_flags(tmp_path: Path) -> None:
     assert resolve_stages(cfg) == [(5, 64, 4), (10, 128, 2)]
     flat = load_config(path, [], patch_size=64)  # a crop size flag replaces the progressive schedule
     assert resolve_stages(flat) == [(flat["train"]["steps"], 64, 8)]
+    # YAML reads a bare `off` as false: it still means the choice a person typed
+    assert load_config(None, ["train.amp=off"])["train"]["amp"] == "off"
+    (tmp_path / "c.yaml").write_text("train:\n  amp: off\n")
+    assert load_config(tmp_path / "c.yaml", [])["train"]["amp"] == "off"
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -162,6 +166,34 @@ def test_training_lowers_the_loss(tiny_arch: SimpleNamespace, tmp_path: Path) ->
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 24 and "unused" in state["model"]
     assert len(state["optimizer"]["param_groups"][0]["params"]) == 4  # the unused tensor was frozen
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_trains_in_bf16_only_where_the_cpu_computes_it(tiny_arch: SimpleNamespace, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], native: bool) -> None:
+    """amp=auto on a CPU: bf16 autocast (1.5x faster steps) with native bf16, float32 without it
+    (emulated bf16 would be slower); amp=off always float32. Either way the loss falls."""
+    seen: list[torch.dtype] = []
+    forward = TinyNet.forward
+
+    def spy(self: TinyNet, x: torch.Tensor) -> torch.Tensor:
+        y = forward(self, x)
+        if self.training and len(x) > 1:  # training batches, not the one-image probe for unused parameters
+            seen.append(y.dtype)
+        return y
+
+    monkeypatch.setattr(TinyNet, "forward", spy)
+    monkeypatch.setattr(train_loop, "cpu_has_native_bf16", lambda: native)
+    out = tmp_path / "run"
+    run(tiny_config(out, 24, "val.every=0", "checkpoint.every=0"))
+    assert set(seen) == {torch.bfloat16 if native else torch.float32}
+    assert ("bf16 autocast" in capsys.readouterr().err) == native
+    got = losses(out)
+    assert sum(got[s] for s in range(21, 25)) < 0.7 * sum(got[s] for s in range(1, 5))
+    seen.clear()
+    run(tiny_config(tmp_path / "off", 2, "val.every=0", "checkpoint.every=0", "train.amp=off"))
+    assert set(seen) == {torch.float32}
 
 
 @pytest.mark.parametrize("workers", [0, 2])

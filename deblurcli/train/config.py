@@ -179,7 +179,8 @@ _COMMENTS: dict[str, str] = {
         "moving average of the weights, validated and exported (0 = off); the decay ramps up as "
         "(1+step)/(10+step) so a short run's average is not mostly the random initialisation"
     ),
-    "train.amp": "mixed precision on GPUs: auto (bf16 if supported, else fp16) | bf16 | fp16 | off; CPU runs float32",
+    "train.amp": "mixed precision: auto (GPUs: bf16 if supported, else fp16; CPUs: bf16 where computed natively, "
+                 "AVX512-BF16 or AMX, else float32) | bf16 | fp16 | off",
     "loss": "the training loss, summed over the network's outputs",
     "loss.pixel": "charbonnier | l1",
     "loss.eps": "Charbonnier epsilon",
@@ -433,6 +434,8 @@ def _check_types(cfg: dict[str, Any], defaults: Mapping[str, Any], prefix: str =
                 raise _type_error(dotted, "a number", value)
             cfg[key] = float(value)
         elif isinstance(default, str):
+            if isinstance(value, bool) and dotted in _CHOICES and ("on" if value else "off") in _CHOICES[dotted]:
+                value = "on" if value else "off"  # YAML 1.1 reads a bare off/on (and no/yes) as a boolean
             if not isinstance(value, str):
                 raise _type_error(dotted, "a string", value)
             if dotted in _CHOICES:
