@@ -553,8 +553,22 @@ def _read_rgb(path: Path) -> np.ndarray:
             from exc
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if img is None:
-        raise ImageError(f"cannot decode {path}; re-save it as PNG or JPEG, or remove it from the folder")
+        return _read_with_pillow(path)
     return np.ascontiguousarray(img[..., ::-1])
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    """What OpenCV's wheels do not decode (AVIF, HEIC) through deblurcli's own reader, whose error
+    names the fix (a missing plug-in, a corrupt file) in one line."""
+    from .imageio import read_image
+
+    try:
+        img = read_image(path, allow_large=True)
+    except ImageError as exc:
+        raise ImageError(f"{exc}; or remove it from the folder") from None
+    samples = img.samples if img.samples.ndim == 3 else img.samples[..., None]
+    return np.ascontiguousarray(np.broadcast_to(samples, samples.shape[:2] + (3,)) if samples.shape[2] == 1
+                                else samples[..., :3])
 
 
 def _to_float(img: np.ndarray) -> np.ndarray:

@@ -290,6 +290,25 @@ def test_write_pairs_layout_and_reports_bad_images(sharp_dir: Path, tmp_path: Pa
     assert not list(out.rglob("*.tmp"))
 
 
+def test_write_pairs_reads_what_opencv_cannot(sharp_dir: Path, tmp_path: Path) -> None:
+    """A HEIC among the sharp photos (OpenCV's wheels decode no HEIC) is read by our own reader."""
+    from deblurcli.imageio import FORMAT_EXTENSIONS
+
+    if ".heic" not in FORMAT_EXTENSIONS:
+        pytest.skip("pillow-heif is not installed")
+    from PIL import Image as PILImage
+
+    grey = (synth.dead_leaves((40, 56), np.random.default_rng(4))[..., 0] * 255).astype(np.uint8)
+    PILImage.fromarray(grey).save(sharp_dir / "gamma.heic", quality=100)
+    events: list[synth.SynthProgress] = []
+    synth.write_pairs(sharp_dir, tmp_path / "out", count_per_image=1, seed=3, progress=events.append)
+    assert [e.error for e in events if e.error and "gamma" in e.error] == []
+    sharp = _load_png(tmp_path / "out" / "gamma" / "sharp" / "000000.png")
+    assert sharp.shape == (40, 56, 3)  # grey, as three equal channels
+    assert np.abs(sharp[..., 0].astype(np.float32) - sharp[..., 2]).max() <= 1 / 255 + 1e-6
+    assert [e for e in events if e.error and "broken.jpg" in e.error]
+
+
 def test_write_pairs_is_deterministic_and_crops(sharp_dir: Path, tmp_path: Path) -> None:
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     synth.write_pairs(sharp_dir, a, seed=7, crop=32)
