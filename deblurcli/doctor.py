@@ -38,6 +38,8 @@ def _probe(section: str, fn: Callable[[], Any], problems: list[str]) -> Any:
 def _torch(problems: list[str]) -> dict[str, Any]:
     import torch
 
+    from .hardware import cpu_has_native_bf16
+
     gpus = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -51,6 +53,7 @@ def _torch(problems: list[str]) -> dict[str, Any]:
         "cuda_gpus": gpus,
         "mps": mps,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_threads": torch.get_num_threads(),
     }
     nvidia = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None

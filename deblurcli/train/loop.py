@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, DeblurError, UsageError
 from ..fsutil import atomic_output, atomic_write
+from ..hardware import cpu_has_native_bf16
 from . import data as D
 from .config import dump_config, resolve_stages, trained_blur_px, validate
 from .dist import World, barrier, detect_world, init_process_group, pick_device, shutdown
@@ -60,19 +61,6 @@ def run(config: Mapping[str, Any], *, resume: bool = False, console: Console | N
             trainer.close()
         shutdown()
     return Path(cfg["out"])
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPUs where bf16 autocast is faster than float32, not slower."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(cpu, probe, None)
-        try:
-            if fn is not None and fn():
-                return True
-        except Exception:
-            continue
-    return False
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup: int, total: int) -> float:
