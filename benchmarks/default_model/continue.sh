@@ -8,7 +8,8 @@
 # --resume` as one process per core (two at most: torchrun, gloo, one thread each). On this
 # project's 2-core machines two single-thread processes train 1.7x faster than one process with
 # two threads. TOTAL_STEPS moves the end of the cosine schedule (pick it so the run ends before
-# the session does: about 1.5-1.7 steps per second on two cores, 2 on one).
+# the session does: about 2.2 steps per second on two cores of a CPU that computes bf16 natively
+# (AVX512-BF16 or AMX, which `deblur doctor` reports; training then uses bf16 autocast), 1.6 on others).
 # Watch runs/default/train.out; stop with: pkill -f 'torchrun.*deblurcli.train'
 # Before stopping a session, commit the state: bash benchmarks/default_model/continue.sh --save
 set -euo pipefail
