@@ -108,8 +108,8 @@ def _video(problems: list[str], optional: list[str]) -> dict[str, Any]:
     else:
         missing = [family for family, enc in info["encoders"].items() if enc is None]
         if missing:
-            optional.append(f"this PyAV cannot encode {', '.join(missing)}: videos in those codecs are written "
-                            "as H.264 or FFV1 instead (pip install --force-reinstall av for the full wheels)")
+            optional.append(f"this PyAV cannot encode {', '.join(missing)}: a video in those codecs needs "
+                            "--codec with one it can (or --lossless); PyPI's av wheels have them all")
     return info
 
 
