@@ -237,7 +237,7 @@ def sniff(data: bytes) -> str | None:
 
 
 def format_named(name: str) -> ImageFormat | None:
-    """A writable format from a ``--format`` value: any of its extensions (dot optional), name or label."""
+    """A writable format from a ``--format`` value: any of its extensions (dot optional) or its name."""
     key = name.strip().lower().lstrip(".")
     f = _BY_EXTENSION.get("." + key) or _BY_NAME.get(key.upper())
     return f if f is not None and f.writer is not None and usable(f) else None

@@ -241,7 +241,8 @@ class Trainer:
                 self.reporter.note("this CPU computes bf16 natively: training with bf16 autocast "
                                    "(train.amp=off for float32)")
             elif t["amp"] != "auto":
-                self.reporter.note(f"train.amp={t['amp']}: this CPU has no native {t['amp']}, so it trains in float32")
+                self.reporter.note(f"train.amp={t['amp']} is not used on this CPU (bf16 needs AVX512-BF16 or AMX; "
+                                   "fp16 is slower than float32 on CPUs): training in float32")
         if world.main and resume:
             self.reporter.note(f"resuming {self.out} at step {self.step}/{self.total}")
 
