@@ -605,6 +605,67 @@ def test_heic_avif_round_trip(tmp_path: Path, ext: str) -> None:
         assert PILImage.open(out).mode == mode, out
 
 
+def heif_10bit(arr16: np.ndarray, path: Path, **nclx: int) -> Path:
+    """A 10-bit HEIC as a camera's HDR mode writes it, made with pillow-heif, not our writer."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    mode = {2: "I;16", 3: "RGB;16"}[arr16.ndim if arr16.ndim == 2 else arr16.shape[2]]
+    h, w = arr16.shape[:2]
+    heif = pillow_heif.from_bytes(mode, (w, h), np.ascontiguousarray(arr16, "<u2").tobytes())
+    heif.save(path, quality=-1, **({"chroma": 444} if mode != "I;16" else {}), **nclx)
+    return path
+
+
+HLG = {"color_primaries": 9, "transfer_characteristics": 18, "matrix_coefficients": 9, "full_range_flag": 1}
+
+
+def test_10bit_hdr_heic_keeps_its_depth_and_colour_description(tmp_path: Path) -> None:
+    """A camera's HLG HEIC: read at 10 bits (not cut to 8), written back at 10 bits with BT.2020
+    HLG still declared, so it still shows as HDR; any other format says the colours change."""
+    arr = photo(40, 56, depth=16)
+    src = heif_10bit(arr, tmp_path / "hlg.heic", **HLG)
+    img = read_image(src)
+    assert img.bit_depth == 16 and img.cicp == (9, 18, 9, 1)
+    assert np.abs(img.samples.astype(int) - arr).max() <= 3 * 64  # within 3 steps of 10 bits
+    assert len(np.unique(img.samples >> 6)) > 256  # more levels than 8 bits hold
+
+    assert write_image(img, img.pixels, tmp_path / "out.heic") == []
+    again = read_image(tmp_path / "out.heic")
+    assert again.cicp == (9, 18, 9, 1) and again.bit_depth == 16
+    assert PILImage.open(tmp_path / "out.heic").info["bit_depth"] == 10
+    assert psnr(again.pixels, img.pixels, 1.0) > 40  # the default quality (95) is lossy
+
+    notes = write_image(img, img.pixels, tmp_path / "out.png")
+    assert any("BT.2020 HLG" in n and ".heic" in n for n in notes), notes
+    assert read_image(tmp_path / "out.png").bit_depth == 16
+
+
+def test_10bit_grey_heic_is_read(tmp_path: Path) -> None:
+    """pillow-heif hands 10-bit grey to Pillow as I;16, which OpenCV cannot decode: read it ourselves."""
+    arr = photo(24, 32, 1, depth=16) >> 6 << 6
+    img = read_image(heif_10bit(arr, tmp_path / "g.heic"))
+    assert img.is_grey and img.bit_depth == 16
+    assert np.array_equal(img.samples, arr)  # lossless grey has no colour conversion to round
+
+
+def test_sixteen_bits_to_heic_says_ten_and_srgb_heic_says_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("pillow_heif")
+    png = read_image(cv_save(photo(16, 16, depth=16), tmp_path / "a.png"))
+    notes = output_notes(png, tmp_path / "a.heic")
+    assert any("10 bits" in n and ".png" in n for n in notes), notes
+    phone = read_image(pil_save(photo(16, 16), tmp_path / "phone.heic", "HEIF", quality=90))
+    assert phone.cicp is not None and output_notes(phone, tmp_path / "phone.jpg") == []
+
+
+def test_colour_description_of_damaged_files_is_none_not_a_crash(tmp_path: Path) -> None:
+    from deblurcli.imageio.metadata import iso_cicp
+
+    data = heif_10bit(photo(16, 16, depth=16), tmp_path / "h.heic", **HLG).read_bytes()
+    assert iso_cicp(data) == (9, 18, 9, 1)
+    for cut in range(0, len(data), 7):
+        assert iso_cicp(data[:cut]) in (None, (9, 18, 9, 1))
+    assert iso_cicp(bytes(RNG.integers(0, 256, 4096, dtype=np.uint8))) is None
+
+
 def test_camera_raw_is_refused(tmp_path: Path) -> None:
     path = pil_save(photo(8, 8), tmp_path / "DSC_0001.NEF", "TIFF")  # raw files open as TIFF
     with pytest.raises(ImageError) as exc:

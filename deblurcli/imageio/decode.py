@@ -38,6 +38,7 @@ from .metadata import (
     _Tag,
     _tag_values,
     _tiff_header,
+    iso_cicp,
 )
 
 #: Pillow's own decompression-bomb bound (2 x ``MAX_IMAGE_PIXELS`` = 178,956,970 pixels): above
@@ -143,7 +144,10 @@ def read_image(
     if fmt == "TIFF" and depth == 16:  # Pillow would cut it to 8 bits
         pil.close()
         return _read_tiff_direct(data, label, source, limit, allow_large, frames=frames)
-    if depth == 16:
+    if depth == 16 and fmt == "HEIF":
+        arr, channels = _heif_decode_16(data, h, w, label)
+        pillow_oriented = False
+    elif depth == 16:
         arr, channels = _cv2_decode(data, h, w, _declared_grey(data, pil), label)
         pillow_oriented = False
     else:
@@ -167,7 +171,10 @@ def read_image(
 
     if not pillow_oriented:
         arr = _orient(arr, orientation)
-    return _build(arr, channels, depth, fmt, exif, icc, xmp, orientation, source, dpi, frames, label)
+    img = _build(arr, channels, depth, fmt, exif, icc, xmp, orientation, source, dpi, frames, label)
+    if fmt in ("HEIF", "AVIF"):
+        img.cicp = iso_cicp(data)
+    return img
 
 
 def _build(
@@ -422,6 +429,8 @@ def _source_bit_depth(data: bytes, pil: PILImage.Image, label: str) -> int:
             kind = "floating-point" if 3 in fmt else f"{max(bits)}-bit"
             raise ImageError(f"{label}: {kind} TIFF is not supported; save it as an 8- or 16-bit TIFF")
         return 16 if max(bits) > 8 else 8
+    if pil.format == "HEIF":  # pillow-heif hands 10- and 12-bit files over cut to 8 bits (or as I;16)
+        return 16 if int(pil.info.get("bit_depth") or 8) > 8 else 8
     if pil.mode.startswith("I;16"):
         return 16
     if pil.mode in ("I", "F"):
@@ -457,6 +466,27 @@ def _cv2_decode(data: bytes, h: int, w: int, grey: bool, label: str) -> tuple[np
         cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if c == 3 else cv2.COLOR_BGRA2RGBA, dst=arr)
         return arr, ("RGB" if c == 3 else "RGBA")
     raise ImageError(f"{label}: {c}-channel images are not supported; save it as RGB or RGBA")
+
+
+def _heif_decode_16(data: bytes, h: int, w: int, label: str) -> tuple[np.ndarray, str]:
+    """A 10/12-bit HEIC at full depth: pillow-heif scales its samples to the 16-bit range.
+
+    Pillow's own image modes hold no 16-bit colour, so this asks pillow-heif directly; libheif
+    applies the container's rotation as it does for 8-bit files, and `_orient` then sees the
+    EXIF orientation pillow-heif reset to 1.
+    """
+    import pillow_heif  # present: `readable` accepted the format
+
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        frame = heif[heif.primary_index]
+        mode, arr = frame.mode, np.asarray(frame)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _corrupt(label, "HEIF", exc) from None
+    channels = {"RGB;16": "RGB", "RGBA;16": "RGBA", "I;16": "L", "L;16": "L", "LA;16": "LA"}.get(mode)
+    if channels is None or arr.dtype != np.uint16 or arr.shape[:2] != (h, w):
+        raise ImageError(f"{label}: {mode} HEIC is not supported; convert it to a 16-bit PNG or TIFF")
+    return arr, channels
 
 
 def _declared_grey(data: bytes, pil: PILImage.Image) -> bool:

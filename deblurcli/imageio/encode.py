@@ -38,7 +38,7 @@ from deblurcli.fsutil import atomic_write, input_as_output, is_disk_full
 
 from .formats import FORMATS, describe, either, format_for_path
 from .image import Image, _unorient, as_float_rgb
-from .metadata import _exif_for_output, _icc_space, _set_xmp_orientation
+from .metadata import _exif_for_output, _icc_space, _set_xmp_orientation, cicp_matters, describe_cicp
 from .writers import Encoding
 
 _METADATA_NAMES = {"exif": "EXIF", "icc": "ICC", "xmp": "XMP"}
@@ -66,12 +66,18 @@ def _plan(img: Image, fmt: str, bit_depth: int | None) -> _Plan:
     if depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {depth}")
     if depth not in f.bit_depths:
-        keep = _exts(lambda g: depth in g.bit_depths)
+        keep = _exts(lambda g: depth in g.bit_depths and g.high_bits == 16)
         notes.append(
             f"{fmt} holds {max(f.bit_depths)} bits per channel: the {depth}-bit photo is written as "
             f"{max(f.bit_depths)}-bit; use {keep} to keep {depth} bits"
         )
         depth = max(f.bit_depths)
+    elif depth == 16 and f.high_bits < 16 and img.format != f.name:  # a 10-bit HEIC stays 10-bit
+        keep = _exts(lambda g: g.high_bits == 16 and 16 in g.bit_depths)
+        notes.append(
+            f"{f.label} holds {f.high_bits} bits per channel: the 16-bit photo is written at {f.high_bits} bits; "
+            f"use {keep} to keep 16 bits"
+        )
     alpha = img.alpha is not None
     if alpha and not f.alpha:
         notes.append(
@@ -91,6 +97,12 @@ def _plan(img: Image, fmt: str, bit_depth: int | None) -> _Plan:
         names = either([_METADATA_NAMES[k] for k in lost])
         keep = _exts(lambda g: all(k in g.metadata for k in lost))
         notes.append(f"{f.label} cannot store {names}: metadata is left out; use {keep} to keep it")
+    if cicp_matters(img.cicp) and "cicp" not in f.metadata:
+        assert img.cicp is not None
+        notes.append(
+            f"{f.label} cannot store the photo's {describe_cicp(img.cicp)} colour description: viewers will "
+            f"show its colours as sRGB; use {_exts(lambda g: 'cicp' in g.metadata)} to keep it"
+        )
     if img.frames > 1:
         notes.append(f"only the first of {img.frames} frames/pages was processed and written")
     return _Plan(fmt, depth, grey, alpha, icc if "icc" in f.metadata else None, notes)
@@ -272,6 +284,7 @@ def _encode_into(
         orientation=tag,
         quality=quality,
         notes=plan.notes,
+        cicp=img.cicp if "cicp" in fmt.metadata else None,
     )
     if fmt.writer is None:  # pragma: no cover - format_for_path only returns writable formats
         raise ImageError(f"{label}: cannot write {fmt.name}")

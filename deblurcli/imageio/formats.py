@@ -48,7 +48,8 @@ class ImageFormat:
     alpha: bool
     #: Whether it has a greyscale mode (without one, grey photos are stored as RGB with a note).
     grey: bool
-    #: Metadata it carries, out of ``{"exif", "icc", "xmp", "dpi"}``.
+    #: Metadata it carries, out of ``{"exif", "icc", "xmp", "dpi", "cicp"}`` (cicp: an H.273
+    #: colour description such as HEIF's nclx box, which HDR and wide-gamut photos need).
     metadata: frozenset[str]
     #: Largest width or height it can hold.
     max_side: int
@@ -56,6 +57,8 @@ class ImageFormat:
     writer: Writer | None
     #: Other names Pillow reports for files that are read as this format (MPO: phones' multi-JPEG).
     aliases: tuple[str, ...] = ()
+    #: Bits per channel a 16-bit photo keeps (HEIC: HEVC Main 10, what phones and viewers decode).
+    high_bits: int = 16
     #: ISO base media (``ftyp``) brands that mark the format; `sniff` reads the whole brand list.
     brands: tuple[bytes, ...] = ()
     #: What this Python lacks when the format is unavailable, as the fix for the user.
@@ -123,11 +126,14 @@ FORMATS: tuple[ImageFormat, ...] = (
         writer=write_avif, needs="a Pillow with AVIF: pip install -U 'pillow>=11.3'", available=_avif_plugin,
     ),
     ImageFormat(
-        # iPhones' photos. pillow-heif turns the container's rotation into pixels and sets EXIF
-        # orientation to 1, so a photo is never turned twice; 10-bit HEIC is read as 8 bits.
+        # iPhones' photos, and cameras' 10-bit HDR ones. pillow-heif turns the container's rotation
+        # into pixels and sets EXIF orientation to 1, so a photo is never turned twice. "16" here
+        # is HEVC Main 10: 10-bit files are read into 16-bit samples and written back at 10 bits,
+        # with their colour description ("cicp": HEIF's nclx box, e.g. BT.2020 with HLG).
         name="HEIF", label="HEIC", extensions=(".heic", ".heif", ".hif"), magic=(),
         brands=(b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"),
-        bit_depths=(8,), alpha=True, grey=True, metadata=frozenset({"exif", "icc", "xmp"}), max_side=32_768,
+        bit_depths=(8, 16), alpha=True, grey=True, metadata=frozenset({"exif", "icc", "xmp", "cicp"}),
+        max_side=32_768, high_bits=10,
         writer=write_heif, needs="pillow-heif: pip install 'deblurcli[heif]'", available=_heif_plugin,
     ),
 )

@@ -35,6 +35,7 @@ class Image:
         dpi: tuple[float, float] | None = None,
         frames: int = 1,
         name: str = "<image>",
+        cicp: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.samples = pixels
         self.alpha_samples = alpha
@@ -49,6 +50,9 @@ class Image:
         self.dpi = dpi
         self.frames = frames
         self.name = name
+        #: HEIF/AVIF's nclx colour description (H.273 primaries, transfer, matrix, full range):
+        #: what marks a photo HDR (HLG, PQ) or wide-gamut where no ICC profile does.
+        self.cicp = cicp
 
     def __repr__(self) -> str:
         return (

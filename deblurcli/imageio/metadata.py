@@ -262,3 +262,114 @@ def _icc_space(icc: bytes) -> bytes:
     return icc[16:20] if len(icc) >= 20 else b""
 
 
+
+
+# --- H.273 colour descriptions ("cicp": HEIF/AVIF's nclx box) --------------------------------
+
+#: (colour primaries, transfer characteristics, matrix coefficients, full-range flag), ITU-T H.273.
+Cicp = tuple[int, int, int, int]
+
+_PRIMARIES = {1: "BT.709", 9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+_TRANSFERS = {16: "PQ", 18: "HLG", 8: "linear"}
+# Primaries and transfers a viewer may take as plain sRGB without a visible change (709/sRGB
+# primaries or unspecified; the 709, 601 and sRGB curves or unspecified).
+_SRGB_LIKE_PRIMARIES = {1, 2}
+_SRGB_LIKE_TRANSFERS = {1, 2, 6, 13, 14, 15}
+
+
+def cicp_matters(cicp: Cicp | None) -> bool:
+    """Whether dropping this colour description would change how viewers show the photo.
+
+    An iPhone's sRGB-tagged nclx carries nothing a JPEG lacks; an HLG/PQ or BT.2020 one does, and
+    without it the photo's colours and brightness are shown wrong, so the write plan must say so.
+    """
+    return cicp is not None and (cicp[0] not in _SRGB_LIKE_PRIMARIES or cicp[1] not in _SRGB_LIKE_TRANSFERS)
+
+
+def describe_cicp(cicp: Cicp) -> str:
+    """A photographer's name for the colour description, e.g. "BT.2020 HLG"."""
+    primaries = _PRIMARIES.get(cicp[0], f"primaries {cicp[0]}")
+    transfer = _TRANSFERS.get(cicp[1], "" if cicp[1] in _SRGB_LIKE_TRANSFERS else f"transfer {cicp[1]}")
+    return f"{primaries} {transfer}".strip()
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """ISO base media boxes in ``data[start:end]``: (type, payload start, payload end); stops at damage."""
+    found: list[tuple[bytes, int, int]] = []
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        head = 8
+        if size == 1 and pos + 16 <= end:
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            head = 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end:
+            break
+        found.append((kind, pos + head, pos + size))
+        pos += size
+    return found
+
+
+def iso_cicp(data: bytes) -> Cicp | None:
+    """The primary item's nclx colour description in a HEIF/AVIF file, read from the boxes.
+
+    Read here rather than from a decoder's info so HEIC and AVIF (whose Pillow plug-in does not
+    report it) are handled alike. Path: ``meta`` > ``pitm`` (the primary item) and ``iprp`` >
+    ``ipco`` (properties) + ``ipma`` (which item has which). Falls back to the first nclx in
+    ``ipco`` when the association cannot be read.
+    """
+    try:
+        meta = next(((s, e) for k, s, e in _boxes(data, 0, len(data)) if k == b"meta"), None)
+        if meta is None:
+            return None
+        children = _boxes(data, meta[0] + 4, meta[1])  # meta is a full box: version and flags first
+        primary = None
+        props: list[tuple[bytes, int, int]] = []
+        links: dict[int, list[int]] = {}
+        for kind, s, e in children:
+            if kind == b"pitm":
+                primary = struct.unpack_from(">H" if data[s] == 0 else ">I", data, s + 4)[0]
+            elif kind == b"iprp":
+                for sub, ss, se in _boxes(data, s, e):
+                    if sub == b"ipco":
+                        props = _boxes(data, ss, se)
+                    elif sub == b"ipma":
+                        links = _ipma(data, ss)
+        nclx = {}
+        for i, (kind, s, _e) in enumerate(props, start=1):
+            if kind == b"colr" and data[s : s + 4] == b"nclx":
+                p, t, m = struct.unpack_from(">HHH", data, s + 4)
+                nclx[i] = (p, t, m, data[s + 10] >> 7)
+        chosen = [nclx[i] for i in links.get(primary or -1, []) if i in nclx]
+        first = next(iter(nclx.values()), None)
+        return chosen[0] if chosen else first
+    except (struct.error, IndexError):
+        return None
+
+
+def _ipma(data: bytes, s: int) -> dict[int, list[int]]:
+    """Item id -> 1-based property indices, from an ``ipma`` box's payload."""
+    version, flags = data[s], int.from_bytes(data[s + 1 : s + 4], "big")
+    (count,) = struct.unpack_from(">I", data, s + 4)
+    pos, links = s + 8, {}
+    for _ in range(count):
+        if version < 1:
+            (item,) = struct.unpack_from(">H", data, pos)
+            pos += 2
+        else:
+            (item,) = struct.unpack_from(">I", data, pos)
+            pos += 4
+        n = data[pos]
+        pos += 1
+        indices = []
+        for _ in range(n):
+            if flags & 1:
+                indices.append(struct.unpack_from(">H", data, pos)[0] & 0x7FFF)
+                pos += 2
+            else:
+                indices.append(data[pos] & 0x7F)
+                pos += 1
+        links[item] = indices
+    return links

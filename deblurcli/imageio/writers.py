@@ -38,6 +38,8 @@ class Encoding:
     dpi: tuple[float, float] | None = None
     orientation: int = 1
     quality: int = 95
+    #: H.273 colour description (primaries, transfer, matrix, full range) for formats with "cicp".
+    cicp: tuple[int, int, int, int] | None = None
     #: Writers append here what they had to leave out (an EXIF block too big for JPEG, ...).
     notes: list[str] = field(default_factory=list)
 
@@ -121,11 +123,31 @@ def write_avif(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
 
 
 def write_heif(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
-    """HEIC through pillow-heif (registered by `formats`), chroma 4:4:4 for the reason AVIF has it."""
+    """HEIC through pillow-heif (registered by `formats`), chroma 4:4:4 for the reason AVIF has it.
+
+    16-bit samples become HEVC Main 10 (what phones and viewers decode), written through
+    pillow-heif's own API because Pillow has no 16-bit colour mode. The source's colour
+    description goes into the nclx box: an HLG or PQ photo tagged as sRGB would be shown wrong.
+    """
     opts = _iso_media_options(enc)
     if arr.shape[2] >= 3:
         opts["chroma"] = 444
-    _pil_from(arr).save(f, "HEIF", **opts)
+    if enc.cicp is not None:
+        keys = ("color_primaries", "transfer_characteristics", "matrix_coefficients", "full_range_flag")
+        opts.update(zip(keys, enc.cicp, strict=True))
+    if arr.dtype != np.uint16:
+        _pil_from(arr).save(f, "HEIF", **opts)
+        return
+    import pillow_heif  # present: the format is only offered where it is
+
+    if arr.shape[2] == 2:  # libheif drops a 10-bit grey image's alpha: keep it by storing colour
+        arr = arr[..., [0, 0, 0, 1]]
+        enc.notes.append("10-bit HEIC has no grey with transparency: the grey photo is stored as RGB")
+    mode = {1: "I;16", 3: "RGB;16", 4: "RGBA;16"}[arr.shape[2]]
+    h, w = arr.shape[:2]
+    samples = np.ascontiguousarray(arr.astype("<u2", copy=False))
+    heif = pillow_heif.from_bytes(mode, (w, h), memoryview(samples).cast("B"))  # a view, not a copy
+    heif.save(f, **opts)
 
 
 def write_bmp(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
