@@ -118,8 +118,13 @@ def test_set_overrides_and_flags(tmp_path: Path) -> None:
     assert cfg["arch"] == "evssm" and cfg["model"]["dim"] == 16 and cfg["model"]["num_blocks"] == [1, 1, 2]
     assert cfg["train"]["lr"] == 1e-4 and cfg["data"]["synth"] == {"noise_p": 0.1} and cfg["out"] == "x"
     assert resolve_stages(cfg) == [(5, 64, 4), (10, 128, 2)]
+    assert [s[1] for s in resolve_stages(load_config(path, []))] == [128, 256]  # EVSSM's own schedule
     flat = load_config(path, [], patch_size=64)  # a crop size flag replaces the progressive schedule
     assert resolve_stages(flat) == [(flat["train"]["steps"], 64, 8)]
+    flat = load_config(path, ["train.batch_size=64"])  # and so does --set, as a GPU run gives it
+    assert resolve_stages(flat) == [(flat["train"]["steps"], flat["train"]["patch_size"], 64)]
+    both = load_config(path, ["train.batch_size=64", "train.progressive=[[1.0, 96, 2]]"], steps=10)
+    assert resolve_stages(both) == [(10, 96, 2)]  # unless a schedule is given beside it
     # YAML reads a bare `off` as false: it still means the choice a person typed
     assert load_config(None, ["train.amp=off"])["train"]["amp"] == "off"
     (tmp_path / "c.yaml").write_text("train:\n  amp: off\n")

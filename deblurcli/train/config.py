@@ -357,8 +357,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
 
     Precedence, lowest first: the architecture's defaults, the file, ``overrides``
     (``key=value`` strings), then ``flags`` (``deblur train`` options; None means not given).
-    Giving ``patch_size`` or ``batch_size`` as a flag replaces any progressive schedule, since a
-    user asking for one crop size means it.
+    Giving ``patch_size`` or ``batch_size`` as a flag, or as a ``--set`` without a
+    ``train.progressive`` beside it, replaces any progressive schedule (the file's or the
+    architecture's), since a user asking for one crop size means it: otherwise the schedule would
+    silently win, as it did for a GPU run's ``--set train.batch_size=64``.
     """
     unknown_flags = set(flags) - set(FLAG_KEYS)
     if unknown_flags:
@@ -385,7 +387,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
     for name, value in given.items():
         if name != "arch":
             set_key(cfg, FLAG_KEYS[name], value, source=next(s.flag for s in TRAIN_FLAGS if s.name == name))
-    if "patch_size" in given or "batch_size" in given:
+    set_keys = {k for k, _ in sets}
+    sized = {"train.patch_size", "train.batch_size"} & set_keys and "train.progressive" not in set_keys
+    if "patch_size" in given or "batch_size" in given or sized:
         cfg["train"]["progressive"] = []
     return validate(cfg)
 
