@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Train the embedded default on a lent GPU for a fixed time, from the committed state, and bring
 # the state back. A few GPU minutes outweigh the CPU hours (synthesis runs on the GPU machine's
-# 16 cores, the network at batch 64 on the GPU).
+# 16 cores, the network at batch 64 of 256 px crops on the GPU: the CPU run gained most from
+# larger crops at its end, see trials.md).
 #
 #   here, once:    bash benchmarks/default_model/gpu_train.sh --pack        # -> gpu_pack/ (ignored, ~7 MB)
 #   on the device: bash benchmarks/default_model/gpu_train.sh --run SECONDS [TOTAL_STEPS]
 #                  (device tool: carry ["gpu_pack"]; the files come back from $OUT)
 #   here, after:   bash benchmarks/default_model/gpu_train.sh --unpack FILES_AT   # -> runs/default/
-#   check on CPU:  DEVICE=cpu BATCH=4 WORKERS=1 bash benchmarks/default_model/gpu_train.sh --run 60
+#   check on CPU:  DEVICE=cpu BATCH=4 PATCH=128 WORKERS=1 bash benchmarks/default_model/gpu_train.sh --run 60
 #
 # The device machine reaches no network and its tree may hold at most 64 MiB, so the photographs
 # travel as JPEG (quality 92, at most 1024 px: ~7 MB) rather than the 1600 px PNGs the CPU run
@@ -48,7 +49,8 @@ EOF
     timeout -s INT --kill-after=30 "$seconds" "$PY" -m deblurcli.train --config "$run/config.yaml" --resume \
         --set out="$run" --set device="${DEVICE:-cuda}" --set threads=0 \
         --set data.synthetic=gpu_pack/photos --set data.num_workers="${WORKERS:-14}" \
-        --set train.batch_size="${BATCH:-64}" --set train.lr="${LR:-0.001}" --set train.steps="$total" \
+        --set train.patch_size="${PATCH:-256}" --set train.batch_size="${BATCH:-64}" \
+        --set train.lr="${LR:-0.001}" --set train.steps="$total" \
         --set checkpoint.every=500 --set val.every=2000 --set log.every=100 \
         > "$out/train.out" 2>&1 || true
     tail -3 "$out/train.out"
