@@ -262,8 +262,6 @@ def _icc_space(icc: bytes) -> bytes:
     return icc[16:20] if len(icc) >= 20 else b""
 
 
-
-
 # --- H.273 colour descriptions ("cicp": HEIF/AVIF's nclx box) --------------------------------
 
 #: (colour primaries, transfer characteristics, matrix coefficients, full-range flag), ITU-T H.273.
