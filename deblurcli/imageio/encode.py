@@ -98,7 +98,6 @@ def _plan(img: Image, fmt: str, bit_depth: int | None) -> _Plan:
         keep = _exts(lambda g: all(k in g.metadata for k in lost))
         notes.append(f"{f.label} cannot store {names}: metadata is left out; use {keep} to keep it")
     if cicp_matters(img.cicp) and "cicp" not in f.metadata:
-        assert img.cicp is not None
         notes.append(
             f"{f.label} cannot store the photo's {describe_cicp(img.cicp)} colour description: viewers will "
             f"show its colours as sRGB; use {_exts(lambda g: 'cicp' in g.metadata)} to keep it"

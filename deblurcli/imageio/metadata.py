@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -275,7 +276,7 @@ _SRGB_LIKE_PRIMARIES = {1, 2}
 _SRGB_LIKE_TRANSFERS = {1, 2, 6, 13, 14, 15}
 
 
-def cicp_matters(cicp: Cicp | None) -> bool:
+def cicp_matters(cicp: Cicp | None) -> TypeGuard[Cicp]:
     """Whether dropping this colour description would change how viewers show the photo.
 
     An iPhone's sRGB-tagged nclx carries nothing a JPEG lacks; an HLG/PQ or BT.2020 one does, and

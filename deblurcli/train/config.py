@@ -388,7 +388,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
         if name != "arch":
             set_key(cfg, FLAG_KEYS[name], value, source=next(s.flag for s in TRAIN_FLAGS if s.name == name))
     set_keys = {k for k, _ in sets}
-    sized = {"train.patch_size", "train.batch_size"} & set_keys and "train.progressive" not in set_keys
+    sized = bool({"train.patch_size", "train.batch_size"} & set_keys) and "train.progressive" not in set_keys
     if "patch_size" in given or "batch_size" in given or sized:
         cfg["train"]["progressive"] = []
     return validate(cfg)
