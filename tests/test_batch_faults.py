@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from tmpfs import fill, small_tmpfs
 from typer.testing import CliRunner, Result
 
 from deblurcli import fsutil
 from deblurcli.batch import JOURNAL, Journal, RunLock
 from deblurcli.cli import app
-from tests.tmpfs import fill, small_tmpfs
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": "1"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
+from oracles import volumetric_ssim
 
 from deblurcli.errors import DeblurError, UsageError
 from deblurcli.eval import evaluate, find_pairs, runner, write_csv, write_json
@@ -51,18 +51,6 @@ def _restore(x: np.ndarray) -> np.ndarray:
     return x + 0.8 * (x - cv2.GaussianBlur(x, (0, 0), 1.0))
 
 
-def _reference_volumetric_ssim(x: np.ndarray, y: np.ndarray) -> float:
-    """MATLAB's volumetric SSIM the obvious way (one 3-D edge-replicating Gaussian, 11 taps)."""
-    x, y = x.astype(np.float64), y.astype(np.float64)
-
-    def g(v: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(v, sigma=1.5, truncate=3.34, mode="nearest")
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = g(x), g(y)
-    vx, vy, cxy = g(x * x) - mx * mx, g(y * y) - my * my, g(x * y) - mx * my
-    return float(np.mean((2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))))
-
 
 def _independent_psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
@@ -85,7 +73,7 @@ def test_json_scores_recompute_from_saved_pngs(dataset: Path, tmp_path: Path) ->
         saved = tmp_path / "out" / Path(image["name"]).with_suffix(".png")
         restored, gt = _read_rgb(saved), _read_rgb(pair.sharp)
         assert image["psnr"] == pytest.approx(_independent_psnr(restored, gt), rel=0, abs=1e-12)
-        assert image["ssim"] == pytest.approx(_reference_volumetric_ssim(restored, gt), abs=1e-10)
+        assert image["ssim"] == pytest.approx(volumetric_ssim(restored, gt), abs=1e-10)
         assert image["seconds"] >= 0 and image["megapixels"] == pytest.approx(64 * 64 / 1e6)
         # the saved file is what restore_fn produced, clamped and rounded
         expected = np.floor(np.clip(_restore(_read_rgb(pair.blur).astype(np.float32) / 255), 0, 1) * 255 + 0.5)

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tmpfs import fill, small_tmpfs
 
 from deblurcli import fsutil
-from tests.tmpfs import fill, small_tmpfs
 
 
 def test_atomic_write_replaces_whole_and_keeps_mode(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_ALGNET
 
 from deblurcli import api, multiscale
 from deblurcli.imageio import Image, as_float_rgb
-from tests.conftest import TINY_ALGNET
 
 
 def _block_means(x: np.ndarray, s: int) -> np.ndarray:

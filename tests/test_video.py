@@ -349,7 +349,7 @@ def test_batch_retries_a_video_that_met_a_full_disk_without_retry_failed(clips: 
                                                                         tmp_path: Path, leave: int) -> None:
     """A full disk says nothing about the input: once space is freed, the next run redoes the
     video by itself, as it does for photos (--retry-failed is for inputs that cannot be read)."""
-    from tests.tmpfs import fill, small_tmpfs
+    from tmpfs import fill, small_tmpfs
 
     src = tmp_path / "in"
     src.mkdir()
