@@ -656,6 +656,26 @@ def test_sixteen_bits_to_heic_says_ten_and_srgb_heic_says_nothing(tmp_path: Path
     assert phone.cicp is not None and output_notes(phone, tmp_path / "phone.jpg") == []
 
 
+def test_16bit_grey_with_alpha_to_heic_is_said_before_the_run_and_keeps_its_alpha(tmp_path: Path) -> None:
+    """libheif would drop a 10-bit grey image's alpha: the plan stores it as RGBA, and says so
+    before the model runs (once), not only after the file is written."""
+    pytest.importorskip("pillow_heif")
+    g, a = photo(20, 24, 1, 16), photo(20, 24, 1, 16)[::-1].copy()
+    img = Image(
+        pixels=np.repeat((g / 65535.0).astype(np.float32)[..., None], 3, axis=2),
+        alpha=(a / 65535.0).astype(np.float32),
+        bit_depth=16,
+        channels="LA",
+    )
+    before = output_notes(img, tmp_path / "la.heic")
+    assert [n for n in before if "stored as RGB" in n and "transparency" in n], before
+    assert write_image(img, img.pixels, tmp_path / "la.heic") == before
+    back = read_image(tmp_path / "la.heic")
+    assert back.alpha is not None and back.bit_depth == 16
+    assert np.abs(as_uint(back)[..., -1].astype(int) - a).max() < 0.01 * 65535  # alpha kept (lossy, 10 bits)
+    assert output_notes(img, tmp_path / "la.png") == []  # PNG keeps 16-bit grey with alpha as it is
+
+
 def test_colour_description_of_damaged_files_is_none_not_a_crash(tmp_path: Path) -> None:
     from deblurcli.imageio.metadata import iso_cicp
 

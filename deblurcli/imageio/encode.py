@@ -88,6 +88,11 @@ def _plan(img: Image, fmt: str, bit_depth: int | None) -> _Plan:
     if grey and not f.grey:
         notes.append(f"{f.label} has no greyscale mode: the grey photo is stored as RGB")
         grey = False
+    elif grey and alpha and depth == 16 and not f.grey_alpha_16:
+        notes.append(
+            f"{f.label} at {f.high_bits} bits has no grey with transparency: the grey photo is stored as RGB"
+        )
+        grey = False
     icc = img.icc
     if icc is not None and _icc_space(icc) != (b"GRAY" if grey else b"RGB "):
         notes.append("the colour profile does not match the output's colour mode and was left out")

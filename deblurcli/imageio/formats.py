@@ -59,6 +59,9 @@ class ImageFormat:
     aliases: tuple[str, ...] = ()
     #: Bits per channel a 16-bit photo keeps (HEIC: HEVC Main 10, what phones and viewers decode).
     high_bits: int = 16
+    #: Whether grey with transparency keeps its grey mode at 16 bits (libheif drops the alpha of
+    #: a 10-bit grey HEIC, so there the photo is stored as RGB to keep its transparency).
+    grey_alpha_16: bool = True
     #: ISO base media (``ftyp``) brands that mark the format; `sniff` reads the whole brand list.
     brands: tuple[bytes, ...] = ()
     #: What this Python lacks when the format is unavailable, as the fix for the user.
@@ -133,7 +136,7 @@ FORMATS: tuple[ImageFormat, ...] = (
         name="HEIF", label="HEIC", extensions=(".heic", ".heif", ".hif"), magic=(),
         brands=(b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"),
         bit_depths=(8, 16), alpha=True, grey=True, metadata=frozenset({"exif", "icc", "xmp", "cicp"}),
-        max_side=32_768, high_bits=10,
+        max_side=32_768, high_bits=10, grey_alpha_16=False,
         writer=write_heif, needs="pillow-heif: pip install 'deblurcli[heif]'", available=_heif_plugin,
     ),
 )

@@ -140,9 +140,7 @@ def write_heif(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
         return
     import pillow_heif  # present: the format is only offered where it is
 
-    if arr.shape[2] == 2:  # libheif drops a 10-bit grey image's alpha: keep it by storing colour
-        arr = arr[..., [0, 0, 0, 1]]
-        enc.notes.append("10-bit HEIC has no grey with transparency: the grey photo is stored as RGB")
+    # No "LA;16": the write plan stores 16-bit grey with alpha as RGBA (`grey_alpha_16`).
     mode = {1: "I;16", 3: "RGB;16", 4: "RGBA;16"}[arr.shape[2]]
     h, w = arr.shape[:2]
     samples = np.ascontiguousarray(arr.astype("<u2", copy=False))
