@@ -289,8 +289,8 @@ class Deblurrer:
         """Restore a batch of tiles (N, 3, h, w) in [0, 1], averaged over `ensemble` mirrored copies.
 
         Blur mirrored is blur too, so each copy is a fair second opinion; their errors are partly
-        independent and averaging them gains a little (the default model at step 72000: +0.09 dB on
-        linear-light blur and +0.08 on sRGB-applied blur at 2 copies, `benchmarks/default_model/
+        independent and averaging them gains a little (the default model at step 91000: +0.08 dB on
+        linear-light and on sRGB-applied blur at 2 copies, `benchmarks/default_model/
         evaluate.py --ensemble 2`). Each copy is put back before
         averaging, so this composes with tiles, scales and strength.
         """
