@@ -163,15 +163,21 @@ def test_16bit_round_trip_exact(tmp_path: Path, ext: str, c: int) -> None:
     assert again.bit_depth == 16 and again.channels == img.channels
 
 
-def test_16bit_grey_alpha_png_and_tiff(tmp_path: Path) -> None:
-    """Grey+alpha at 16 bits: neither Pillow nor OpenCV can write it, our writers can."""
-    g, a = photo(19, 23, 1, 16), photo(19, 23, 1, 16)[::-1].copy()
+def grey_alpha_16(h: int, w: int) -> tuple[Image, np.ndarray, np.ndarray]:
+    """A 16-bit grey photo with transparency, as read, and its grey and alpha samples."""
+    g, a = photo(h, w, 1, 16), photo(h, w, 1, 16)[::-1].copy()
     img = Image(
         pixels=np.repeat((g / 65535.0).astype(np.float32)[..., None], 3, axis=2),
         alpha=(a / 65535.0).astype(np.float32),
         bit_depth=16,
         channels="LA",
     )
+    return img, g, a
+
+
+def test_16bit_grey_alpha_png_and_tiff(tmp_path: Path) -> None:
+    """Grey+alpha at 16 bits: neither Pillow nor OpenCV can write it, our writers can."""
+    img, g, a = grey_alpha_16(19, 23)
     for ext in ("png", "tif"):
         out = tmp_path / f"la.{ext}"
         write_image(img, img.pixels, out)
@@ -660,13 +666,7 @@ def test_16bit_grey_with_alpha_to_heic_is_said_before_the_run_and_keeps_its_alph
     """libheif would drop a 10-bit grey image's alpha: the plan stores it as RGBA, and says so
     before the model runs (once), not only after the file is written."""
     pytest.importorskip("pillow_heif")
-    g, a = photo(20, 24, 1, 16), photo(20, 24, 1, 16)[::-1].copy()
-    img = Image(
-        pixels=np.repeat((g / 65535.0).astype(np.float32)[..., None], 3, axis=2),
-        alpha=(a / 65535.0).astype(np.float32),
-        bit_depth=16,
-        channels="LA",
-    )
+    img, _, a = grey_alpha_16(20, 24)
     before = output_notes(img, tmp_path / "la.heic")
     assert [n for n in before if "stored as RGB" in n and "transparency" in n], before
     assert write_image(img, img.pixels, tmp_path / "la.heic") == before
