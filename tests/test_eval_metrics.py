@@ -41,7 +41,6 @@ def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:
     return (t - t.min()) / (t.max() - t.min())
 
 
-
 def test_to_uint8_clamps_and_rounds_half_up() -> None:
     x = np.array([-0.2, 0.0, 0.5 / 255, 1.49 / 255, 0.5, 1.0, 1.7, np.nan], dtype=np.float32)
     assert to_uint8(x).tolist() == [0, 0, 1, 1, 128, 255, 255, 0]

@@ -51,7 +51,6 @@ def _restore(x: np.ndarray) -> np.ndarray:
     return x + 0.8 * (x - cv2.GaussianBlur(x, (0, 0), 1.0))
 
 
-
 def _independent_psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return 10 * math.log10(255.0**2 / mse)
