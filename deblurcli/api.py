@@ -289,10 +289,9 @@ class Deblurrer:
         """Restore a batch of tiles (N, 3, h, w) in [0, 1], averaged over `ensemble` mirrored copies.
 
         Blur mirrored is blur too, so each copy is a fair second opinion; their errors are partly
-        independent and averaging them gains a little (the default model at step 91000: +0.08 dB on
-        linear-light and on sRGB-applied blur at 2 copies, `benchmarks/default_model/
-        evaluate.py --ensemble 2`). Each copy is put back before
-        averaging, so this composes with tiles, scales and strength.
+        independent and averaging them gains a little (for the default model, under a tenth of a dB
+        at 2 copies: `evaluate.py --ensemble 2`, figures in weights/README.md). Each copy is put
+        back before averaging, so this composes with tiles, scales and strength.
         """
         if self.ensemble == 1:
             return self._run_batch(x)

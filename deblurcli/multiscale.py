@@ -3,10 +3,11 @@
 Why: camera shake grows with resolution. On a 12-24 MP photo it spans 30-100 px, while a model
 undoes blur only up to the extent it was trained on (the embedded default: 41 px); beyond that it
 does little, or harm. Shrunk by 2, the same shake falls back inside the trained range.
-Measured with ``benchmarks/default_model/large_blur.py`` (the default at step 91000, held-out
-photos): on 41-81 px shake, half scale gains +1.53 dB where full resolution gains +0.68 and makes
-9 of 20 images worse; on 9-41 px shake full resolution wins, +1.96 against +1.10. So the scale is
-chosen from what the shake is likely to be on a photo of that size (`auto_scale`).
+Measured with ``benchmarks/default_model/large_blur.py`` on held-out photos (its figures for each
+shipped default are in weights/README.md): on 41-81 px shake, half scale gains about twice what
+full resolution does, and full resolution makes almost half the images worse; on 9-41 px shake
+full resolution wins by more. So the scale is chosen from what the shake is likely to be on a photo of that size
+(`auto_scale`).
 
 The model's correction (its output minus its input) is computed at the reduced scale and
 upsampled; the photo's detail finer than that scale is kept as it was. Restoring that detail too
