@@ -5,9 +5,9 @@ undoes blur only up to the extent it was trained on (the embedded default: 41 px
 does little, or harm. Shrunk by 2, the same shake falls back inside the trained range.
 Measured with ``benchmarks/default_model/large_blur.py`` on held-out photos (its figures for each
 shipped default are in weights/README.md): on 41-81 px shake, half scale gains about twice what
-full resolution does, and full resolution makes almost half the images worse; on 9-41 px shake
-full resolution wins by more. So the scale is chosen from what the shake is likely to be on a photo of that size
-(`auto_scale`).
+full resolution does, and full resolution makes about half the images worse; on 9-41 px shake
+full resolution wins by about as much. So the scale is chosen from what the shake is likely to
+be on a photo of that size (`auto_scale`).
 
 The model's correction (its output minus its input) is computed at the reduced scale and
 upsampled; the photo's detail finer than that scale is kept as it was. Restoring that detail too

@@ -115,7 +115,7 @@ def richardson_lucy(blurred: np.ndarray, kernel: np.ndarray, iterations: int = 3
 
 
 def _mean(rows: list[dict], key: str) -> float:
-    return float(np.mean([r[key] for r in rows])) if rows else float("nan")
+    return float(np.mean([r[key] for r in rows]))
 
 
 def _gains(groups: dict[str, list[dict]]) -> dict[str, float]:
