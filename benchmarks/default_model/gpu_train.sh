@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train the embedded default on a lent GPU for a fixed time, from the committed state, and bring
-# the state back. A few GPU minutes outweigh the CPU hours (synthesis runs on the GPU machine's
+# Train the embedded default on a lent GPU for a fixed time, from the newest committed weights (a
+# warm restart, as continue.sh makes one), and bring the run back. A few GPU minutes outweigh the CPU hours (synthesis runs on the GPU machine's
 # 16 cores, the network at batch 64 of 256 px crops on the GPU: the CPU run gained most from
 # larger crops at its end, see trials.md).
 #
@@ -17,7 +17,7 @@
 # last checkpoint (every 500 steps), which is what comes back.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-state=benchmarks/default_model/state
+here=benchmarks/default_model
 PY=${PYTHON:-python3}  # the device image's python3 holds its CUDA torch
 case "${1:-}" in
 --pack)
@@ -39,14 +39,20 @@ EOF
     seconds=${2:?--run SECONDS [TOTAL_STEPS]}
     run=runs/gpu
     mkdir -p "$run"
-    [ -f "$run/last.pt" ] || cp "$state/last.pt" "$state/log.jsonl" "$state/config.yaml" "$run/"
-    step=$("$PY" -c "import torch; print(torch.load('$run/last.pt', map_location='cpu', weights_only=True)['step'])")
-    total=${3:-$((step + 20000))}
+    total=${3:-20000}
+    if [ -f "$run/last.pt" ]; then
+        how=(--config "$run/config.yaml" --resume)
+    else  # no optimizer state is committed: a warm restart from the newest committed weights
+        init=weights/default.safetensors
+        [ ! -f "$here/checkpoint.safetensors" ] || init=$here/checkpoint.safetensors
+        how=(--config "$here/resume.yaml" --set train.init="$init" --set train.progressive=[]
+             --set train.warmup_steps=200)
+    fi
     out=${OUT:-gpu_pack/out}
     mkdir -p "$out"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/device.txt" 2>&1 || true
     # SIGINT after SECONDS: the trainer stops cleanly, keeping its last checkpoint.
-    timeout -s INT --kill-after=30 "$seconds" "$PY" -m deblurcli.train --config "$run/config.yaml" --resume \
+    timeout -s INT --kill-after=30 "$seconds" "$PY" -m deblurcli.train "${how[@]}" \
         --set out="$run" --set device="${DEVICE:-cuda}" --set threads=0 \
         --set data.synthetic=gpu_pack/photos --set data.num_workers="${WORKERS:-14}" \
         --set train.patch_size="${PATCH:-256}" --set train.batch_size="${BATCH:-64}" \
@@ -64,7 +70,7 @@ EOF
     mkdir -p runs/default
     cat "$from"/last.pt.part* > runs/default/last.pt
     cp "$from/log.jsonl" runs/default/
-    cp "$state/config.yaml" runs/default/  # the CPU run's own settings (device, photos, batch) again
+    cp "$here/resume.yaml" runs/default/config.yaml  # the CPU run's own settings (device, photos, batch) again
     [ ! -f "$from/last.safetensors" ] || cp "$from/last.safetensors" runs/default/
     "$PY" -c "import torch; print('step', torch.load('runs/default/last.pt', map_location='cpu', weights_only=True)['step'])"
     echo "evaluate runs/default/last.safetensors, then continue on CPU: bash benchmarks/default_model/continue.sh STEPS"
