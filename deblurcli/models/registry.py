@@ -12,8 +12,9 @@ The authors publish their checkpoints on Google Drive only; ``source_url`` and
 converted files; the hub module then downloads with a warning and checks the file against the
 Hub's own sha256 only.
 
-Nothing here imports huggingface_hub or reads weights beyond a safetensors header, so listing
-models costs no network and no model loading.
+Catalogue data only: nothing here imports huggingface_hub or reads weights beyond a safetensors
+header (:mod:`deblurcli.safetensors_header`), so listing models costs no network and no model
+loading; the embedded file's pin comes from :mod:`deblurcli.manifest`.
 """
 
 from __future__ import annotations
@@ -22,23 +23,19 @@ import copy
 import difflib
 import importlib.resources
 import json
-import math
-import os
-import struct
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import settings
+from .. import manifest, settings
 from ..errors import CheckpointError, ModelNotAvailable
+from ..safetensors_header import read_safetensors_header
 from . import get_arch
 
 DEFAULT_NAME = "default"
 #: File name of the embedded default model inside ``deblurcli._weights``.
 EMBEDDED_DEFAULT_FILE = "default.safetensors"
-#: Datasets that paper numbers may be given for (test sets, lower case).
-BENCHMARKS = ("gopro", "hide", "realblur-j", "realblur-r")
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     paper: Paper | None = None
-    #: Test set (one of BENCHMARKS) -> the paper's figures for this trained network:
+    #: Test set (a ``deblur eval --dataset`` name) -> the paper's figures for this trained network:
     #: ``{"trained_on": ..., "psnr": dB, "ssim": 0..1, ...}`` plus any other metric the table prints
     #: (kid, fid, lpips, niqe, lpips_shift_tolerant). Copied from the papers' own tables
     #: (shared/docs/PAPERS.md); a test set or metric the paper does not state is absent, never filled in.
@@ -282,50 +279,6 @@ def embedded_path(entry: ModelEntry) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], int]:
-    """The file's ``__metadata__`` and its parameter count, from the JSON header alone.
-
-    Reading only the header keeps ``deblur models`` fast and torch-free even when the
-    weights are large.
-    """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) != 8:
-                raise ValueError("shorter than a safetensors header")
-            (length,) = struct.unpack("<Q", raw)
-            if length > 100_000_000:
-                raise ValueError("implausible header length")
-            header = json.loads(f.read(length))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    meta = header.pop("__metadata__", None) or {}
-    params = sum(math.prod(v.get("shape", [])) for v in header.values() if isinstance(v, dict))
-    return {str(k): str(v) for k, v in meta.items()}, int(params)
-
-
-#: Beside the embedded weights: ``{file name: {"sha256": ..., "size": ...}}``, written by the
-#: export script, so a file that was damaged or swapped after release is refused, not run.
-MANIFEST_FILE = "manifest.json"
-
-
-def embedded_pin(entry: ModelEntry) -> str | None:
-    """The sha256 the package pins for ``entry``'s embedded file (None without a manifest entry)."""
-    folder = weights_dir()
-    if folder is None or not entry.embedded:
-        return None
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder / MANIFEST_FILE}: unreadable ({exc}); reinstall deblurcli") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get(entry.embedded, {}), dict):
-        raise CheckpointError(f"{folder / MANIFEST_FILE}: not a manifest of weights files; reinstall deblurcli")
-    pin = manifest.get(entry.embedded, {}).get("sha256")
-    return str(pin).lower() if pin else None
-
-
 @lru_cache(maxsize=8)
 def _default_from_file(path: str, mtime_ns: int, size: int) -> ModelEntry:
     meta, params = read_safetensors_header(path)
@@ -364,7 +317,8 @@ def default_entry() -> ModelEntry:
     if path is None:
         return placeholder
     st = path.stat()
-    return replace(_default_from_file(str(path), st.st_mtime_ns, st.st_size), sha256=embedded_pin(placeholder))
+    pin = manifest.pinned_sha256(weights_dir(), placeholder.embedded)
+    return replace(_default_from_file(str(path), st.st_mtime_ns, st.st_size), sha256=pin)
 
 
 # --------------------------------------------------------------------------------------------- #
