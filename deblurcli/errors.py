@@ -95,3 +95,8 @@ class OutputError(DeblurError):
     Kept apart so that a batch retries such a file on its next run by itself: the same input
     may well succeed once space is freed, unlike one that cannot be decoded.
     """
+
+
+class KernelError(DeblurError):
+    """A blur kernel that is not one (negative, all zero, not 2-D, larger than the image), or an image
+    too flat or too small to estimate one from."""
