@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from deblurcli.models import algnet
+from deblurcli.models.algnet import SPEC
+from deblurcli.models.algnet import network as algnet
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conformance"
 CASES = sorted(p.name for p in FIXTURES.glob("algnet_*") if (p / "case.json").exists())
@@ -171,4 +172,4 @@ def test_build_rejects_bad_settings() -> None:
     with pytest.raises(ValueError):
         algnet.build(kwargs, "local", scan_window=8)
     assert algnet.build(kwargs, "plain", local_pool=None, scan_window=None).variant == "plain"
-    assert algnet.ARCH == "algnet" and algnet.DEFAULT_VARIANT == "local" and algnet.INPUT_RANGE == "[0, 1]"
+    assert (SPEC.name, SPEC.default_variant, SPEC.input_range) == ("algnet", "local", "[0, 1]")

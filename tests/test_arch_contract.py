@@ -27,7 +27,7 @@ from deblurcli.api import Deblurrer
 from deblurcli.cli import app
 from deblurcli.errors import CheckpointError
 from deblurcli.models import ArchSpec, TrainRecipe, create, detect_arch, get_arch
-from deblurcli.models.contract import CONV_MIN_TILE, width_memory
+from deblurcli.models.contract import CODE_HOOKS, CONV_MIN_TILE, lazy, width_memory
 from deblurcli.weights import load_model, save_model
 
 runner = CliRunner()
@@ -200,6 +200,18 @@ def test_builtin_specs_are_checked_and_complete() -> None:
                 net = spec.create(config)
             assert spec.detect(net.state_dict()) and detect_arch(net.state_dict()) == name
             assert spec.infer_config(net.state_dict()) == dict(config)
+
+
+def test_network_code_has_one_home() -> None:
+    """Each built-in's hooks run its ``network`` module's functions, so patching that module is
+    seen by every caller; the torch-free package is the description only, not a second way in."""
+    import importlib
+
+    for name in models.ARCH_NAMES:
+        spec = get_arch(name)
+        assert all(getattr(spec, hook) == lazy(f"deblurcli.models.{name}.network", hook) for hook in CODE_HOOKS)
+        assert not hasattr(importlib.import_module(f"deblurcli.models.{name}"), "build"), name
+        assert not hasattr(spec, "DEFAULT_VARIANT"), name
 
 
 def test_contract_violations_fail_at_registration() -> None:

@@ -505,7 +505,7 @@ def test_tiled_matches_whole_for_a_local_model(deblur, tmp_path: Path, monkeypat
     A fixed 5x5 filter (radius 2, inside a quarter of the 16 px overlap) is exactly local, so
     any difference would be the tiler's: it must be far above 40 dB.
     """
-    import deblurcli.models.algnet as algnet
+    import deblurcli.models.algnet.network as algnet
 
     def local(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         w = torch.rand(3, 3, 5, 5, generator=torch.Generator().manual_seed(0))

@@ -39,7 +39,7 @@ def test_model_case(case: str) -> None:
     spec_json = json.loads((folder / "case.json").read_text())
     arch = spec_json["arch"]
     mod = get_arch(arch)
-    variant = spec_json.get("variant") or mod.DEFAULT_VARIANT
+    variant = spec_json.get("variant") or mod.default_variant
     settings = {k: spec_json[k] for k in SETTINGS_KEYS if k in spec_json}
     spec = ModelSpec(arch=arch, config=spec_json["kwargs"], variant=variant, settings=settings)
     sd, _ = read_checkpoint(folder / "weights.safetensors")

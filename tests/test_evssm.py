@@ -69,11 +69,11 @@ def _case(name: str) -> tuple[dict[str, Any], nn.Module, dict[str, Tensor]]:
 
 
 def test_contract() -> None:
-    assert get_arch("evssm") is SPEC and SPEC.build.module == "deblurcli.models.evssm"
-    assert evssm.ARCH == "evssm"
-    assert evssm.VARIANTS == ("global", "windowed")
-    assert evssm.DEFAULT_VARIANT == "windowed"
-    assert evssm.INPUT_RANGE == "[0, 1]"
+    assert get_arch("evssm") is SPEC and SPEC.build.module == "deblurcli.models.evssm.network"
+    assert SPEC.name == "evssm"
+    assert SPEC.variants == ("global", "windowed")
+    assert SPEC.default_variant == "windowed"
+    assert SPEC.input_range == "[0, 1]"
     assert evssm.pad_multiple({}, "windowed") == 4
     assert evssm.pad_multiple({}, "global") == 32
     with pytest.raises(UsageError):

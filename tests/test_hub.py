@@ -455,7 +455,9 @@ def test_progress_callback_sees_every_byte(hubenv: StandInHub, weights: dict[str
 
 
 def test_registry_matches_the_official_models() -> None:
-    from deblurcli.models import algnet, evssm, get_arch
+    from deblurcli.models import get_arch
+    from deblurcli.models.algnet import network as algnet
+    from deblurcli.models.evssm import network as evssm
 
     official = json.loads((FIXTURES / "official_state_dicts.json").read_text())
     shapes = {"algnet-b-gopro": "algnet-b", "algnet-gopro": "algnet", "evssm": "evssm", "xyscannet": "xyscannetp"}
@@ -464,7 +466,7 @@ def test_registry_matches_the_official_models() -> None:
         sd = {k: torch.empty(s, device="meta") for k, s in ref["keys"].items()}
         assert get_arch(entry.arch).infer_config(sd) == entry.config, entry.name
         assert entry.params == ref["n_params"], entry.name
-        assert entry.variant == get_arch(entry.arch).DEFAULT_VARIANT, entry.name
+        assert entry.variant == get_arch(entry.arch).default_variant, entry.name
         assert entry.source_url and entry.source_url.startswith("https://drive.google.com/"), entry.name
         assert entry.convert_command == f"deblur convert {entry.convert_command.split()[2]} --install {entry.name}"
         assert entry.hf_filename == f"{entry.name}.safetensors"

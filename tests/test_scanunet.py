@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deblurcli.models import create, detect_arch
-from deblurcli.models import scanunet as su
+from deblurcli.models.scanunet import network as su
 from deblurcli.weights import load_model, read_checkpoint, save_model
 
 SMALL = {"img_channel": 3, "width": 4, "enc_blk_nums": [1, 1, 2, 1], "middle_blk_num": 1,

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from deblurcli.errors import CheckpointError, UsageError
-from deblurcli.models import xyscannet as xy
+from deblurcli.models.xyscannet import SPEC
+from deblurcli.models.xyscannet import network as xy
 from deblurcli.weights import read_checkpoint
 
 _HERE = Path(__file__).parent
@@ -47,7 +48,7 @@ def _load_case(case: str) -> tuple[torch.nn.Module, dict[str, Any], dict[str, to
     folder = ROOT / case
     spec = json.loads((folder / "case.json").read_text())
     sd, _ = read_checkpoint(folder / "weights.safetensors")
-    model = xy.build(spec["kwargs"], spec.get("variant", xy.DEFAULT_VARIANT))
+    model = xy.build(spec["kwargs"], spec.get("variant", SPEC.default_variant))
     model.load_state_dict(sd, strict=True)
     return model.eval(), spec, load_file(str(folder / "io.safetensors"))
 

@@ -69,25 +69,10 @@ CODE_HOOKS = ("build", "detect", "infer_config", "pad_multiple", "restore", "tra
 def network_hooks(package: str) -> dict[str, lazy]:
     """The code hooks of an architecture package whose functions live in ``package.network``.
 
-    They are looked up through the package (see :func:`network_attributes`), so the network is
-    imported only when a hook first runs.
+    Each is looked up in that module when it first runs, so the package's ``SPEC`` can be read
+    (``deblur models``, ``--help``) without importing the network, and torch with it.
     """
-    return {hook: lazy(package, hook) for hook in CODE_HOOKS}
-
-
-def network_attributes(package: str) -> Callable[[str], Any]:
-    """A module ``__getattr__`` serving ``package.network``'s names from the package, on first use.
-
-    Code written against the package (``algnet.ALGNet``, ``algnet.build``) keeps working while the
-    package itself stays free of torch.
-    """
-
-    def __getattr__(name: str) -> Any:  # noqa: N807 - installed as the package's module __getattr__
-        if name.startswith("__") or name == "network":
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.network"), name)
-
-    return __getattr__
+    return {hook: lazy(f"{package}.network", hook) for hook in CODE_HOOKS}
 
 
 def width_memory(key: str, fallback: int = 48) -> Callable[[Mapping[str, Any]], float]:
@@ -202,25 +187,8 @@ class ArchSpec:
         """An untrained network from its constructor kwargs, variant (default: the paper's) and settings."""
         return self.build(dict(kwargs), variant or self.default_variant, **settings)
 
-    # The names the module-level contract used before ArchSpec, for code written against it.
-    @property
-    def ARCH(self) -> str:  # noqa: N802
-        return self.name
-
-    @property
-    def VARIANTS(self) -> tuple[str, ...]:  # noqa: N802
-        return self.variants
-
-    @property
-    def DEFAULT_VARIANT(self) -> str:  # noqa: N802
-        return self.default_variant
-
-    @property
-    def INPUT_RANGE(self) -> str:  # noqa: N802
-        return self.input_range
-
 
 __all__ = [
     "BYTES_PER_PIXEL_PER_CHANNEL", "CODE_HOOKS", "CONV_MIN_TILE", "INPUT_RANGES", "SCAN_MIN_TILE", "ArchSpec",
-    "TrainRecipe", "count_blocks", "keep_settings", "lazy", "network_attributes", "network_hooks", "width_memory",
+    "TrainRecipe", "count_blocks", "keep_settings", "lazy", "network_hooks", "width_memory",
 ]

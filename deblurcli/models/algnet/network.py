@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError
 from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
-from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
+from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
 
 #: The official Glayer hard-codes the Mamba state size; a checkpoint with another one is ours.
 OFFICIAL_D_STATE = 32
@@ -463,7 +463,6 @@ def training_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 __all__ = [
-    "ALGNet", "ARCH", "BasicBlock", "DEFAULT_VARIANT", "INPUT_RANGE", "SlidingMean", "VARIANTS",
-    "build", "detect", "infer_config", "normalize_local_pool", "pad_multiple", "restore",
-    "training_outputs",
+    "ALGNet", "BasicBlock", "SlidingMean", "build", "detect", "infer_config", "normalize_local_pool", "pad_multiple",
+    "restore", "training_outputs",
 ]

@@ -1,13 +1,13 @@
 """EVSSM (Kong et al., CVPR 2025): its description for deblurcli; the network is in ``network``.
 
-No torch here (see deblurcli.models.contract); the network's names are served from ``network``.
+No torch here (see deblurcli.models.contract): import ``network`` for the network's own names.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_attributes, network_hooks, width_memory
+from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
 
 ARCH = "evssm"
 VARIANTS: tuple[str, ...] = ("global", "windowed")
@@ -46,6 +46,3 @@ SPEC = ArchSpec(
         },
     ),
 )
-
-
-__getattr__ = network_attributes(__name__)

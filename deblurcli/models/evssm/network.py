@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError, UsageError
 from ...ssm import selective_scan
 from ..contract import count_blocks, strip_module_prefix
-from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS  # the package's SPEC holds these facts
+from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
 
 #: The official test-time window sizes, levels 1, 2, 3 (``models/EVSSM.py``).
 OFFICIAL_WINDOWS: tuple[int, int, int] = (384, 192, 96)
@@ -519,7 +519,6 @@ def training_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 __all__ = [
-    "ARCH", "DEFAULT_VARIANT", "EDFFN", "EVS", "EVSSM", "INPUT_RANGE", "OFFICIAL_WINDOWS", "SS2D",
-    "VARIANTS", "build", "detect", "infer_config", "pad_multiple", "parse_scan_window", "restore",
-    "training_outputs", "window_starts", "windowed_apply",
+    "EDFFN", "EVS", "EVSSM", "OFFICIAL_WINDOWS", "SS2D", "build", "detect", "infer_config", "pad_multiple",
+    "parse_scan_window", "restore", "training_outputs", "window_starts", "windowed_apply",
 ]

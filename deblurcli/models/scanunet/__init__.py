@@ -6,7 +6,7 @@ A convolutional U-Net with selective scans only at its coarse levels, made for C
 
 from __future__ import annotations
 
-from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_attributes, network_hooks, width_memory
+from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
 
 ARCH = "scanunet"
 VARIANTS: tuple[str, ...] = ("plain",)
@@ -38,6 +38,3 @@ SPEC = ArchSpec(
         },
     ),
 )
-
-
-__getattr__ = network_attributes(__name__)
