@@ -75,6 +75,8 @@ def from_cache(hub: HubRef, cache_dir: Path, *, newest_ok: bool) -> tuple[Path, 
             return Path(hit), Path(hit).parents[hub.filename.count("/")].name, hub.filename
         if not newest_ok:
             return None
+    if not _repo_folder(cache_dir, hub.repo_id).is_dir():
+        return None  # nothing of this repo is cached: spare the scan, which reads the whole cache
     try:
         repos = lib.scan_cache_dir(cache_dir).repos
     except (lib.CacheNotFound, ValueError):  # no cache yet, or not a folder
@@ -142,14 +144,18 @@ def fetch(hub: HubRef, cache_dir: Path, *, progress: bool | Callable[[int, int |
 def _record_branch(cache_dir: Path, repo_id: str, branch: str, commit: str) -> None:
     """Point the cache's ref for ``branch`` at ``commit``, so later offline runs asking for the branch
     find it: huggingface_hub records a ref only when it downloads by branch, which we do not."""
-    from huggingface_hub.file_download import repo_folder_name
-
-    ref = cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model") / "refs" / branch
+    ref = _repo_folder(cache_dir, repo_id) / "refs" / branch
     try:
         if not (ref.is_file() and ref.read_text().strip() == commit):
             atomic_write(ref, commit, make_parents=True)  # a torn ref would name a wrong commit
     except OSError:
         pass  # a read-only cache still works by commit; only the branch shortcut is lost
+
+
+def _repo_folder(cache_dir: Path, repo_id: str) -> Path:
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
 
 
 def _call(hub: HubRef, revision: str, endpoint: str, cache_dir: Path, filename: str | None,
