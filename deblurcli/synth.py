@@ -54,19 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-def __getattr__(name: str) -> object:
-    """``synth.SyntheticPairs``, where it used to live: the training Dataset is now in deblurcli.train.
-
-    Resolved on first use so that ``deblur synth`` and the helpers here never import torch.
-    """
-    if name == "SyntheticPairs":
-        from .train.synthetic import SyntheticPairs
-
-        return SyntheticPairs
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 FloatRange = tuple[float, float]
 
 
@@ -349,7 +336,8 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, *, kernel_size: tuple[i
     of 2-3 (returned stacked ``K x S x S``, zero-padded to a common odd size); then, each with its
     own probability, sensor noise and JPEG. With ``highlight_p`` near-white pixels are brightened
     before the blur (saturated light streaks). The same generator state always yields the same
-    result, which is what makes :func:`write_pairs` and :class:`SyntheticPairs` reproducible.
+    result, which is what makes :func:`write_pairs` and the training stream
+    (``deblurcli.train.synthetic``) reproducible.
 
     ``linear_p`` is the share of samples blurred in linear light; the rest are blurred directly
     on the sRGB values. A sensor integrates light linearly, but many phone pipelines, older

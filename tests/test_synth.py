@@ -13,6 +13,7 @@ import torch
 
 from deblurcli import synth
 from deblurcli.errors import DeblurError
+from deblurcli.train.synthetic import SyntheticPairs
 
 
 def _centroid(k: np.ndarray) -> tuple[float, float]:
@@ -379,13 +380,13 @@ def test_synthetic_pairs_shapes_and_determinism(tmp_path: Path) -> None:
     cv2.imwrite(str(path), imgs[0][..., ::-1])
     kw = dict(patch_size=(32, 48), samples_per_epoch=6, dead_leaves_fraction=0.3,
               degrade_kwargs={"kernel_size": (7, 15)})
-    ds = synth.SyntheticPairs([*imgs, path], seed=1, **kw)
+    ds = SyntheticPairs([*imgs, path], seed=1, **kw)
     blur, sharp = ds[0]
     assert isinstance(blur, torch.Tensor) and blur.dtype == torch.float32
     assert blur.shape == sharp.shape == (3, 32, 48)
     assert 0 <= float(blur.min()) and float(blur.max()) <= 1
-    same = synth.SyntheticPairs([*imgs, path], seed=1, **kw)
-    other = synth.SyntheticPairs([*imgs, path], seed=2, **kw)
+    same = SyntheticPairs([*imgs, path], seed=1, **kw)
+    other = SyntheticPairs([*imgs, path], seed=2, **kw)
     for i in range(len(ds)):
         assert all(torch.equal(x, y) for x, y in zip(ds[i], same[i], strict=True))
     assert not torch.equal(ds[0][1], other[0][1])
@@ -401,7 +402,7 @@ def test_synthetic_pairs_shapes_and_determinism(tmp_path: Path) -> None:
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_synthetic_pairs_workers_draw_distinct_reproducible_samples() -> None:
-    ds = synth.SyntheticPairs(_images(), patch_size=24, samples_per_epoch=8, seed=5,
+    ds = SyntheticPairs(_images(), patch_size=24, samples_per_epoch=8, seed=5,
                               degrade_kwargs={"kernel_size": (7, 11)})
     ds.set_epoch(2)
 
@@ -421,14 +422,14 @@ def test_synthetic_pairs_workers_draw_distinct_reproducible_samples() -> None:
 
 
 def test_synthetic_pairs_dead_leaves_only_and_small_images() -> None:
-    ds = synth.SyntheticPairs(patch_size=40, samples_per_epoch=2, seed=0)  # no photos: dead leaves
+    ds = SyntheticPairs(patch_size=40, samples_per_epoch=2, seed=0)  # no photos: dead leaves
     assert ds.dead_leaves_fraction == 1.0 and ds[1][0].shape == (3, 40, 40)
-    tiny = synth.SyntheticPairs([np.full((10, 12, 3), 0.5, np.float32)], patch_size=40, samples_per_epoch=1)
+    tiny = SyntheticPairs([np.full((10, 12, 3), 0.5, np.float32)], patch_size=40, samples_per_epoch=1)
     blur, sharp = tiny[0]
     assert sharp.shape == (3, 40, 40)
     assert float((blur - sharp).abs().max()) < 0.1
     with pytest.raises(DeblurError):
-        synth.SyntheticPairs([], dead_leaves_fraction=0.0)
+        SyntheticPairs([], dead_leaves_fraction=0.0)
 
 
 @pytest.mark.parametrize("linear_p, linear", [(1.0, True), (0.0, False)])
@@ -456,10 +457,10 @@ def test_synthetic_pairs_scale_downsamples_the_photo() -> None:
     ramp = np.tile(np.linspace(0, 1, 1024, dtype=np.float32)[None, :, None], (1024, 1, 3))
     slopes = {}
     for scale in (1.0, 0.25):
-        pairs = synth.SyntheticPairs([ramp], patch_size=64, augment=False, seed=0,
+        pairs = SyntheticPairs([ramp], patch_size=64, augment=False, seed=0,
                                      degrade_kwargs={"scale": (scale, scale), "kernel_size": (3, 3)})
         _, sharp = pairs.sample(0)
         slopes[scale] = float(np.mean(np.diff(sharp[..., 0], axis=1)))
     assert slopes[0.25] == pytest.approx(4 * slopes[1.0], rel=0.05)
     with pytest.raises(ValueError, match="scale"):
-        synth.SyntheticPairs([ramp], degrade_kwargs={"scale": (0.0, 1.0)})
+        SyntheticPairs([ramp], degrade_kwargs={"scale": (0.0, 1.0)})

@@ -82,11 +82,3 @@ def barrier(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.barrier()
 
-
-def broadcast_flag(world: World, value: bool, device: torch.device) -> bool:
-    """Rank 0's decision, shared, so every rank stops (or fails) together instead of hanging."""
-    if not world.distributed:
-        return value
-    t = torch.tensor([1 if value else 0], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())

@@ -7,6 +7,7 @@ with the seeding a resumable, multi-worker training run needs.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -18,7 +19,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DeblurError, ImageError
-from ..synth import _read_rgb, _to_float, dead_leaves, degrade, largest_kernel, log
+from ..imageio import as_float_rgb, read_image
+from ..synth import dead_leaves, degrade, largest_kernel
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SyntheticPairs"]
 
@@ -80,7 +84,7 @@ class SyntheticPairs(Dataset):
             return item
         if i in self._cache:
             return self._cache[i]
-        img = _read_rgb(Path(item))
+        img = _read_samples(Path(item))
         if self.cache:
             self._cache[i] = img
         return img
@@ -121,7 +125,7 @@ class SyntheticPairs(Dataset):
                 x = int(rng.integers(0, w - sw + 1))
                 img = cv2.resize(np.ascontiguousarray(img[y:y + sh, x:x + sw]), (ww, hh),
                                  interpolation=cv2.INTER_AREA)
-                return _to_float(img)
+                return _unit(img)
         need_h, need_w = hh - 2 * self.margin, ww - 2 * self.margin
         if h < need_h or w < need_w:
             s = max(need_h / h, need_w / w)
@@ -134,7 +138,7 @@ class SyntheticPairs(Dataset):
             h, w = img.shape[:2]
         y = int(rng.integers(0, h - hh + 1))
         x = int(rng.integers(0, w - ww + 1))
-        return _to_float(img[y:y + hh, x:x + ww])
+        return _unit(img[y:y + hh, x:x + ww])
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(blurred, sharp)`` as HxWx3 float32 arrays, for inspection without torch."""
@@ -162,3 +166,15 @@ class SyntheticPairs(Dataset):
         blurred, sharp = self.sample(index)
         return (torch.from_numpy(np.ascontiguousarray(blurred.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(sharp.transpose(2, 0, 1))))
+
+
+def _read_samples(path: Path) -> np.ndarray:
+    """A photo's own samples (uint8 or uint16, upright, alpha left out), read as ``deblur run``
+    reads its inputs; kept as integers so a cached photo costs 3 or 6 bytes a pixel, not 12."""
+    return read_image(path, allow_large=True).samples
+
+
+def _unit(img: np.ndarray) -> np.ndarray:
+    """HxWx3 float32 in [0, 1]: integer samples divided by their maximum; float arrays given by a
+    caller, or pushed past [0, 1] by cubic resizing, clipped back."""
+    return np.clip(as_float_rgb(img), 0.0, 1.0)
