@@ -184,6 +184,8 @@ class Deblurrer:
         self._noted: set[str] = set()
         self._lock = threading.Lock()
 
+        if self.device.type == "cpu":  # the scan kernel gets ready while the weights and the photo load
+            ssm.preload_in_background(self.scan_backend)
         from .hub import resolve  # the Hub client is only imported when a model is resolved
 
         self.resolved = resolve(None if opts.model is None else str(opts.model), offline=opts.offline or None,

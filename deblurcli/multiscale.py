@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from .imageio import as_float_rgb
@@ -88,6 +87,8 @@ def detail_rows(low: np.ndarray, scale: int, y0: int, y1: int, width: int) -> np
         raise ValueError(f"band start {y0} is not a multiple of the scale {scale}")
     lo0 = max(0, y0 // scale - _MARGIN)
     lo1 = min(low.shape[0], math.ceil(y1 / scale) + _MARGIN)
+    import cv2  # only reduced runs upsample: a photo restored at full size never imports OpenCV
+
     part = low[lo0:lo1]
     up = cv2.resize(part, (part.shape[1] * scale, part.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
     start = y0 - lo0 * scale

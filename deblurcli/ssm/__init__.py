@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +107,32 @@ def resolve_backend(backend: str, u: Tensor) -> str:
     return "torch"
 
 
+def preload_in_background(backend: str = "auto", dtype: torch.dtype = torch.float32) -> threading.Thread | None:
+    """Start getting the CPU scan kernel ready on another thread; returns that thread, or None.
+
+    Importing numba and loading its compiled kernel from the cache costs about a second of CPU,
+    almost all of it single-threaded Python. Run in line it adds to every single photo; started when
+    a model is being set up for the CPU, it overlaps with loading the weights, decoding the photo
+    and the network's first convolutions (whose C++ code releases the GIL), and the first scan call
+    waits only for what is left (`numba_scan.preload` takes a lock). It does nothing when
+    ``backend`` (``auto`` meaning the process default) would not run the numba kernel on CPU
+    tensors. Errors are left for the real call to report.
+    """
+    if backend not in ("auto", "numba") or (backend == "auto" and _default not in ("auto", "numba")):
+        return None
+
+    def work() -> None:
+        try:
+            if resolve_backend(backend, torch.empty(0, dtype=dtype)) == "numba":
+                importlib.import_module("deblurcli.ssm.numba_scan").preload(dtype)
+        except Exception:  # the scan call itself says what is wrong, with its context
+            pass
+
+    thread = threading.Thread(target=work, name="deblurcli-scan-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def selective_scan(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D: Tensor | None = None, z: Tensor | None = None, delta_bias: Tensor | None = None,
@@ -122,6 +149,6 @@ def selective_scan(
 
 
 __all__ = [
-    "BACKENDS", "available_backends", "get_backend", "resolve_backend", "selective_scan",
+    "BACKENDS", "available_backends", "get_backend", "preload_in_background", "resolve_backend", "selective_scan",
     "selective_scan_reference", "selective_scan_torch", "set_backend", "set_notice",
 ]

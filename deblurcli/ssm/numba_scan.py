@@ -50,11 +50,15 @@ Design points, each for a measured or documented reason:
 
 from __future__ import annotations
 
+import importlib.abc
 import math
 import os
+import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +68,50 @@ from torch import Tensor
 from . import notify
 from .reference import grouped_bc
 
+
+class _HideScipy(importlib.abc.MetaPathFinder):
+    """Makes SciPy look absent to one thread while numba starts up.
+
+    numba imports ``scipy.linalg`` when it first prepares to compile or to load a cached kernel,
+    only to learn whether ``np.dot``-style functions inside jitted code can call BLAS. Our kernels
+    never do, and where SciPy is installed (our test extra pulls it in) that import was the largest
+    single part of numba's start-up: 0.3-0.5 s of CPU on every ``deblur run``. Without it numba uses
+    its own loops for ``np.correlate``/``np.convolve`` in this process; its linear algebra still
+    imports SciPy when it is first compiled. Only the thread starting numba is affected, so code
+    running meanwhile on other threads imports SciPy as usual.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if threading.get_ident() == self.thread and (name == "scipy" or name.startswith("scipy.")):
+            raise ModuleNotFoundError(f"{name} is not needed by the scan kernels", name=name)
+        return None
+
+
+@contextmanager
+def _without_scipy() -> Iterator[None]:
+    """SciPy hidden from numba in this thread, unless it is imported already (then it costs nothing)."""
+    if "scipy.linalg" in sys.modules:
+        yield
+        return
+    finder = _HideScipy()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 try:
-    import numba
     import numpy as np
-    from numba import literal_unroll
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic, overload
+
+    with _without_scipy():
+        import numba
+        from numba import literal_unroll
+        from numba.core import cgutils, types
+        from numba.extending import intrinsic, overload
 
     _IMPORT_ERROR: Exception | None = None
 except Exception as exc:  # ImportError, or a broken llvmlite
@@ -729,7 +771,8 @@ if numba is not None:
 def _threads() -> int:
     """Kernel threads for this call: torch's intra-op thread count, capped by numba's pool."""
     nt = max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))
-    numba.set_num_threads(nt)
+    with _keep_torch_threads():  # the first call in a thread starts numba's pool
+        numba.set_num_threads(nt)
     return nt
 
 
@@ -746,11 +789,29 @@ def _launch(kernel: Any, *args: Any) -> None:
         layer: str | None = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet, so the layer is not chosen
         layer = None
-    if layer in (None, "workqueue"):
-        with _WORKQUEUE_LOCK:
+    with _keep_torch_threads():
+        if layer in (None, "workqueue"):
+            with _WORKQUEUE_LOCK:
+                kernel(*args)
+        else:
             kernel(*args)
-    else:
-        kernel(*args)
+
+
+@contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """torch's thread count as it was, after numba starts its OpenMP pool in this thread.
+
+    Starting the pool (on the first parallel kernel loaded or run in a thread) resets the calling
+    thread's OpenMP thread count to numba's. Inside a forward pass that left the rest of a
+    process's first forward on numba's count (one thread under ``NUMBA_NUM_THREADS=1``) instead of
+    ``--threads``: slower, and numerically a little unlike every later forward.
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 # Pins the number of channel slices per (batch, group) in tests; None lets _split choose.
@@ -824,12 +885,55 @@ def _scan_forward(
         return out, last, ckpt, ysum
     nt = _threads()
     parts = _split(b * g, d // g, nt)
-    zeros = u.new_zeros(d)
     _compile_notice(_forward_kernel, "selective-scan kernel")
-    _launch(_forward_kernel, *_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
+    preload(u.dtype)
+    _launch(_forward_kernel, *_forward_args(u, delta, A, B, C, D, z, bias, softplus, out, ysum, last, ckpt, parts, nt))
+    return out, last, ckpt, ysum
+
+
+def _forward_args(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
+    bias: Tensor | None, softplus: bool, out: Tensor, ysum: Tensor, last: Tensor, ckpt: Tensor, parts: int, nt: int,
+) -> tuple[Any, ...]:
+    """``_forward_kernel``'s arguments; `preload` types the same ones, so it loads the very kernel calls use."""
+    b, d, l = u.shape
+    g = B.shape[1]
+    zeros = u.new_zeros(d)
+    return (*_flat(u, u), *_flat(delta, u), _np(zeros if bias is None else bias), softplus,
             *_flat(z, u), _np(zeros if D is None else D), _np(A), *_flat(B, B), *_flat(C, C), *_flat(out, u),
             _np(ysum), _np(last), _np(ckpt), b, l, g, parts, min(nt, b * g * parts))
-    return out, last, ckpt, ysum
+
+
+_preload_lock = threading.Lock()
+_preloaded: set[torch.dtype] = set()
+
+
+def preload(dtype: torch.dtype = torch.float32) -> None:
+    """Make the forward kernel for ``dtype`` ready (from numba's cache, else compiled) without running it.
+
+    Getting it ready costs 0.5-1 s of CPU per process even from the cache, nearly all of it numba
+    building its typing tables, in Python. `deblurcli.ssm.preload_in_background` runs this on
+    another thread while the photo is read and the network's first convolutions run (which release
+    the GIL), so a single photo need not wait for it; the first scan call then waits here only for
+    what is left. Thread-safe; later calls return at once. Every argument of the kernel is a 1-D
+    array, a bool or an int whatever the tensors' shapes and strides (see `_flat`), so the tiny
+    tensors below give the signature every real call has.
+    """
+    if numba is None or dtype in _preloaded:
+        return
+    with _preload_lock:
+        if dtype in _preloaded:
+            return
+        kind = torch.promote_types(dtype, torch.float32)
+        u = torch.zeros(1, 1, 1, dtype=kind)
+        B = torch.zeros(1, 1, 1, 1, dtype=kind)
+        args = _forward_args(u, u, torch.zeros(1, 1, dtype=kind), B, B, None, None, None, True, u,
+                             u.new_empty(0, 0, 0), u.new_zeros(1, 1, 1), u.new_empty(0, 0, 0, 0), 1, 1)
+        _compile_notice(_forward_kernel, "selective-scan kernel")
+        # the first kernel makes numba load its typing tables (which import SciPy) and start its pool
+        with _without_scipy(), _keep_torch_threads():
+            _forward_kernel.compile(tuple(numba.typeof(a) for a in args))
+        _preloaded.add(dtype)
 
 
 class _ScanFunction(torch.autograd.Function):
@@ -922,4 +1026,4 @@ def selective_scan_numba(
     return (y, last) if return_last_state else y
 
 
-__all__ = ["available", "selective_scan_numba"]
+__all__ = ["available", "preload", "selective_scan_numba"]
