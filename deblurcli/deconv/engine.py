@@ -20,7 +20,7 @@ Progress = Callable[[float, str], None]
 
 REGION_MAX = 512  # side of the estimation window, at working scale
 WORK_MAX_SIDE = 1600  # photos whose long side exceeds this are estimated at reduced scale
-FIRST_SIZE = 25  # kernel size (working scale) tried first
+FIRST_SIZE = 35  # kernel size (working scale) tried first
 SIZE_STEP = 1.4  # growth of the size ladder
 MIN_SIDE = 48  # smallest image side worth estimating from
 MIN_TEXTURE = 2e-3  # mean gradient magnitude below which an image is too flat

@@ -92,7 +92,7 @@ def _div_adjoint(wx: Tensor, wy: Tensor) -> Tensor:
 
 
 def tv_deconvolve(y: Tensor, kernel: Tensor, lam: float, *, mask: Tensor | None = None,
-                  rate: float = 1.5, rho_max: float = 500.0, mu: float = 1.0,
+                  rate: float = 2.0, rho_max: float = 100.0, mu: float = 1.0, rho0: float | None = None,
                   progress: Callable[[float], None] | None = None) -> Tensor:
     """min_x ||M (k * x - y)||^2 + lam ||grad x||_1 on a periodic grid (``y``: C x H x W, padded).
 
@@ -105,7 +105,7 @@ def tv_deconvolve(y: Tensor, kernel: Tensor, lam: float, *, mask: Tensor | None 
     den_k = otf.abs() ** 2
     den_d = dx.abs() ** 2 + dy.abs() ** 2
     x = y.clone()
-    rho = lam / 2.0
+    rho = lam / 2.0 if rho0 is None else rho0
     n_steps = max(1, math.ceil(math.log(rho_max / rho) / math.log(rate)))
     step = 0
     if mask is None:

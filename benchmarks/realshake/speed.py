@@ -1,0 +1,62 @@
+"""Seconds for `deblur_shake` end to end (estimate + deconvolve, colour) on a 1 MP and a 12 MP photo.
+
+    OMP_NUM_THREADS=2 python benchmarks/realshake/speed.py [--sizes 1,12]
+
+The photos are scikit-image's astronaut and coffee, enlarged to 1000x1000 and 4000x3000 and
+blurred in linear light by a camera-shake kernel of 1/40 of the long side (25 and 101 px): the
+timing depends on the pixel count and the kernel size, not on the content. Targets (issue 26):
+<= 10 s for 1 MP and <= 40 s for 12 MP on 2 cores. Results go to results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from deblurcli.deconv import deblur_shake
+from deblurcli.fsutil import atomic_write
+from deblurcli.synth import blur_image, random_kernel
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = {1: (1000, 1000, 25), 12: (3000, 4000, 101)}
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    from skimage import data
+
+    src = data.astronaut() if h * w < 4e6 else data.coffee()
+    return cv2.resize(src, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1,12", help="megapixels to time, from 1 and 12")
+    ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    args = ap.parse_args(argv)
+    rows = []
+    for mp in (int(v) for v in args.sizes.split(",")):
+        h, w, ks = SIZES[mp]
+        kernel = random_kernel(ks, np.random.default_rng(mp), fill=0.9)
+        blurred = blur_image(photo(h, w), kernel, linear_light=True)
+        t0 = time.perf_counter()
+        _, est = deblur_shake(blurred)
+        seconds = time.perf_counter() - t0
+        row = {"megapixels": round(h * w / 1e6, 2), "true_kernel_px": ks, "kernel_px": int(est.kernel.shape[0]),
+               "estimate_seconds": round(est.seconds, 2), "total_seconds": round(seconds, 2),
+               "threads": torch.get_num_threads()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    atomic_write(args.out, json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=1) + "\n",
+                 make_parents=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
