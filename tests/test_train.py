@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,9 +25,10 @@ from torch import nn
 
 import deblurcli.models
 from deblurcli.errors import UsageError
+from deblurcli.models import ARCH_NAMES
 from deblurcli.train import default_config, load_config, print_config, run
 from deblurcli.train import loop as train_loop
-from deblurcli.train.config import ARCHS, resolve_stages
+from deblurcli.train.config import resolve_stages
 
 torch.set_num_threads(1)
 
@@ -89,7 +92,7 @@ def losses(out: Path) -> dict[int, float]:
 # ------------------------------------------------------------------------------------------ config
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCH_NAMES)
 def test_print_config_parses_back_to_the_defaults(arch: str, tmp_path: Path) -> None:
     text = print_config(arch)
     assert "#" in text  # commented
@@ -394,3 +397,115 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
     assert [r["step"] for r in read_log(out)] == [1, 2]  # one log, from rank 0
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".pt", ".safetensors")) == [
         "best.safetensors", "last.pt", "last.safetensors"]
+
+
+# ------------------------------------------------------------------------------------------ sized to the machine
+
+
+def test_a_cpu_trains_scanunet_by_default_and_the_papers_recipes_stay_one_flag_away() -> None:
+    cpu = load_config(None, [], device="cpu")
+    assert cpu["arch"] == "scanunet" and cpu == load_config(None, [], device="cpu", arch="scanunet")
+    assert load_config(None, [], device="cuda")["arch"] == "algnet"  # a GPU keeps the paper's network
+    paper = load_config(None, [], device="cpu", arch="algnet")
+    assert (paper["train"]["patch_size"], paper["train"]["batch_size"], paper["model"]["width"]) == (256, 8, 32)
+    assert load_config(None, ["arch=evssm"], device="cpu")["arch"] == "evssm"
+
+
+def test_validation_is_sized_to_the_run() -> None:
+    """16 crops of 256 px through ALGNet took over 10 minutes after a 20-step run; a short run now
+    validates on as many as cost about a tenth of its training, a long one on all of them."""
+    short = load_config(None, [], device="cpu", steps=20)
+    assert 1 <= short["val"]["count"] < 16
+    assert load_config(None, [], device="cpu", steps=5000)["val"]["count"] == 16
+    small = load_config(None, [], arch="algnet", steps=20, patch_size=64, batch_size=2)
+    assert small["val"]["count"] == 1  # still one score, and still a best.safetensors
+    assert load_config(None, ["val.count=16"], device="cpu", steps=20)["val"]["count"] == 16  # asked for: kept
+
+
+def test_a_step_that_will_not_fit_stops_before_the_first_one(tiny_arch: SimpleNamespace, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from deblurcli.train import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 64 << 20)
+    steps: list[int] = []
+
+    def step(self: train_loop.Trainer) -> tuple[torch.Tensor, dict, int]:
+        steps.append(1)
+        self.step += 1
+        return torch.zeros(()), {}, 1
+
+    monkeypatch.setattr(train_loop.Trainer, "train_step", step)
+    out = tmp_path / "run"
+    with pytest.raises(UsageError) as info:
+        run(tiny_config(out, 2, patch_size=512, batch_size=64))
+    message = str(info.value)
+    assert "\n" not in message and steps == [] and not (out / "last.pt").exists()
+    assert "at 512 px x 64 needs about" in message and "GB of memory is available" in message
+    cli = info.value.cli_message(lambda name: {"train.patch_size": "--patch-size", "train.batch_size": "--batch-size",
+                                               "arch": "--arch"}.get(name, name))
+    fit = re.search(r"use --patch-size (\d+) --batch-size (\d+) \(about ([\d.]+) GB\) or --arch scanunet", cli)
+    assert fit, cli
+    ok = tiny_config(tmp_path / "ok", 2, patch_size=int(fit[1]), batch_size=int(fit[2]))
+    run(ok)  # the run it proposes does fit
+    assert steps == [1, 1]
+
+
+def test_the_algnet_paper_recipe_is_refused_on_a_24_gb_machine(tmp_path: Path, torch_scan: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper's ALGNet (54.6 M parameters, 256 px x 8) was OOM-killed at 23 GB on a laptop;
+    the estimate must see that before step 1, whatever memory the test machine has."""
+    from deblurcli.train import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 22 << 30)
+    cfg = load_config(None, ["data.dead_leaves=1", "val.count=0"], arch="algnet", device="cpu", steps=20,
+                      out=str(tmp_path / "run"), num_workers=0)
+    with pytest.raises(UsageError, match=r"algnet at 256 px x 8 needs about (\d+\.\d) GB") as info:
+        run(cfg)
+    need = float(re.search(r"needs about (\d+\.\d) GB", str(info.value))[1])  # type: ignore[index]
+    assert need > 23, str(info.value)
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_progress_moves_every_step(tiny_arch: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar stayed at "0/N starting" until the first log interval (50 steps)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    seen: list[int] = []
+    update = Progress.update
+
+    def spy(self: Progress, task: object, **kwargs: object) -> None:
+        if isinstance(kwargs.get("completed"), int):
+            seen.append(int(kwargs["completed"]))  # type: ignore[arg-type]
+        update(self, task, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Progress, "update", spy)
+    console = Console(file=StringIO(), force_terminal=True)
+    run(tiny_config(tmp_path / "run", 5, "log.every=100", "val.count=0"), console=console)
+    assert sorted(set(seen)) == [1, 2, 3, 4, 5]
+
+
+def test_without_a_terminal_a_line_comes_at_least_every_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from deblurcli.train import report
+
+    monkeypatch.setattr(report, "HEARTBEAT_S", 0.05)
+    reporter = report.Reporter(tmp_path, total=10, start=0, enabled=True, console=Console(file=StringIO()),
+                               tensorboard=False)
+    try:
+        reporter.advance(3)
+        reporter.phase("validating on 2 crops")
+        for _ in range(200):  # the timer's line, with no log interval reached
+            if "step 3/10" in capsys.readouterr().err:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no progress line without a log interval")
+    finally:
+        reporter.close()

@@ -30,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import load_config, print_config, run
-    from .config import DEFAULT_ARCH
+    from .config import default_arch
 
     try:
         if args.print_config:
-            sys.stdout.write(print_config(args.arch or DEFAULT_ARCH))
+            sys.stdout.write(print_config(args.arch or default_arch(args.device or "auto")))
             return 0
         cfg = load_config(args.config, args.overrides, **{k: getattr(args, k) for k in FLAG_KEYS})
         out = run(cfg, resume=args.resume)

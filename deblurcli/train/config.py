@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
-from ..models import ARCH_NAMES, arch_names, get_arch
+from ..models import arch_names, get_arch
 from ..options import TRAIN_FLAGS
 
 if sys.version_info >= (3, 11):
@@ -32,10 +32,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-#: The built-in architectures (``deblurcli.models.ARCH_NAMES``); registered ones are accepted too.
-ARCHS: tuple[str, ...] = ARCH_NAMES
-#: What a run trains when neither --arch nor the config file names an architecture.
-DEFAULT_ARCH = "algnet"
+#: What a run trains when neither --arch nor the config file names an architecture: on a GPU the
+#: paper network (ALGNet, 54.6 M parameters, 256 px crops x 8), on a CPU our own ScanUNet, whose
+#: recipe steps in well under a second and about 1 GB there, where ALGNet's needs over 23 GB.
+GPU_DEFAULT_ARCH = "algnet"
+CPU_DEFAULT_ARCH = "scanunet"
+#: Validation may cost about this share of the training time between two validations.
+VAL_TIME_SHARE = 0.1
+#: A training step (forward and backward) costs about this many times a validation forward pass
+#: of the same pixels.
+TRAIN_TO_EVAL_COST = 3.0
 
 _COMMON: dict[str, Any] = {
     "arch": None,
@@ -194,7 +200,8 @@ _COMMENTS: dict[str, str] = {
     "val": "validation with the EMA weights; the best PSNR is exported as best.safetensors",
     "val.every": "validate every N steps (0 = only at the end)",
     "val.paired": "folder of held-out blurred/sharp pairs; empty = synthetic pairs made once from val.seed",
-    "val.count": "number of validation pairs (synthetic ones, or the first N of the paired folder)",
+    "val.count": ("number of validation pairs (synthetic ones, or N spread over the paired folder); unless set, "
+                  "a short run uses fewer, so validating costs about a tenth of its training time"),
     "val.size": "side of the validation crops (centre crops of pairs; 0 = whole images)",
     "val.holdout": "fraction of the sharp photos / training pairs kept out of training for validation",
     "val.seed": "seed of the synthetic validation pairs",
@@ -208,7 +215,23 @@ _COMMENTS: dict[str, str] = {
     "export.settings": "settings of that form; ALGNet's local form gets its train_size from the final crop",
 }
 
-def print_config(arch: str = DEFAULT_ARCH) -> str:
+def default_arch(device: str = "auto") -> str:
+    """The architecture a run on ``device`` trains unless told otherwise (see CPU_DEFAULT_ARCH).
+
+    ``auto`` asks torch whether a GPU is there, which imports it: only a run, never
+    ``--print-config``, comes here without a device.
+    """
+    device = str(device).lower()
+    if device == "cpu":
+        return CPU_DEFAULT_ARCH
+    if device.startswith("cuda"):
+        return GPU_DEFAULT_ARCH
+    import torch
+
+    return GPU_DEFAULT_ARCH if torch.cuda.is_available() else CPU_DEFAULT_ARCH
+
+
+def print_config(arch: str = CPU_DEFAULT_ARCH) -> str:
     """A complete, commented YAML starting configuration for ``arch`` that loads back unchanged."""
     cfg = default_config(arch)
     # An architecture's own comments win; "arch" falls back to the list of choices.
@@ -216,8 +239,8 @@ def print_config(arch: str = DEFAULT_ARCH) -> str:
     lines = [
         f"# deblur train configuration for {cfg['arch']}.",
         "# Every key can be overridden on the command line: --set train.lr=1e-4 --set train.steps=2000",
-        "# Values are the paper's recipe and full-size model; a CPU run wants a smaller model,",
-        "# smaller crops and fewer steps.",
+        "# Values are the architecture's recipe and full-size model (the papers' for algnet, evssm and",
+        "# xyscannet, which a CPU run wants smaller: deblur train stops before step 1 if a step will not fit).",
         "",
     ]
     _emit(cfg, "", 0, comments, lines)
@@ -375,9 +398,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
         sets.append((key, parse_value(text)))
     given = {k: v for k, v in flags.items() if v is not None}
 
-    arch = given.get("arch") or next((v for k, v in reversed(sets) if k == "arch"), None) \
-        or file_cfg.get("arch") or DEFAULT_ARCH
-    arch = _check_arch(arch)
+    def chosen(key: str) -> Any:
+        """The value a flag, a --set or the file gives ``key`` (dotted), or None."""
+        flag = next((n for n, k in FLAG_KEYS.items() if k == key), None)
+        if flag is not None and flag in given:
+            return given[flag]
+        value = next((v for k, v in reversed(sets) if k == key), None)
+        if value is not None:
+            return value
+        node: Any = file_cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    arch = _check_arch(chosen("arch") or default_arch(str(chosen("device") or "auto")))
     cfg = default_config(arch)
     root = default_config(arch)
     _merge(cfg, {k: v for k, v in file_cfg.items() if k != "arch"}, root, "", str(path) if path else "", root)
@@ -391,7 +425,34 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *
     sized = bool({"train.patch_size", "train.batch_size"} & set_keys) and "train.progressive" not in set_keys
     if "patch_size" in given or "batch_size" in given or sized:
         cfg["train"]["progressive"] = []
-    return validate(cfg)
+    cfg = validate(cfg)
+    if chosen("val.count") is None:
+        cfg["val"]["count"] = sized_val_count(cfg)
+    return cfg
+
+
+def sized_val_count(cfg: Mapping[str, Any]) -> int:
+    """``val.count`` cut so that validating costs about VAL_TIME_SHARE of the training between two
+    validations: 16 crops of 256 px through ALGNet took over 10 minutes after a 20-step run.
+
+    Long runs keep the whole set (1000 steps of 8 crops of 256 px dwarf it); a short one keeps at
+    least one crop, so it still reports a score and exports ``best.safetensors``.
+    """
+    v, t = cfg["val"], cfg["train"]
+    count = int(v["count"])
+    if count <= 1:
+        return count
+    steps = int(t["steps"])
+    interval = int(v["every"]) if 0 < int(v["every"]) < steps else steps
+    trained = 0
+    done = 0
+    for end, patch, batch in resolve_stages(cfg):  # the pixels trained in the first interval
+        n = max(0, min(end, interval) - done)
+        trained += n * patch * patch * batch * int(t["accumulate"])
+        done += n
+    side = int(v["size"]) or 256
+    budget = VAL_TIME_SHARE * TRAIN_TO_EVAL_COST * trained
+    return max(1, min(count, int(budget // (side * side))))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,9 +13,16 @@ size of that step's progressive stage. Hence:
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
+import os
 import random
+import select
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +62,7 @@ def _rng(*keys: int) -> np.random.Generator:
 
 def list_photos(folder: str | Path) -> list[Path]:
     """Sharp photos under ``folder`` (recursively), sorted so the id -> photo map is stable."""
-    from ..synth import IMAGE_EXTENSIONS
+    from ..imageio.formats import IMAGE_EXTENSIONS
 
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -261,10 +268,6 @@ class Position:
     sample: int
 
 
-def samples_per_step(batch: int, accumulate: int, world: int) -> int:
-    return batch * accumulate * world
-
-
 class StepBatches(Sampler[list[tuple[int, int]]]):
     """Endless micro-batches of ``(sample_id, patch)`` for one rank, following the stage schedule.
 
@@ -304,10 +307,11 @@ def stage_at(stages: Sequence[tuple[int, int, int]], step: int) -> tuple[int, in
     return stages[-1][1], stages[-1][2]
 
 
-def _worker_init(worker_id: int) -> None:
+def _worker_init(main_pid: int, worker_id: int) -> None:
     """Seed the libraries' global generators per worker (samples use their own keyed generators;
-    this only keeps any library randomness from repeating across workers) and keep each worker to
-    one thread, since the workers themselves are the parallelism."""
+    this only keeps any library randomness from repeating across workers), keep each worker to
+    one thread, since the workers themselves are the parallelism, and tie its life to the trainer's."""
+    del worker_id
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
@@ -318,6 +322,53 @@ def _worker_init(worker_id: int) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - opencv is a dependency
         pass
+    _die_with(main_pid)
+
+
+def _die_with(main_pid: int) -> None:
+    """End this worker the moment the trainer ends, however it ends.
+
+    torch's own check compares the worker's parent with the one it started with, but a forkserver
+    worker's parent is the forkserver, which outlives a SIGKILLed trainer: each worker holds the
+    forkserver's liveness pipe, so neither side ever sees the other go, and an OOM-killed run left
+    its workers running for good. So each worker watches the trainer itself (a pidfd, which cannot
+    be fooled by a reused pid; polling where there is none), and also asks the kernel to kill it
+    with its parent (PR_SET_PDEATHSIG), which covers the spawn fallback and a killed forkserver.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - not glibc/musl
+            pass
+    try:
+        pidfd = os.pidfd_open(main_pid)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None and not _pid_alive(main_pid):
+        os._exit(0)
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the trainer has exited
+        else:
+            while _pid_alive(main_pid):
+                time.sleep(1.0)
+        os._exit(0)  # nothing to flush: the trainer that wanted this worker's batches is gone
+
+    threading.Thread(target=watch, name="deblur-trainer-watch", daemon=True).start()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process took the pid
+        return False
+    return True
 
 
 def make_loader(dataset: PatchStream, sampler: StepBatches, *, num_workers: int, prefetch: int, seed: int,
@@ -335,7 +386,8 @@ def make_loader(dataset: PatchStream, sampler: StepBatches, *, num_workers: int,
             ctx.set_forkserver_preload(["deblurcli.train.data", "deblurcli.synth", "deblurcli.imageio"])
         else:
             ctx = mp.get_context("spawn")
-        kwargs.update(persistent_workers=True, prefetch_factor=prefetch, worker_init_fn=_worker_init,
+        kwargs.update(persistent_workers=True, prefetch_factor=prefetch,
+                      worker_init_fn=functools.partial(_worker_init, os.getpid()),
                       multiprocessing_context=ctx)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed), **kwargs)

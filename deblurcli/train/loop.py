@@ -19,6 +19,7 @@ import contextlib
 import copy
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,7 +35,8 @@ from ..errors import CheckpointError, DeblurError, UsageError
 from ..fsutil import atomic_output, atomic_write
 from ..hardware import cpu_has_native_bf16
 from . import data as D
-from .config import dump_config, resolve_stages, trained_blur_px, validate
+from . import memory
+from .config import CPU_DEFAULT_ARCH, dump_config, resolve_stages, trained_blur_px, validate
 from .dist import World, barrier, detect_world, init_process_group, pick_device, shutdown
 from .losses import DeblurLoss
 from .report import Reporter, truncate_log
@@ -61,6 +63,11 @@ def run(config: Mapping[str, Any], *, resume: bool = False, console: Console | N
             trainer.close()
         shutdown()
     return Path(cfg["out"])
+
+
+def _say(message: str) -> None:
+    """A line for the person watching, on stderr (stdout carries only the run folder)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup: int, total: int) -> float:
@@ -187,6 +194,9 @@ class Trainer:
                 raise UsageError(f"patch size {patch} is not a multiple of {self.multiple}, which {cfg['arch']} "
                                  f"({cfg['variant']}) needs; use {lo} or {lo + self.multiple}")
         self.total = int(t["steps"])
+        self.amp_dtype = self._amp_dtype(t["amp"])
+        if world.main:
+            self._announce()
         self._find_data()  # before building the model: a wrong folder should fail in a second, not a minute
 
         try:
@@ -196,23 +206,14 @@ class Trainer:
         if t["init"] and not resume:
             self._load_init(model, Path(t["init"]).expanduser())
         model = model.to(self.device)
-        self._freeze_unused(model)
+        self.criterion = DeblurLoss(cfg["loss"]).to(self.device)
+        self.memory = self._probe(model)
         self.model = model.train()
+        self._check_memory()
         self.ema: nn.Module | None = None
         if t["ema_decay"] > 0:
             self.ema = copy.deepcopy(model).eval().requires_grad_(False)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt_cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(params, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
-        self.params = params
-
-        self.amp_dtype = self._amp_dtype(t["amp"])
-        fp16 = self.amp_dtype == torch.float16
-        if hasattr(torch.amp, "GradScaler"):
-            self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        else:  # torch < 2.3
-            self.scaler = torch.cuda.amp.GradScaler(enabled=fp16)
-        self.criterion = DeblurLoss(cfg["loss"]).to(self.device)
+        self._make_optimizer()
 
         self.step = 0
         self.samples = 0
@@ -256,23 +257,88 @@ class Trainer:
         spec = ModelSpec(arch=self.cfg["arch"], config=dict(self.cfg["model"]), variant=self.cfg["variant"])
         model.load_state_dict(build_model(spec, sd, source=str(path)).state_dict())
 
-    def _freeze_unused(self, model: nn.Module) -> None:
-        """Freeze parameters no output depends on (ALGNet carries two such tensors per block).
+    def _probe(self, model: nn.Module) -> memory.StepMemory:
+        """One small forward/backward pass that both measures and prepares.
 
+        It freezes parameters no output depends on (ALGNet carries two such tensors per block):
         DDP would otherwise wait forever for their gradients (or need the slower
-        find_unused_parameters), and weight decay would shrink them for nothing. Found with one
-        tiny forward/backward pass, so this adapts to whatever the architecture module builds.
+        find_unused_parameters), and weight decay would shrink them for nothing. And it counts
+        what autograd keeps for the backward pass, which sizes a step before the first one is
+        taken (``memory.py``). Done by running the network, so it adapts to whatever the
+        architecture module builds.
         """
-        side = max(32, self.multiple)
+        side = max(64, self.multiple)
         side += (-side) % self.multiple
         g = torch.Generator().manual_seed(0)
         x = torch.rand(1, 3, side, side, generator=g).to(self.device)
-        outs = self.arch.training_outputs(model, x)
+        with memory.saved_activations(model) as saved, self._autocast():
+            outs = self.arch.training_outputs(model, x)
+            self.criterion(outs, x, x)
         sum(o.float().mean() for o in outs).backward()
         for p in model.parameters():
             if p.grad is None:
                 p.requires_grad_(False)
         model.zero_grad(set_to_none=True)
+        return memory.StepMemory.from_probe(model, saved.bytes, side=side, device=self.device.type,
+                                            ema=self.cfg["train"]["ema_decay"] > 0,
+                                            workers=int(self.cfg["data"]["num_workers"]))
+
+    def _make_optimizer(self) -> None:
+        t = self.cfg["train"]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.params, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+        fp16 = self.amp_dtype == torch.float16
+        if hasattr(torch.amp, "GradScaler"):
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        else:  # torch < 2.3
+            self.scaler = torch.cuda.amp.GradScaler(enabled=fp16)
+
+    def _announce(self) -> None:
+        """The recipe in one line, before anything slow: what a run does should never be a guess."""
+        cfg, t = self.cfg, self.cfg["train"]
+        crops = ", then ".join(f"{patch} px x {batch}" + (f" to step {end}" if i < len(self.stages) - 1 else "")
+                               for i, (end, patch, batch) in enumerate(self.stages))
+        accumulate = f" (x{t['accumulate']} accumulated)" if t["accumulate"] > 1 else ""
+        others = " | ".join(n for n in ("algnet", "evssm", "xyscannet") if n != cfg["arch"])
+        which = f" (the CPU default; the papers' networks: --arch {others})" if cfg["arch"] == CPU_DEFAULT_ARCH else ""
+        precision = {torch.bfloat16: ", bf16", torch.float16: ", fp16"}.get(self.amp_dtype, "")  # type: ignore[arg-type]
+        _say(f"recipe: {cfg['arch']}{which}; {crops} crops per step{accumulate}, {t['steps']} steps, "
+             f"{t['optimizer']} lr {t['lr']:g}, on {self.device}{precision}")
+
+    def _check_memory(self) -> None:
+        """Refuse a run whose step will not fit, before the first one: one line, with the numbers
+        and a run that would fit, instead of a kernel OOM kill minutes (or, on a GPU, hours) in."""
+        mem = self.memory
+        patch, batch = max(((p, b) for _, p, b in self.stages), key=lambda pb: pb[0] * pb[0] * pb[1])
+        copies = self.world.size if self.device.type == "cpu" else 1  # CPU ranks share one machine's RAM
+        held = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        available = (memory.available_bytes(self.device) + held) // copies
+        need = mem.total(patch, batch)
+        if need <= memory.USABLE_SHARE * available:
+            if self.world.main:
+                params = sum(p.numel() for p in self.model.parameters()) / 1e6
+                _say(f"memory: {self.cfg['arch']} has {params:.1f} M parameters; a step needs about "
+                     f"{need / memory.GB:.1f} GB of {available / memory.GB:.1f} GB available"
+                     + (" per process" if copies > 1 else ""))
+            return
+        cfg = self.cfg
+        fits = mem.largest_fitting(available, patch, batch, self.multiple)
+        fixes = []
+        if fits is not None:
+            fp, fb = fits
+            fixes.append(f"{{train.patch_size}} {fp} {{train.batch_size}} {fb} (about "
+                         f"{mem.total(fp, fb) / memory.GB:.1f} GB)")
+        if cfg["arch"] != CPU_DEFAULT_ARCH:
+            fixes.append(f"{{arch}} {CPU_DEFAULT_ARCH}")
+        if self.device.type == "cpu" and cfg["data"]["num_workers"] > 0 and fits is None:
+            fixes.append("{data.num_workers} 0")
+        where = "GPU memory" if self.device.type == "cuda" else "memory"
+        fix = " or ".join(fixes) or "a machine with more memory"
+        raise UsageError(
+            f"{cfg['arch']} at {patch} px x {batch} needs about {memory.describe(mem, patch, batch)} per "
+            f"training step, but {available / memory.GB:.1f} GB of {where} is available; use {fix}",
+            names=("train.patch_size", "train.batch_size", "arch", "data.num_workers"))
 
     def _amp_dtype(self, setting: str) -> torch.dtype | None:
         if setting == "off":
@@ -315,6 +381,10 @@ class Trainer:
                 self.val_set = D.synthetic_val(
                     photos=val_photos or photos, dead_leaves=d["dead_leaves"], count=v["count"], size=v["size"],
                     multiple=self.multiple, seed=int(v["seed"]), synth=d["synth"])
+        if self.val_set:
+            when = f"every {v['every']} steps and at the end" if 0 < v["every"] < self.total else "at the end"
+            h, w = self.val_set[0][0].shape[-2:]
+            _say(f"validation: {len(self.val_set)} {'pairs' if val_pairs else 'synthetic pairs'} of {w}x{h} px {when}")
 
     def _make_loader(self) -> None:
         """The loader starts where the run stands (step and sample id), fresh or resumed."""
@@ -440,6 +510,8 @@ class Trainer:
             images_since += images * self.world.size
             self.samples += images * self.world.size
             step, last = self.step, self.step == self.total
+            if self.reporter is not None:
+                self.reporter.advance(step)
             record: dict[str, Any] = {}
             if step % log_every == 0 or last:
                 keys = sorted(parts_acc)
@@ -458,6 +530,8 @@ class Trainer:
                 parts_acc = {}
             validate_now = (val_every > 0 and step % val_every == 0) or last
             if validate_now and self.world.main and self.val_set:
+                if self.reporter is not None:
+                    self.reporter.phase(f"validating on {len(self.val_set)} crops")
                 psnr, ssim = self.validate()
                 record.update(step=step, val_psnr=psnr, val_ssim=ssim, val_input_psnr=self.val_input_psnr())
                 if self.best_psnr is None or psnr > self.best_psnr:
@@ -546,7 +620,11 @@ class Trainer:
         self.export(self.out / "last.safetensors")
 
     def close(self) -> None:
+        """Stop the display and the data-loader workers now, on every exit: left to the garbage
+        collector, workers outlive an error whose traceback still holds the iterator."""
         if self.reporter is not None:
             self.reporter.close()
-        self.loader_iter = None
-        self.loader = None
+        iterator, self.loader_iter, self.loader = self.loader_iter, None, None
+        stop = getattr(iterator, "_shutdown_workers", None)  # what the iterator's __del__ calls
+        if stop is not None:
+            stop()

@@ -1,8 +1,10 @@
 """What a run tells the people watching it: a live display, a JSON-lines log, TensorBoard.
 
 A terminal gets a rich progress bar on stderr (loss, learning rate, images/s, last validation
-PSNR, ETA). Anything else (a log file, ``nohup``, CI) gets one plain line per log interval, since
-a redrawn bar in a file is unreadable. ``log.jsonl`` is the machine-readable record: one object
+PSNR, ETA) that moves at every step. Anything else (a log file, ``nohup``, CI) gets one plain
+line per log interval, since a redrawn bar in a file is unreadable, and a line at least every
+HEARTBEAT_S seconds in between, from a timer, so that a slow first step or a long validation
+never looks like a hang. ``log.jsonl`` is the machine-readable record: one object
 per log interval, appended and flushed as it happens so a crash loses nothing already logged.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ from rich.progress import Progress
 from ..fsutil import atomic_write
 from ..progress import bar
 
+#: Without a terminal, the longest silence (seconds) between two progress lines.
+HEARTBEAT_S = 30.0
 
 def _fmt_eta(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
@@ -61,6 +66,13 @@ class Reporter:
         self.last_val: float | None = None
         self.last_gain = 0.0
         self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._last_line = self._t0
+        self._step = start
+        self._info = ""
+        self._phase = "starting"
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         if not enabled:
             return
         self.log_file = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -76,6 +88,38 @@ class Reporter:
             self.progress = bar(self.console, "items", field="info")
             self.progress.start()
             self.task = self.progress.add_task("[bold]train[/]", total=total, completed=start, info="starting")
+        else:
+            self._heartbeat = threading.Thread(target=self._beat, name="deblur-train-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(5.0, HEARTBEAT_S)):
+            if time.monotonic() - self._last_line >= HEARTBEAT_S:
+                self._line()
+
+    def _line(self, extra: str = "") -> None:
+        with self._lock:
+            phase = "" if self._phase == "training" else f"  ({self._phase})"
+            info = f"  {self._info}" if self._info else ""
+            print(f"step {self._step}/{self.total}{info}{extra}{phase}  eta {_fmt_eta(self.eta(self._step))}",
+                  file=sys.stderr, flush=True)
+            self._last_line = time.monotonic()
+
+    def advance(self, step: int) -> None:
+        """Called after every step: the bar moves each step, not each log interval."""
+        if not self.enabled:
+            return
+        self._step, self._phase = step, "training"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=self._info or "training")
+
+    def phase(self, what: str) -> None:
+        """What the run is doing between steps (``validating``, ``saving``), shown until the next step."""
+        if not self.enabled:
+            return
+        self._phase = what
+        if self.progress is not None:
+            self.progress.update(self.task, info=f"{self._info}  {what}".strip())
 
     def note(self, message: str) -> None:
         if not self.enabled:
@@ -95,6 +139,7 @@ class Reporter:
         """One log interval (and/or a validation result)."""
         if not self.enabled:
             return
+        self._phase = "training"
         if record.get("val_psnr") is not None:
             self.last_val = record["val_psnr"]
             self.last_gain = record["val_psnr"] - record.get("val_input_psnr", record["val_psnr"])
@@ -117,15 +162,17 @@ class Reporter:
             parts.append(f"{record['images_per_s']:.1f} img/s")
         if self.last_val is not None:
             parts.append(f"val {self.last_val:.2f} dB ({self.last_gain:+.2f} over input)")
-        info = "  ".join(parts)
+        self._info, self._step = "  ".join(parts), step
         if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=info)
+            self.progress.update(self.task, completed=step, info=self._info)
         else:
-            extra = f"  ssim {record['val_ssim']:.4f}" if record.get("val_ssim") is not None else ""
-            print(f"step {step}/{self.total}  {info}{extra}  eta {_fmt_eta(self.eta(step))}",
-                  file=sys.stderr, flush=True)
+            self._line(f"  ssim {record['val_ssim']:.4f}" if record.get("val_ssim") is not None else "")
 
     def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
