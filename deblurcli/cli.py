@@ -730,7 +730,14 @@ def train(
     from . import ssm
 
     ssm.set_notice(lambda msg: _say("[yellow]note:[/] ", msg))  # the scan's first-run compile
-    folder = run_training(cfg, resume=resume, console=err)
+    try:
+        folder = run_training(cfg, resume=resume, console=err)
+    except KeyboardInterrupt:  # the workers are already stopped (Trainer.close); say how to go on
+        ckpt = Path(cfg["out"]).expanduser() / "last.pt"
+        how = (f"continue from its last checkpoint with --resume --out {ckpt.parent}" if ckpt.is_file()
+               else "no checkpoint was saved yet (train.checkpoint.every)")
+        err.print(escape(f"interrupted; {how}"), highlight=False)
+        raise typer.Exit(130) from None
     out.print(escape(str(folder)), highlight=False, soft_wrap=True)
 
 
