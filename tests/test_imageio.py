@@ -700,20 +700,39 @@ def test_float_tiff_is_refused(tmp_path: Path) -> None:
     assert "16-bit" in one_line_error(exc, str(tmp_path / "f.tif"))
 
 
-def _png_header_only(w: int, h: int) -> bytes:
+def _png_claiming(w: int, h: int, *, fill: bool) -> bytes:
+    """A grey PNG header declaring w x h; with ``fill``, IDAT data that really inflates to that size
+    (deflated zeros: a true decompression bomb), else a few bytes (a file that lies about its size)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
+    if fill:
+        z = zlib.compressobj(9)
+        row_block = b"\0" * ((w + 1) * 64)
+        idat = b"".join(z.compress(row_block) for _ in range(h // 64)) + z.compress(b"\0" * ((w + 1) * (h % 64)))
+        idat += z.flush()
+    else:
+        idat = zlib.compress(b"\0" * 16)
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb_refused_without_allocating(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(20_000, 10_000))  # 200 MP claimed by a 100-byte file
+    path.write_bytes(_png_claiming(20_000, 10_000, fill=True))  # 200 MP of zeros in about 200 kB
+    assert path.stat().st_size < 1_000_000
     with pytest.raises(ImageError) as exc:
         read_image(path)
     assert "--allow-large" in one_line_error(exc, str(path))
+
+
+def test_a_size_its_data_cannot_fill_is_truncated_not_large(tmp_path: Path) -> None:
+    path = tmp_path / "liar.png"
+    path.write_bytes(_png_claiming(20_000, 10_000, fill=False))  # 200 MP declared by a 100-byte file
+    with pytest.raises(ImageError) as exc:
+        read_image(path, allow_large=True)
+    msg = one_line_error(exc, str(path))
+    assert "truncated" in msg and "--allow-large" not in msg
 
 
 def test_settable_pixel_limit_and_allow_large(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ from PIL import ImageCms, UnidentifiedImageError
 
 from deblurcli.errors import ImageError
 
-from .formats import RAW_EXTENSIONS, names_for_message, readable, sniff, unusable
+from .formats import RAW_EXTENSIONS, names_for_message, readable, sniff, unusable, video_container
 from .image import Image, _orient
+from .integrity import check_png_rows, png_interlaced, refuse_impossible_size
 from .metadata import (
     _ORIENTATION_TAG,
     _as_bytes,
@@ -115,9 +116,15 @@ def read_image(
     if not data:
         raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-download it")
     kind = sniff(data)
+    if kind is None and video_container(data[:256]) is not None:
+        raise ImageError(
+            f"{label}: is a video, not a photo; videos cannot be piped, give the file: deblur run CLIP.mp4"
+            if source is None else f"{label}: is a video, not a photo; restore it with deblur run (or deblurcli.video)"
+        )
     refusal = unreadable(label, kind, source)
     if refusal:
         raise ImageError(refusal)
+    refuse_impossible_size(data, kind, label)  # before Pillow allocates what the header declares
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     pil = _open_pillow(data, label, kind, lift_bomb_guard=allow_large or limit > DEFAULT_MAX_PIXELS)
@@ -150,6 +157,8 @@ def read_image(
     elif depth == 16:
         arr, channels = _cv2_decode(data, h, w, _declared_grey(data, pil), label)
         pillow_oriented = False
+        if fmt == "PNG":
+            check_png_rows(data, label, suspicious=True)
     else:
         had_tag = fmt == "TIFF" and _ORIENTATION_TAG in getattr(pil, "tag_v2", {})
         arr, channels, icc = _decode_8bit(pil, label, icc)
@@ -159,6 +168,8 @@ def read_image(
         turned = pillow_oriented and orientation in (5, 6, 7, 8)
         if arr.shape[:2] != ((w, h) if turned else (h, w)):
             raise ImageError(f"{label}: file is truncated or corrupt; re-export or re-download it")
+        if fmt == "PNG":  # rows the data never reached are black, and Pillow says nothing
+            check_png_rows(data, label, suspicious=png_interlaced(data) or not arr[-1].any())
 
     if fmt == "TIFF":
         exif = tiff_exif

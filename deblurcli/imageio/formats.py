@@ -206,6 +206,25 @@ def ftyp_image(data: bytes) -> str | None:
     return None
 
 
+def video_container(head: bytes) -> str | None:
+    """The video container family from a file's first bytes (mp4/mov, matroska/webm, avi), else None.
+
+    Lives beside `sniff` so that the image reader can tell a piped or misnamed video apart from a
+    corrupt photo without importing the video module.
+    """
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        if ftyp_image(head) is not None:  # HEIC, AVIF and CR3 photos use the same box as MP4
+            return None
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head else "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
 def readable(name: str | None) -> ImageFormat | None:
     """The description for a format name as Pillow or `sniff` reports it, None if not supported here."""
     f = _BY_NAME.get(name or "")
