@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .errors import DeblurError
 from .fsutil import input_as_output
 from .imageio import FORMAT_EXTENSIONS, extension_for, extension_hint, unknown_format_error, unreadable_file
-from .video import VIDEO_EXTENSIONS, is_video, preview_path
+from .imageio.formats import format_named, sniff
+from .video import VIDEO_EXTENSIONS, is_video, preview_path, video_stream_problem
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -35,6 +36,7 @@ class Planned:
     usage: bool = False  # the error is about the arguments (exit code 2), not a file
     compare: str | None = None  # where the side-by-side PNG goes, when asked for
     video: bool = False  # restored frame by frame by deblurcli.video
+    note: str | None = None  # said once with the result (e.g. a photo whose name says video)
 
     def failed_result(self) -> RestoreResult:
         """The JSON/summary record of an input refused at planning time."""
@@ -47,6 +49,22 @@ def _ext(fmt: str | None, src: Path) -> str:
     if not fmt:
         return src.suffix or ".png"
     return extension_for(fmt)
+
+
+def _misnamed_photo(src: Path) -> str | None:
+    """The photo format of a file named like a video (a JPEG called clip.mp4), else None.
+
+    Content decides what the file is; its output then takes the content's extension, because
+    writing JPEG bytes under a video name would hand the next program the same lie.
+    """
+    if src.suffix.lower() not in VIDEO_EXTENSIONS:
+        return None
+    try:
+        with open(src, "rb") as f:
+            kind = sniff(f.read(256))
+    except OSError:
+        return None
+    return kind if kind is not None and format_named(kind) is not None else None
 
 
 def compare_path(dst: str | os.PathLike[str]) -> str:
@@ -139,27 +157,35 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
             return Planned(s, "", f"{s}: no such file; {hint}")
         if src.is_dir():
             return Planned(s, "", f"{s}: is a folder; use 'deblur batch {s} OUT_DIR' for folders", True)
-        refusal = None if video else unreadable_file(src)
-        if refusal:  # before the output's name: IMG.HEIC wants the plug-in, not another extension
+        refusal = video_stream_problem(src) if video else unreadable_file(src)
+        if refusal:  # before the output's name: IMG.HEIC wants the plug-in, an .m4a has nothing to deblur
             return Planned(s, "", refusal)
+    photo_kind = None if video or s == STDIO else _misnamed_photo(src)
+    name_fmt = fmt or photo_kind  # a misnamed photo's default output name takes the content's extension
     if s == STDIO:
         if output is None or output == STDIO:
             return Planned(s, STDIO)
         if to_folder:
             return Planned(s, "", "with stdin as input, -o must name a file (or - for stdout)", True)
         dst = Path(output)
+        if dst.suffix.lower() in VIDEO_EXTENSIONS:
+            return Planned(s, str(dst), f"{dst}: videos cannot be read from stdin (a pipe cannot be seeked); "
+                           f"give the file instead: deblur run CLIP{dst.suffix} -o {dst}", True)
     elif output == STDIO:
         if video:
             return Planned(s, STDIO, f"{s}: a video cannot be written to stdout; use -o FILE", True)
         return Planned(s, STDIO)
     elif output is None:
-        dst = src.with_name(f"{src.stem}{suffix}{_ext(None if video else fmt, src)}")
+        dst = src.with_name(f"{src.stem}{suffix}{_ext(None if video else name_fmt, src)}")
     elif to_folder:
-        dst = Path(output) / f"{src.stem}{_ext(None if video else fmt, src)}"
+        dst = Path(output) / f"{src.stem}{_ext(None if video else name_fmt, src)}"
     else:
         dst = Path(output)
     if video:
         return _plan_video(s, dst, to_folder, overwrite, seen, sources, preview)
+    if photo_kind is not None and dst.suffix.lower() in VIDEO_EXTENSIONS:
+        return Planned(s, str(dst), f"{dst}: {s} is a {photo_kind} photo, not a video (whatever its name says); "
+                       f"end the output name in {extension_for(photo_kind)}", True)
     if dst.suffix.lower() not in FORMAT_EXTENSIONS:
         hint = "; for a folder that does not exist yet, end it with /" if not dst.suffix else ""
         return Planned(s, str(dst), f"{dst}: unknown output format {dst.suffix or '(no extension)'}; "
@@ -174,7 +200,10 @@ def _plan_one(s: str, output: str | None, to_folder: bool, suffix: str, fmt: str
         return Planned(s, str(dst), f"{dst}: is a folder; give a file name for the output")
     if dst.exists() and not overwrite:
         return Planned(s, str(dst), f"{dst}: already exists; pass --overwrite to replace it")
-    return _check_parent(Planned(s, str(dst)), dst, create=to_folder)
+    planned = _check_parent(Planned(s, str(dst)), dst, create=to_folder)
+    if photo_kind is not None:
+        planned.note = f"{s} is a {photo_kind} photo, not a video (whatever its name says); restored as a photo"
+    return planned
 
 
 def _plan_video(s: str, dst: Path, to_folder: bool, overwrite: bool, seen: dict[str, str],
@@ -251,9 +280,12 @@ def execute(
             return restore_video(d, p.src, p.dst, opts, progress=progress, on_note=on_note)
         src: str | bytes = read_stdin() if p.src == STDIO else p.src
         dst: str | BinaryIO = stdout if p.dst == STDIO else p.dst
-        return d.restore_file(src, dst, overwrite=overwrite, quality=quality, strength=strength,
-                              allow_large=allow_large, compare=p.compare, format=fmt, tile_check=tile_check,
-                              progress=progress)
+        res = d.restore_file(src, dst, overwrite=overwrite, quality=quality, strength=strength,
+                             allow_large=allow_large, compare=p.compare, format=fmt, tile_check=tile_check,
+                             progress=progress)
+        if p.note:
+            res.notes.insert(0, p.note)
+        return res
     except DeblurError as exc:
         if debug:
             raise
@@ -275,6 +307,10 @@ def summary_line(res: RestoreResult) -> str:
 
 def tile_check_line(name: str, report: dict[str, Any]) -> str:
     """How far tiling changed a crop of this photo, and whether that is visible."""
+    if report.get("whole"):  # the run cut no tiles: its result has no seams, so no advice about them
+        return (f"tile check {name}: restored whole, without tiles, so it has no seams "
+                f"({report['tile']} px tiles would give PSNR {report['psnr']:.1f} dB vs whole on a "
+                f"{report['crop']} crop)")
     verdict = "ok" if report["psnr"] >= 40 and report["seam_ratio"] < 2 else "tiles visible: use a larger --tile"
     return (f"tile check {name}: tiled vs whole on a {report['crop']} crop with {report['tile']} px tiles: "
             f"PSNR {report['psnr']:.1f} dB, seam/interior error ratio {report['seam_ratio']:.2f} ({verdict})")

@@ -16,10 +16,14 @@ Read and written with PyAV (FFmpeg's libraries). What a viewer or an editor reli
 Frames are decoded on one background thread and encoded on another while the model works on the
 current frame (bounded queues, so memory stays a few frames). The result is written under a
 temporary name in a work folder beside the output (``.NAME.deblur-work/``) and renamed only when
-complete, so an interrupted job never leaves a file under the final name. The work folder also
-keeps the restored frames in lossless FFV1 segments of ``segment_frames`` frames: a rerun with the
-same input and settings takes the frames it already has from there instead of running the model
-again, and the result is frame for frame the one an uninterrupted run writes.
+complete, so an interrupted job never leaves a file under the final name. The video is encoded in
+segments of ``segment_frames`` frames, each by a fresh encoder (so each starts on a keyframe), and
+the work folder keeps every finished segment's encoded packets: a rerun with the same input and
+settings takes the segments it already has from there instead of running the model again, and
+the result is packet for packet the one an uninterrupted run writes. Encoded packets, not
+lossless frames, keep the work folder about as large as the output (the partial output beside
+them makes it about twice); `work_space` estimates that before a job starts, and a job the disk
+cannot hold is refused with the numbers.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ import numpy as np
 
 from .errors import DeblurError, OptionError, OutputError, UsageError
 from .fsutil import fsync_dir
-from .imageio.formats import ftyp_image
+from .imageio.formats import sniff as sniff_image
+from .imageio.formats import video_container
 
 if TYPE_CHECKING:
     from .api import Deblurrer, RestoreResult
@@ -73,7 +78,10 @@ _FAMILIES: dict[str, tuple[str, int | None]] = {
 CODEC_CHOICES = ("h264", "hevc", "vp9", "av1", "ffv1", "prores", "mpeg4")
 #: Decoders worth naming when an input's codec cannot be read.
 _KNOWN_DECODERS = ("h264", "hevc", "vp9", "vp8", "av1", "mpeg4", "mpeg2video", "mjpeg", "prores", "ffv1", "dnxhd")
-DEFAULT_SEGMENT_FRAMES = 32
+#: Frames per segment: each starts a fresh encoder (so a keyframe) and is the unit of resuming. On a
+#: 640x360 H.264 pan each extra keyframe cost about 9 frames' worth of bits: 32-frame segments made
+#: the file about 25% larger than one encoder did, 96-frame ones about 10%.
+DEFAULT_SEGMENT_FRAMES = 96
 _QUEUE = 4  # frames in flight between the decoder, the model and the encoder
 
 
@@ -93,27 +101,47 @@ def sniff_video(path: str | os.PathLike[str]) -> str | None:
     Content, not the name, decides: a clip renamed .bin is still a video, a photo renamed .mp4
     is not one.
     """
+    head = _head(path)
+    return None if head is None else video_container(head)
+
+
+def _head(path: str | os.PathLike[str]) -> bytes | None:
     try:
         with open(path, "rb") as f:
-            head = f.read(256)  # enough for an ftyp box's brand list
+            return f.read(256)  # enough for an ftyp box's brand list
     except OSError:
         return None
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        if ftyp_image(head) is not None:  # HEIC, AVIF and CR3 photos use the same box as MP4
-            return None
-        return "mov" if head[8:12] == b"qt  " else "mp4"
-    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
-        return "mov"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm" if b"webm" in head else "matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    return None
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:
-    """A video by content, or a file named like one (so a broken .mp4 gets the video errors)."""
-    return sniff_video(path) is not None or Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    """A video by content; a file whose content is neither (a broken .mp4) by its name, so it gets the video errors.
+
+    A photo wins over its name: a JPEG called clip.mp4 is restored as the JPEG it is.
+    """
+    head = _head(path)
+    if head and sniff_image(head) is not None:
+        return False
+    if head and video_container(head) is not None:
+        return True
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def video_stream_problem(path: str | os.PathLike[str]) -> str | None:
+    """The one-line refusal for a container with no video stream (an .m4a), found before any output is planned.
+
+    Opening the container reads its header only; anything else that is wrong with the file is
+    left to `probe`, which words it with the whole story.
+    """
+    try:
+        av = _av()
+        with av.open(str(path), "r") as inp:
+            if any(not (s.disposition & 0x400) for s in inp.streams.video):
+                return None
+            kinds = sorted({s.type for s in inp.streams})
+    except Exception:  # noqa: BLE001 - probe reports it properly later
+        return None
+    has = f" (it has {', '.join(kinds)} only)" if kinds else ""
+    return f"{path}: no video stream{has}; nothing to deblur"
 
 
 # -- options and facts ------------------------------------------------------------------------------
@@ -400,6 +428,15 @@ def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> Encoder
         raise DeblurError(f"this PyAV build has no {encoder} encoder; choose another --codec or --lossless") from None
     formats = [f.name for f in codec.video_formats or []]
     pix = _pick_pix_fmt(info, formats)
+    if family in ("h264", "hevc") and ext in (".mp4", ".m4v", ".mov") and not _is_420(pix):
+        # H.264/HEVC 4:4:4 and 4:2:2 are valid but browsers and phones do not play them: an .mp4
+        # exists to be played, so it gets 4:2:0 at the same depth; .mkv or --lossless keep the rest.
+        plain = next((f for f in (("yuv420p10le",) if _depth_of(pix) > 8 else ()) + ("yuv420p",) if f in formats),
+                     None)
+        if plain is not None:
+            notes.append(f"{info.pix_fmt} input written as {plain} (4:2:0) so that browsers and phones play the "
+                         f"{ext}; write .mkv or use --lossless to keep {info.pix_fmt}")
+            pix = plain
     if _depth_of(pix) < info.depth:
         notes.append(f"{encoder} here cannot write {info.depth}-bit video; writing {_depth_of(pix)}-bit "
                      "(--lossless or --codec hevc keep the bit depth)")
@@ -441,6 +478,13 @@ def choose_encoder(info: VideoInfo, out_ext: str, opts: VideoOptions) -> Encoder
     return EncoderChoice(family, encoder, pix, options, crf, desc, notes)
 
 
+def _is_420(pix_fmt: str) -> bool:
+    """Whether chroma is halved both ways (the only layout every H.264/HEVC player decodes)."""
+    fmt = _av().VideoFormat(pix_fmt, 64, 64)
+    comps = fmt.components
+    return len(comps) >= 3 and not fmt.is_rgb and comps[1].width < comps[0].width and comps[1].height < comps[0].height
+
+
 def _depth_of(pix_fmt: str) -> int:
     fmt = _av().VideoFormat(pix_fmt)
     return max((c.bits for c in fmt.components), default=8)
@@ -469,6 +513,54 @@ def work_dir(dst: str | os.PathLike[str]) -> Path:
     return d.with_name(f".{d.name}.deblur-work")
 
 
+def work_space(info: VideoInfo, enc: EncoderChoice, opts: VideoOptions, input_bytes: int) -> tuple[int, int]:
+    """(the output's estimated size, the disk space the job needs at its peak), in bytes, before it starts.
+
+    The output is guessed from the input: a visually lossless re-encode of sharper frames may
+    take up to about twice the input's bits for the same stretch (and never less than 0.1 bit a
+    pixel); an intra or lossless codec from its usual bits per pixel. At its peak the job holds
+    the stored segments (about the output) beside the partial output (the output), so twice the
+    output; a preview keeps no segments.
+    """
+    length = opts.preview if opts.preview is not None else opts.duration
+    total = info.duration or 0.0
+    seconds = max(0.0, min(total - opts.start, length) if length is not None else total - opts.start) if total else 0.0
+    rate = float(info.rate) if info.rate else 30.0
+    frames = seconds * rate if seconds else float(info.frames or 0)
+    pixels = info.width * info.height * (2.0 if opts.preview is not None else 1.0)
+    per_sample = 2 if _depth_of(enc.pix_fmt) > 8 else 1
+    if enc.encoder == "ffv1":
+        out = 0.6 * 3 * per_sample * pixels * frames
+    elif enc.encoder in ("prores_ks", "mjpeg", "mpeg4"):
+        out = 4 / 8 * pixels * frames
+    else:
+        share = seconds / total if total else 1.0
+        out = max(2.0 * input_bytes * share, 0.1 / 8 * pixels * frames)
+    need = out if opts.preview is not None else 2 * out
+    return int(out), int(need * 1.1) + (256 << 10)  # a tenth more: the estimate is a guess
+
+
+def _check_disk(dst: Path, work: Path, info: VideoInfo, enc: EncoderChoice, opts: VideoOptions, src: Path) -> None:
+    """Refuse, with the numbers, a job the disk cannot hold: better now than "disk full" after the work."""
+    out, need = work_space(info, enc, opts, src.stat().st_size)
+    if work.is_dir():  # segments an earlier run stored are already on the disk
+        need -= sum(f.stat().st_size for f in work.iterdir() if f.is_file())
+    try:
+        free = shutil.disk_usage(dst.parent if dst.parent.exists() else Path.cwd()).free
+    except OSError:
+        return
+    if need > free:
+        raise OutputError(
+            f"{dst}: not enough disk space: this video needs about {_gb(need)} (an output of about {_gb(out)} and "
+            f"its resumable work folder {work.name}), and {dst.parent} has {_gb(free)} free; free some space, "
+            "restore a section (--start/--duration) or write to another disk (-o)"
+        )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
 def _job_key(src: Path, d: Deblurrer, opts: VideoOptions, enc: EncoderChoice) -> dict[str, Any]:
     st = src.stat()
     return {
@@ -476,6 +568,8 @@ def _job_key(src: Path, d: Deblurrer, opts: VideoOptions, enc: EncoderChoice) ->
         "settings": d.settings_key(), "strength": d.strength if opts.strength is None else opts.strength,
         "start": opts.start, "duration": opts.duration,
         "segment_frames": opts.segment_frames, "depth": _depth_of(enc.pix_fmt),
+        # the work folder keeps encoded packets, so whatever decides the encoding is part of the key
+        "encoder": [enc.encoder, enc.pix_fmt, sorted(enc.options.items())],
     }
 
 
@@ -507,7 +601,7 @@ def _prepare_work(work: Path, key: dict[str, Any]) -> int:
 
 
 def _segment_name(k: int) -> str:
-    return f"frames_{k:06d}.mkv"
+    return f"packets_{k:06d}.bin"
 
 
 # -- the pipeline -----------------------------------------------------------------------------------
@@ -582,6 +676,7 @@ def restore_video(
     end = None if length is None else opts.start + length
     out_depth = _depth_of(enc.pix_fmt)
     work = work_dir(dst)
+    _check_disk(dst, work, info, enc, opts, src)
     checkpoint = not preview
     done_segments = 0
     if checkpoint:
@@ -695,7 +790,7 @@ def restore_video(
 
 def _tidy(work: Path, *, keep: bool) -> None:
     """After a failure, remove the work folder unless it holds restored frames worth resuming from."""
-    if not keep or not any(work.glob("frames_*.mkv")):
+    if not keep or not any(work.glob("packets_*.bin")):
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -828,9 +923,8 @@ def _decoded(frame: Any, index: int, shift: float, tb: Fraction, resumed: int, f
 def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Path, work: Path,
             q: queue.Queue[Any], stop: threading.Event, opts: VideoOptions, checkpoint: bool, resumed: int,
             preview: bool, depth: int) -> int:
-    """Encode restored frames and mux the copied packets; keep lossless segments for resuming."""
+    """Encode restored frames segment by segment, mux the copied packets, keep each segment's packets to resume."""
     rgb_fmt = _rgb_format(depth)
-    seg_fmt = "rgb48le" if depth > 8 else "bgr0"
     seg_n = opts.segment_frames
     with _open_input(src) as inp, av.open(str(partial), "w") as out:
         for k, v in inp.metadata.items():
@@ -876,8 +970,8 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
                 if k.lower() not in ("handler_name", "encoder", "duration", "vendor_id") and not k.startswith("_"):
                     copy.metadata[k] = v
             copy.disposition = s.disposition
-        seg: tuple[Any, Any, Path] | None = None
-        reader: tuple[Any, Any] | None = None
+        seg_enc: Any = None  # this segment's own encoder (see _segment_encoder)
+        stored: list[tuple[bytes, int | None, int | None, int, bool]] | None = None
         count = 0
         colors = info.color
         durations: dict[int, int] = {}
@@ -896,14 +990,17 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
             frame.time_base = info.time_base
             if duration:
                 durations[pts] = duration
-            mux(vs.encode(frame))
+            mux(seg_enc.encode(frame))
 
         def mux(packets: list[Any]) -> None:
             # Encoders guess each packet's duration from the frame rate; the input's own durations
             # keep a variable-rate stream's last frame, and so its length, as they were.
             for p in packets:
+                p.stream = vs
                 if p.pts is not None and p.pts in durations:
                     p.duration = durations.pop(p.pts)
+                if stored is not None:
+                    stored.append((bytes(p), p.pts, p.dts, int(p.duration or 0), bool(p.is_keyframe)))
                 if first_dts[0] is None and p.dts is not None:
                     first_dts[0] = p.dts
                 if held[0] is not None:
@@ -923,57 +1020,86 @@ def _encode(av: Any, src: Path, info: VideoInfo, enc: EncoderChoice, partial: Pa
                     p.duration = rest
             out.mux(p)
 
-        try:
-            while True:
-                item = _get(q, stop)
-                if item is None:
-                    break
-                if not isinstance(item, _Frame):
-                    packet = item[1]
-                    packet.stream = copies[item[0]]
-                    out.mux(packet)
-                    continue
-                if item.result is None:  # restored by an earlier run
-                    k = item.index // seg_n
-                    if item.index % seg_n == 0:
-                        if reader is not None:
-                            reader[0].close()
-                        c = av.open(str(work / _segment_name(k)))
-                        reader = (c, c.decode(video=0))
-                    assert reader is not None
-                    rgb = next(reader[1]).to_ndarray(format=rgb_fmt)
+        def end_segment() -> None:
+            nonlocal seg_enc, stored
+            if seg_enc is not None:
+                mux(seg_enc.encode(None))
+                if stored is not None:
+                    _store_segment(work, count_k[0], stored)
+            seg_enc, stored = None, None
+
+        count_k = [0]
+        while True:
+            item = _get(q, stop)
+            if item is None:
+                break
+            if not isinstance(item, _Frame):
+                packet = item[1]
+                packet.stream = copies[item[0]]
+                out.mux(packet)
+                continue
+            k, first = divmod(item.index, seg_n)
+            if first == 0:
+                end_segment()
+                if item.result is None:  # restored and encoded by an earlier run: its packets, as they were
+                    for p in _load_segment(av, work, k):
+                        mux([p])
                 else:
-                    rgb = item.result
-                    if checkpoint and item.index >= resumed:
-                        if item.index % seg_n == 0:
-                            path = work / (_segment_name(item.index // seg_n) + ".part")
-                            c = av.open(str(path), "w", format="matroska")
-                            s = c.add_stream("ffv1", rate=24, options={"level": "3"})
-                            s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], seg_fmt
-                            seg = (c, s, path)
-                        assert seg is not None
-                        f = av.VideoFrame.from_ndarray(rgb, format=rgb_fmt).reformat(format=seg_fmt)
-                        f.pts = item.index % seg_n
-                        for p in seg[1].encode(f):
-                            seg[0].mux(p)
-                        if item.index % seg_n == seg_n - 1:
-                            _close_segment(seg)
-                            seg = None
-                encode(rgb, item.pts, item.duration)
-                count += 1
-            mux(vs.encode(None))
-            finish()
-        finally:
-            if reader is not None:
-                reader[0].close()
-            if seg is not None:
-                seg[0].close()  # an unfinished segment stays .part: a rerun makes it again
+                    seg_enc = _segment_encoder(av, vs, enc, info)
+                    stored = [] if checkpoint and item.index >= resumed else None
+                    count_k[0] = k
+            if item.result is not None:
+                encode(item.result, item.pts, item.duration)
+            count += 1
+        end_segment()
+        finish()
     return count
 
 
-def _close_segment(seg: tuple[Any, Any, Path]) -> None:
-    c, s, path = seg
-    for p in s.encode(None):
-        c.mux(p)
-    c.close()
-    os.replace(path, path.with_suffix(""))
+def _segment_encoder(av: Any, vs: Any, enc: EncoderChoice, info: VideoInfo) -> Any:
+    """A fresh encoder, set up as the output stream's own, for one segment of frames.
+
+    Every segment starts a new encoder (so a keyframe) in every run: a resumed job can then take
+    the packets an earlier run stored for the segments it finished and encode the rest, and its
+    file is packet for packet what an uninterrupted run writes. Keeping encoded packets, not
+    lossless frames, is what keeps the work folder about the size of the output.
+    """
+    own = vs.codec_context
+    ctx = av.CodecContext.create(enc.encoder, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = own.width, own.height, own.pix_fmt
+    ctx.time_base = own.time_base
+    if own.framerate:
+        ctx.framerate = own.framerate
+    ctx.flags = own.flags  # the container's global header, so the stream's extradata fits every segment
+    for k, v in info.color.items():
+        setattr(ctx, k, v)
+    ctx.options = dict(enc.options)
+    return ctx
+
+
+def _store_segment(work: Path, k: int, packets: list[tuple[bytes, int | None, int | None, int, bool]]) -> None:
+    """Keep one finished segment's packets: a JSON index line, then the payloads; complete or not at all."""
+    index = [[pts, dts, dur, key, len(data)] for data, pts, dts, dur, key in packets]
+    path = work / _segment_name(k)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(index).encode() + b"\n")
+        for data, *_ in packets:
+            f.write(data)
+    os.replace(tmp, path)
+
+
+def _load_segment(av: Any, work: Path, k: int) -> list[Any]:
+    """The packets `_store_segment` kept for segment ``k``."""
+    raw = (work / _segment_name(k)).read_bytes()
+    head, _, body = raw.partition(b"\n")
+    out, pos = [], 0
+    for pts, dts, dur, key, size in json.loads(head):
+        p = av.Packet(body[pos : pos + size])
+        pos += size
+        p.pts, p.dts = pts, dts
+        if dur:
+            p.duration = dur
+        p.is_keyframe = bool(key)
+        out.append(p)
+    return out
