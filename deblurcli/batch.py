@@ -4,8 +4,9 @@ The output folder holds a journal (``.deblur-journal.jsonl``): one JSON line per
 with the input's relative path and content hash, the model's weights hash and the settings that
 change pixels, and the status. A rerun skips exactly the files already done with the same model
 and settings and the same input bytes, so an interrupted job resumes where it stopped and a
-repeated one does nothing. ``shard=(i, n)`` takes every n-th file starting at i (of the sorted
-list), so a job array splits one folder across machines with no coordinator.
+repeated one does nothing. ``shard=(i, n)`` takes the i-th of every n files (of the sorted list),
+counting from 1 as job arrays do (``--array=1-N`` gives ``1/N`` ... ``N/N``), so a job array
+splits one folder across machines with no coordinator.
 
 Reading the next image and writing the last result happen on background threads while the model
 runs; one bad file is recorded and the batch goes on.
@@ -36,7 +37,16 @@ from typing import Any
 
 from .api import Deblurrer, RestoreResult
 from .errors import DeblurError, OptionError, OutputError, UsageError
-from .fsutil import append_line, host_tag, is_disk_full, pid_alive, remove_stale_parts, sha256_file
+from .fsutil import (
+    STALE_AFTER_S,
+    append_line,
+    host_tag,
+    is_disk_full,
+    pid_alive,
+    remove_stale_parts,
+    sha256_file,
+    unwritable_folder,
+)
 from .imageio import (
     IMAGE_EXTENSIONS,
     Image,
@@ -46,6 +56,7 @@ from .imageio import (
     unknown_format_error,
     write_image,
 )
+from .imageio.formats import format_for_path
 from .options import output_settings, upgrade_settings
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
 
@@ -56,6 +67,8 @@ except ImportError:  # Windows
 
 JOURNAL = ".deblur-journal.jsonl"
 LOCK_PREFIX, LOCK_SUFFIX = ".deblur-run.", ".lock"
+#: A lock file being made (created and locked, not yet renamed into place).
+NEW_SUFFIX = ".new"
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, from deblurcli.imageio.formats
 #: What a folder listing picks up without --glob: photos and videos.
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_EXTENSIONS)
@@ -72,7 +85,8 @@ class BatchOptions:
     glob: str | None = None
     overwrite: bool = False
     retry_failed: bool = False
-    shard: tuple[int, int] = (0, 1)
+    #: (i, n): the i-th of every n files, 1 <= i <= n (1-based, as job arrays number their tasks).
+    shard: tuple[int, int] = (1, 1)
     suffix: str = field(default="", metadata=_DECIDES)
     #: Output extension (without dot); None keeps the input's.
     format: str | None = field(default=None, metadata=_DECIDES)
@@ -115,15 +129,34 @@ class BatchInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+SHARD_FORM = "I/N with 1 <= I <= N, e.g. 1/4 ... 4/4"
+
+
 def parse_shard(text: str) -> tuple[int, int]:
-    """``I/N`` -> (I, N), with 0 <= I < N."""
+    """``I/N`` -> (I, N), with 1 <= I <= N: shards count from 1, as ``--array=1-N`` numbers tasks.
+
+    ``0/N`` is refused rather than read as the first shard: silently accepting both numberings
+    would let a 0-based array run shard 1 twice and never run one of them.
+    """
     try:
         i, n = (int(p) for p in text.split("/"))
     except ValueError:
-        raise OptionError("shard", "expected I/N, e.g. 0/4 for the first of four shards", value=text) from None
-    if n < 1 or not 0 <= i < n:
-        raise OptionError("shard", "need 0 <= I < N (e.g. 0/4 ... 3/4)", value=text)
+        raise OptionError("shard", f"expected {SHARD_FORM}", value=text) from None
+    check_shard((i, n), text)
     return i, n
+
+
+def check_shard(shard: tuple[int, int], shown: object = None) -> None:
+    """Refuse a shard outside 1..N, saying that shards count from 1 when that is the mistake."""
+    i, n = shard
+    value = shard if shown is None else shown
+    if n < 1:
+        raise OptionError("shard", f"N must be at least 1 ({SHARD_FORM})", value=value)
+    if i == 0:
+        raise OptionError("shard", f"shards count from 1 (1/{n} ... {n}/{n}); for a job array numbered from 0 "
+                          f"give I+1, e.g. $((SLURM_ARRAY_TASK_ID + 1))/{n}", value=value)
+    if not 1 <= i <= n:
+        raise OptionError("shard", f"need {SHARD_FORM}", value=value)
 
 
 def list_inputs(in_dir: Path, opts: BatchOptions, out_dir: Path | None = None) -> list[Path]:
@@ -161,9 +194,41 @@ def list_inputs(in_dir: Path, opts: BatchOptions, out_dir: Path | None = None) -
         # Results beside their inputs: drop every file that is the output of another input.
         outputs = {output_path(Path(), r, opts).as_posix() for r in files}
         files = [r for r in files if r.as_posix() not in outputs]
+    if not files:
+        raise _nothing_found(in_dir, opts)
     files.sort(key=lambda r: r.as_posix())
+    check_shard(opts.shard)
     i, n = opts.shard
-    return files[i::n]
+    return files[i - 1::n]
+
+
+def _nothing_found(in_dir: Path, opts: BatchOptions) -> UsageError:
+    """The error for a folder with nothing to do, with the likely fix: a batch that "succeeds" with a
+    table of zeros hides a wrong path or a forgotten --recursive from the script that ran it.
+    """
+    what = f"no file matches {{glob}} {opts.glob!r}" if opts.glob else "no images or videos found"
+    if not opts.recursive and _has_inputs_below(in_dir, opts):
+        return UsageError(f"{in_dir}: {what}, but its subfolders have some; add {{recursive}}",
+                          names=("glob", "recursive"))
+    if opts.glob:
+        return UsageError(f"{in_dir}: {what}; check the pattern (it matches names or paths below the folder)",
+                          names=("glob",))
+    return UsageError(f"{in_dir}: {what}; check the folder, or pick other files with {{glob}}", names=("glob",))
+
+
+def _has_inputs_below(in_dir: Path, opts: BatchOptions) -> bool:
+    """Whether a recursive listing would find something (stops at the first hit)."""
+    pattern = opts.glob.lower() if opts.glob else None
+    for p in in_dir.rglob("*"):
+        rel = p.relative_to(in_dir)
+        if len(rel.parts) < 2 or any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if pattern:
+            if fnmatch.fnmatchcase(p.name.lower(), pattern) or fnmatch.fnmatchcase(rel.as_posix().lower(), pattern):
+                return True
+        elif p.suffix.lower() in INPUT_SUFFIXES:
+            return True
+    return False
 
 
 def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None = None) -> list[Path]:
@@ -176,6 +241,9 @@ def prepare(in_dir: Path, out_dir: Path, opts: BatchOptions, report: Path | None
     blocker = next((a for a in out_dir.parents if a.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise UsageError(f"{out_dir}: cannot create it, {blocker} is a file, not a folder")
+    refused = unwritable_folder(out_dir)
+    if refused is not None:  # once, here, rather than as the reason of every file's failure
+        raise OutputError(f"{out_dir}: cannot write there ({refused}); choose a writable folder")
     if in_dir.exists() and in_dir.resolve() == out_dir.resolve() and not opts.suffix:
         raise UsageError(f"{out_dir}: output folder is the input folder; choose another or add a suffix to the names",
                          hint=("suffix", "_deblurred"))
@@ -217,6 +285,12 @@ class RunLock:
     writer's side of a shared folder), so "can I take this lock?" answers "is that run gone?"
     without trusting pids across machines. The run id (host tag, pid, start time, a counter)
     goes into the journal's ``started`` records.
+
+    The file is created and locked under a temporary name and only then renamed into place, so
+    a lock file that can be seen is already held by its live run: whoever finds one free may
+    remove it at once. (Creating it in place left a moment when a starting run's file looked
+    dead, which an age rule papered over, and that rule kept a killed run's file for good when
+    the next run came within a minute.)
     """
 
     _count = 0
@@ -225,12 +299,20 @@ class RunLock:
         RunLock._count += 1
         self.run_id = f"{host_tag()}-{os.getpid()}-{time.time_ns() // 1_000_000}-{RunLock._count}"
         self.path = _lock_path(out_dir, self.run_id)
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocking: a checker may hold it for an instant
-            except OSError:
-                pass  # a file system without locks (some network mounts): others fall back to the pid
+        making = self.path.with_name(self.path.name + NEW_SUFFIX)
+        self._fd: int | None = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this name yet
+                except OSError:
+                    pass  # a file system without locks (some network mounts): others fall back to the pid
+            os.replace(making, self.path)  # the lock belongs to the open file, so it survives the rename
+        except BaseException:
+            os.close(self._fd)
+            self._fd = None
+            making.unlink(missing_ok=True)
+            raise
 
     def close(self) -> None:
         if self._fd is None:
@@ -280,17 +362,32 @@ def remove_stale_files(out_dir: Path) -> int:
     except OSError:
         return removed
     for name in names:
-        if name.startswith(LOCK_PREFIX) and name.endswith(LOCK_SUFFIX):
-            run_id = name[len(LOCK_PREFIX):-len(LOCK_SUFFIX)]
-            path = out_dir / name
-            try:
-                young = time.time() - path.stat().st_mtime < 60  # a run starting right now takes its lock
-            except OSError:
-                continue
-            if not young and not run_is_live(out_dir, run_id):
+        if not name.startswith(LOCK_PREFIX):
+            continue
+        path = out_dir / name
+        if name.endswith(LOCK_SUFFIX):
+            # Visible lock files are held from the moment they appear: a free one is a dead run's.
+            if not run_is_live(out_dir, name[len(LOCK_PREFIX):-len(LOCK_SUFFIX)]):
                 path.unlink(missing_ok=True)
                 removed += 1
+        elif name.endswith(LOCK_SUFFIX + NEW_SUFFIX) and _unfinished_lock_is_stale(path):
+            path.unlink(missing_ok=True)  # a run killed in the instant between creating and renaming
+            removed += 1
     return removed
+
+
+def _unfinished_lock_is_stale(path: Path) -> bool:
+    """A lock file still under its temporary name: stale once its process is gone (or, from another
+    machine, untouched for as long as `fsutil` allows other temporary files)."""
+    run_id = path.name[len(LOCK_PREFIX):-len(LOCK_SUFFIX + NEW_SUFFIX)]
+    host, _, rest = run_id.partition("-")
+    pid = rest.partition("-")[0]
+    if host == host_tag() and pid.isdigit():
+        return int(pid) != os.getpid() and not pid_alive(int(pid))
+    try:
+        return time.time() - path.stat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
 
 
 class Journal:
@@ -369,7 +466,10 @@ class Journal:
             rec = self.entries.get(rel)
         if rec is None or rec.get("sha256") != content_hash or not isinstance(rec.get("settings"), dict):
             return None
-        if upgrade_settings(rec["settings"]) != settings:
+        recorded = upgrade_settings(rec["settings"])
+        if "quality" not in settings:  # a lossless output: earlier versions recorded --quality for it too
+            recorded.pop("quality", None)
+        if recorded != settings:
             return None
         if rec.get("status") == "ok":
             return rec if (out_dir / str(rec.get("output", ""))).is_file() else None
@@ -427,14 +527,8 @@ def run_batch(
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(out_dir)
     except OSError as exc:
-        # Nothing can be recorded or written: every file fails with the reason.
-        why = "disk full; free some space" if is_disk_full(exc) else (exc.strerror or str(exc))
-        for index, rel in enumerate(files):
-            res = RestoreResult(input=rel.as_posix(), output=str(output_path(out_dir, rel, opts)), status="failed",
-                                error=f"{out_dir}: cannot write there ({why}); choose a writable folder")
-            _finish(summary, res, index, total, on_result)
-        summary.seconds = time.perf_counter() - t_start
-        return summary
+        # Nothing can be recorded or written: one error for the folder, not one per file.
+        raise OutputError(f"{out_dir}: cannot write there ({_why(exc)}); choose a writable folder") from None
     try:
         remove_stale_files(out_dir)
         journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
@@ -462,8 +556,14 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
     settings = deblurrer.settings_key() | output_settings(opts)
     vopts = opts.video or VideoOptions()
     # Kept apart so that adding video options never makes a finished photo batch redo its photos.
-    video_settings = settings | {"video": output_settings(vopts)}
+    video_settings = _without_quality(settings) | {"video": output_settings(vopts)}
     total = len(files)
+
+    def key_for(rel: Path, video: bool) -> dict[str, Any]:
+        """The resume key of one file: --quality belongs to it only where the writer uses it."""
+        if video:
+            return video_settings
+        return settings if _uses_quality(output_path(out_dir, rel, opts), opts.format) else _without_quality(settings)
 
     def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any] | Path]:
         """Hash and decode on the reader thread; a finished record instead means: nothing to do.
@@ -477,7 +577,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             return rel, "", DeblurError(f"{src}: cannot read ({exc.strerror})")
         video = is_video(src)
         if not opts.overwrite:
-            rec = journal.lookup(rel.as_posix(), digest, video_settings if video else settings, out_dir)
+            rec = journal.lookup(rel.as_posix(), digest, key_for(rel, video), out_dir)
             if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
                 return rel, digest, rec
         if video:
@@ -491,7 +591,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
         video = dst.suffix.lower() in VIDEO_EXTENSIONS and Path(res.input).suffix.lower() in VIDEO_EXTENSIONS
         return {
             "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
-            "status": res.status, "error": res.error, "settings": video_settings if video else settings,
+            "status": res.status, "error": res.error, "settings": key_for(Path(res.input), video),
             "model": deblurrer.name,
             "seconds": round(res.seconds, 3), "width": res.width, "height": res.height, "bytes": res.bytes,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -541,7 +641,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             if not isinstance(item, dict):
                 journal.refresh()  # another run may have finished this file since it was read
                 if not opts.overwrite:
-                    key = video_settings if isinstance(item, Path) else settings
+                    key = key_for(rel, isinstance(item, Path))
                     rec = journal.lookup(rel.as_posix(), digest, key, out_dir)
                     if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
                         item = rec
@@ -606,6 +706,22 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
     writer.shutdown(wait=True)
     for f in pending:
         f.result()  # a bug on the writer thread surfaces here instead of vanishing
+
+
+#: The formats whose writer ignores --quality: changing it must not redo their outputs.
+_LOSSLESS = frozenset({"PNG", "TIFF", "BMP"})
+
+
+def _uses_quality(dst: Path, fmt: str | None) -> bool:
+    """Whether --quality can change the bytes written to ``dst`` (JPEG, WebP, AVIF, HEIC do)."""
+    try:
+        return format_for_path(dst, fmt) not in _LOSSLESS
+    except DeblurError:
+        return True  # unknown here: the write will fail anyway; keep the full key
+
+
+def _without_quality(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "quality"}
 
 
 def _why(exc: OSError) -> str:

@@ -14,6 +14,8 @@ name no cleanup recognises), so they live here once.
   concurrent writers never interleave inside a line; a torn last line (a crash or a full disk
   cut it) is closed with a newline first, so it never swallows the next record.
 * :func:`sha256_file`: streaming sha256 of a file (memoised by path, size and mtime on request).
+* :func:`unwritable_folder`: why a folder cannot take new files, asked once before a long job
+  instead of learning it from every file.
 * :func:`same_file` / :func:`input_as_output`: whether an output would replace the file being read,
   and the one message that refuses it (run, batch, convert and the image writer all ask).
 """
@@ -35,7 +37,7 @@ from typing import BinaryIO
 
 __all__ = [
     "PART_SUFFIX", "append_line", "atomic_output", "atomic_write", "host_tag", "is_disk_full", "pid_alive",
-    "input_as_output", "remove_stale_parts", "same_file", "sha256_file",
+    "input_as_output", "remove_stale_parts", "same_file", "sha256_file", "unwritable_folder",
 ]
 
 PART_SUFFIX = ".part"
@@ -259,6 +261,31 @@ def remove_stale_parts(folder: str | os.PathLike[str], *, recursive: bool = Fals
                 except OSError:
                     pass
     return removed
+
+
+def unwritable_folder(folder: str | os.PathLike[str]) -> str | None:
+    """Why new files cannot be made in ``folder`` (or, if it does not exist yet, where it would be
+    created), or None when they can.
+
+    An existing folder is probed by creating and removing a temporary file, because permission
+    bits do not tell: root writes through them, while a read-only mount, ACLs and network file
+    systems refuse writes the bits allow. The probe is named like our temporary files, so one
+    left by a kill is removed like them.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        ancestor = next((a for a in folder.parents if a.is_dir()), None)
+        if ancestor is None or os.access(ancestor, os.W_OK | os.X_OK):
+            return None
+        return f"cannot create it, {ancestor} is not writable"
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".deblur-probe.{host_tag()}-{os.getpid()}.", suffix=PART_SUFFIX,
+                                    dir=folder)
+    except OSError as exc:
+        return "disk full" if is_disk_full(exc) else (exc.strerror or str(exc)).lower()
+    os.close(fd)
+    Path(name).unlink(missing_ok=True)
+    return None
 
 
 def same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:

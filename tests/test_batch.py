@@ -69,12 +69,12 @@ ALL = {"a.png", "b.jpg", "c.tif", "sub/d.png", "sub/deeper/E.JPG"}
 
 
 # -- unit: shards and listing ---------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "want"), [("0/1", (0, 1)), ("0/2", (0, 2)), ("3/4", (3, 4)), (" 1 / 3 ", (1, 3))])
+@pytest.mark.parametrize(("text", "want"), [("1/1", (1, 1)), ("1/2", (1, 2)), ("4/4", (4, 4)), (" 2 / 3 ", (2, 3))])
 def test_parse_shard(text: str, want: tuple[int, int]) -> None:
     assert parse_shard(text) == want
 
 
-@pytest.mark.parametrize("text", ["1/1", "2/2", "-1/2", "0/0", "a/b", "1", "1/2/3", ""])
+@pytest.mark.parametrize("text", ["0/1", "0/4", "2/1", "3/2", "-1/2", "0/0", "1/0", "a/b", "1", "1/2/3", ""])
 def test_parse_shard_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="^shard=") as info:  # the CLI says --shard (test below)
         parse_shard(text)
@@ -93,7 +93,8 @@ def test_list_inputs_recursive_glob_hidden(tree: Path) -> None:
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_shards_are_disjoint_and_cover_everything(tree: Path, n: int) -> None:
-    parts = [{p.as_posix() for p in list_inputs(tree, BatchOptions(recursive=True, shard=(i, n)))} for i in range(n)]
+    parts = [{p.as_posix() for p in list_inputs(tree, BatchOptions(recursive=True, shard=(i, n)))}
+             for i in range(1, n + 1)]
     assert set().union(*parts) == ALL
     assert sum(len(p) for p in parts) == len(ALL)
 
@@ -224,8 +225,8 @@ def test_bad_files_do_not_stop_the_batch(batch, tree: Path, tmp_path: Path) -> N
 
 def test_shards_into_one_output_folder(batch, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    s0 = batch(tree, out, "--recursive", "--shard", "0/2", "--json")
-    s1 = batch(tree, out, "--recursive", "--shard", "1/2", "--json")
+    s0 = batch(tree, out, "--recursive", "--shard", "1/2", "--json")
+    s1 = batch(tree, out, "--recursive", "--shard", "2/2", "--json")
     assert s0.exit_code == 0 and s1.exit_code == 0
     done0 = {k for k, v in statuses(s0).items() if v == "ok"}
     done1 = {k for k, v in statuses(s1).items() if v == "ok"}
@@ -262,7 +263,7 @@ def test_usage_errors(batch, tree: Path, tmp_path: Path) -> None:
     _one_line(batch(tree / "a.png", tmp_path / "out"), 2, "is a file, not a folder")
     _one_line(batch(tree, tree / "a.png"), 2, "exists and is a file")
     _one_line(batch(tree, tree / "a.png" / "out"), 2, "is a file, not a folder")
-    _one_line(batch(tree, tmp_path / "out", "--shard", "2/2"), 2, "--shard")
+    _one_line(batch(tree, tmp_path / "out", "--shard", "3/2"), 2, "--shard")
     _one_line(batch(tree, tmp_path / "out", "--format", "gif"), 2, "--format")
     _one_line(batch(tree, tree), 2, "--suffix")
     _one_line(batch(tree, tmp_path / "out", "--report", tmp_path / "missing" / "r.json"), 2, "--report")
