@@ -45,6 +45,8 @@ from .options import DEFAULT_OVERLAP, DEVICES, PRECISIONS, EngineOptions
 from .weights import ModelSpec, load_model, sha256_file
 
 log = logging.getLogger("deblurcli")
+#: Scan backends that run on a CUDA GPU only.
+GPU_SCANS = frozenset({"triton", "cuda"})
 
 __all__ = ["DEFAULT_OVERLAP", "DEVICES", "PRECISIONS", "Deblurrer", "EngineOptions", "RestoreResult"]
 
@@ -167,6 +169,7 @@ class Deblurrer:
         #: This object's scan backend, in force during its own model calls only ("auto": the process default).
         self.scan_backend = opts.scan_backend
         self.device = pick_device(opts.device)
+        _check_scan_backend(opts.scan_backend, self.device)
         self.precision = pick_precision(opts.precision, self.device)
         self.tile = _parse_tile(opts.tile)
         if opts.tile_overlap < 0:
@@ -344,7 +347,12 @@ class Deblurrer:
         """The reduction the model runs at for an image: the user's, or `multiscale.auto_scale`'s."""
         if isinstance(self.scale, int):
             return self.scale
-        return multiscale.auto_scale(h, w, self.trained_blur_px)
+        s = multiscale.auto_scale(h, w, self.trained_blur_px)
+        # The shake estimate follows the long side; a strip (20000x20) must not shrink to a few rows,
+        # so never below the architecture's smallest useful size on the short side.
+        while s > 1 and min(h, w) / s < self.arch.min_tile:
+            s //= 2
+        return s
 
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -439,11 +447,16 @@ class Deblurrer:
         The crop is two tiles wide, so it holds real seams; the result is restored whole and
         tiled, and we report the PSNR of one against the other and how much larger the
         difference is in the overlap bands than elsewhere (near 1 means no visible seams).
+        ``whole`` says the run itself cut no tiles (the figures are then about tiles it did not use).
         """
         s = self.scale_for(*pixels.shape[:2])
         if s > 1:  # the model sees the reduced image: so must the check
             pixels = multiscale.reduce(pixels, s)
         h, w = pixels.shape[:2]
+        # Whether the run itself restores this image in one piece: then the figures describe tiles
+        # it did not use, and whoever reads them must not be told to change the tile size.
+        used = self.tile_for(h, w) if tile is None else tile
+        run_whole = used == 0 or used >= max(h, w)
         t = tile or self.tile_for(h, w) or (min(512, max(h, w) // 2) // self.spec.pad_multiple * self.spec.pad_multiple)
         t = max(t, 2 * self.tile_overlap + self.spec.pad_multiple)
         side = min(h, w, 2 * t - self.tile_overlap)
@@ -463,7 +476,7 @@ class Deblurrer:
         ratio = float(err[seam].mean() / max(inner, 1e-12)) if seam.any() else 1.0
         # Identical results are reported as 100 dB rather than infinity, which JSON cannot carry.
         psnr = 100.0 if mse <= 1e-10 else float(10 * np.log10(1.0 / mse))
-        return {"crop": f"{side}x{side}", "tile": t, "psnr": psnr, "seam_ratio": ratio}
+        return {"crop": f"{side}x{side}", "tile": t, "psnr": psnr, "seam_ratio": ratio, "whole": run_whole}
 
     def restore_image(self, img: Image, *, strength: float | None = None,
                       progress: Callable[[int, int], None] | None = None,
@@ -616,6 +629,21 @@ def _dihedral(x: torch.Tensor, k: int, *, inverse: bool = False) -> torch.Tensor
     if not inverse and k & 4:
         x = x.transpose(-1, -2)
     return x.contiguous()
+
+
+def _check_scan_backend(backend: str, device: torch.device) -> None:
+    """Refuse, before the model loads, a scan backend that cannot run on ``device`` (Triton and
+    mamba-ssm's kernel need a CUDA GPU), naming those that can."""
+    if backend == "auto":
+        return
+    loadable = set(ssm.available_backends())
+    # TRITON_INTERPRET=1 is Triton's own CPU emulator (slow, for testing): then it runs here too.
+    emulated = {"triton"} if os.environ.get("TRITON_INTERPRET") == "1" else set()
+    here = [b for b in ssm.BACKENDS if b in loadable and (device.type == "cuda" or b not in GPU_SCANS - emulated)]
+    if backend in here:
+        return
+    why = "needs a CUDA GPU" if backend in GPU_SCANS and device.type != "cuda" else "is not installed"
+    raise OptionError("scan_backend", f"{why}; on {device.type} choose auto, {', '.join(here)}", value=backend)
 
 
 def _parse_scale(scale: int | str) -> int | str:

@@ -189,10 +189,32 @@ PreviewOpt = typer.Option(None, "--preview", min=0.0, metavar="SECONDS", help="V
 
 def _video_options(crf: int | None, codec: str | None, lossless: bool, start: float, duration: float | None,
                    preview: float | None) -> Any:
+    """The video options, refused as a usage error when a number cannot mean a stretch of video.
+
+    0 is refused rather than read as "all": --duration 0 asks for nothing, not everything.
+    """
+    import math
+
+    from .errors import UsageError
     from .video import VideoOptions
 
-    return VideoOptions(crf=crf, codec=codec, lossless=lossless, start=start, duration=duration or None,
-                        preview=preview or None)
+    if not math.isfinite(start) or start > 1e9:
+        raise UsageError(f"--start {start:g}: not a usable time; give the second to start from, e.g. --start 12.5")
+    for flag, value in (("--duration", duration), ("--preview", preview)):
+        if value is not None and (not math.isfinite(value) or value <= 0 or value > 1e9):
+            raise UsageError(f"{flag} {value:g}: give a number of seconds above 0 (leave {flag} out for the "
+                             f"{'whole video' if flag == '--duration' else 'full result'})")
+    return VideoOptions(crf=crf, codec=codec, lossless=lossless, start=start, duration=duration, preview=preview)
+
+
+def _photo_only_video_flags(plan: list[Any], **given: bool) -> None:
+    """Video options on a run with no video would be silently ignored; say so as a usage error instead."""
+    from .errors import UsageError
+
+    flags = [f"--{name}" for name, on in given.items() if on]
+    if flags and plan and not any(p.video for p in plan):
+        raise UsageError(f"{', '.join(flags)}: video option{'s' if len(flags) > 1 else ''}, but no input is a "
+                         f"video; drop {'them' if len(flags) > 1 else 'it'} for photos")
 
 
 # -- run ----------------------------------------------------------------------------------------------
@@ -228,9 +250,14 @@ def run(
                         json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty(),
                         preview=bool(preview))
     video = _video_options(crf, codec, lossless, start, duration, preview)
+    _photo_only_video_flags(plan, crf=crf is not None, codec=codec is not None, lossless=lossless, start=start != 0,
+                            duration=duration is not None, preview=preview is not None)
     failures = [p for p in plan if p.error]
+    said: set[str] = set()
     for p in failures:
-        _error(p.error or "")
+        if p.error not in said:  # one mistake that concerns every input (-o - with two) is said once
+            said.add(p.error or "")
+            _error(p.error or "")
         if json_out:
             print(json.dumps(p.failed_result().as_dict()), flush=True)
     todo = [p for p in plan if not p.error]
@@ -251,10 +278,14 @@ def run(
     for p in todo:
         bar = (frame_progress(err, Path(p.src).name, show=live, log=None if quiet else lambda m: _say("", m))
                if p.video else tile_progress(err, Path(p.src).name, show=live))
-        with bar as prog:
-            res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
-                          quality=quality, allow_large=allow_large, fmt=fmt,
-                          tile_check=tile_check, progress=prog, debug=debug, video=video, on_note=note)
+        try:
+            with bar as prog:
+                res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
+                              quality=quality, allow_large=allow_large, fmt=fmt,
+                              tile_check=tile_check, progress=prog, debug=debug, video=video, on_note=note)
+        except KeyboardInterrupt:
+            _interrupted_video(p)
+            raise
         if res.status != "ok":
             failed += 1
             _error(res.error or "failed")
@@ -270,6 +301,19 @@ def run(
         raise typer.Exit(1)
 
 
+def _interrupted_video(p: Any) -> None:
+    """After Ctrl-C on a video, say where its restored frames wait and how to pick them up."""
+    if not p.video:
+        return
+    from .video import work_dir
+
+    work = work_dir(p.dst)
+    if work.is_dir():
+        err.print(escape(f"interrupted: the frames restored so far are kept in {work}; run the same command "
+                         "again to resume from there (or delete that folder)"))
+        raise typer.Exit(130)
+
+
 # -- batch --------------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
@@ -281,7 +325,8 @@ def batch(
     glob: str | None = typer.Option(None, "--glob", help="Only files matching this pattern, e.g. '*.jpg'"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, ignoring the journal"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run"),
-    shard: str = typer.Option("0/1", "--shard", help="I/N: process every N-th file starting at I"),
+    shard: str = typer.Option("1/1", "--shard", help="I/N, counting from 1: the I-th of every N files; "
+                              "shards 1/N ... N/N together do each file once (as --array=1-N numbers a job array)"),
     suffix: str = typer.Option("", "--suffix", help="Added to output names"),
     fmt: str | None = FormatOpt,
     quality: int = QualityOpt,

@@ -106,7 +106,7 @@ class EngineOptions:
                        help="auto | cpu | cuda | cuda:N (one GPU of several) | mps")
     precision: str = _opt("auto", "--precision", cli_type=str, decides_output=True, example="bf16",
                           help=" | ".join(PRECISIONS) + " (fp32 on CPU by default)")
-    threads: int | None = _opt(None, "--threads", cli_type=int, example=1,
+    threads: int | None = _opt(None, "--threads", cli_type=int, example=1, min=0,
                                help="CPU threads for the model (default or 0: all cores)")
     tile: int | str = _opt("auto", "--tile", cli_type=str, decides_output=True, example="64",
                            help="Tile side in px; 0 = whole image; auto = from free memory")
@@ -271,7 +271,7 @@ TRAIN_FLAGS: tuple[OptionSpec, ...] = (
     _flag("out", "out", str, "run folder", metavar="DIR"),
     _flag("seed", "seed", int, "seeds weights, data and augmentation"),
     _flag("device", "device", str, "auto | cpu | cuda | cuda:N"),
-    _flag("threads", "threads", int, "torch CPU threads (default or 0: all cores)"),
+    _flag("threads", "threads", int, "torch CPU threads (default or 0: all cores)", min=0),
     _flag("num_workers", "data.num_workers", int, "data loader worker processes"),
 )
 

@@ -37,7 +37,7 @@ def bar(console: Console, unit: Unit, *, show: bool = True, field: str | None = 
 
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
     if unit == "tiles":
-        columns += [TextColumn("{task.completed}/{task.total} tiles"), TimeElapsedColumn()]
+        columns += [_count_column("tiles"), TimeElapsedColumn()]
     elif unit == "bytes":
         columns += [DownloadColumn(), TransferSpeedColumn()]
     else:
@@ -47,6 +47,20 @@ def bar(console: Console, unit: Unit, *, show: bool = True, field: str | None = 
     columns.append(TimeRemainingColumn())
     return Progress(*columns, console=console, disable=not show, redirect_stdout=False, redirect_stderr=False,
                     transient=unit != "items" if transient is None else transient)
+
+
+def _count_column(noun: str) -> Any:
+    """``3/12 tiles``; before the count is known, ``starting`` rather than ``0/None tiles``."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            if task.total is None:
+                return Text("starting")
+            return Text(f"{int(task.completed)}/{int(task.total)} {noun}")
+
+    return CountColumn()
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,23 +86,40 @@ def _load_pickle(path: Path) -> Any:
             "give a .safetensors/.pth file or a model name (deblur models)"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's own warnings (legacy formats, storages) speak to developers, not to the user here
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's message is a styled (terminal escapes) page of advice; the useful part is what was refused.
-        text = _ANSI.sub("", str(exc))
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        first = (f"it refers to {found.group(1)}" if found
-                 else next((ln.strip() for ln in text.splitlines() if ln.strip()), "unsupported content"))
-        raise CheckpointError(
-            f"{path}: refused to load: the pickle holds more than tensors ({first[:160]}); loading it "
-            "could run code. If you trust its source, re-save its state_dict with safetensors"
-        ) from None
+        raise CheckpointError(f"{path}: {_refusal(str(exc))}") from None
     except Exception as exc:  # torch.load on arbitrary bytes raises nearly anything
-        first = (_ANSI.sub("", str(exc)).splitlines() or [type(exc).__name__])[0][:120]
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({first}); "
-            "it may be truncated: download it again"
-        ) from None
+        # torch's text is a page of advice about its own flags; only what it says about the file is kept.
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_damage(exc)}); "
+                              "it may be truncated or damaged: download it again") from None
+
+
+def _refusal(text: str) -> str:
+    """Why torch's safe loader refused a pickle, in one clause of ours: the object it would have
+    called, when there is one (that is what could run code), else that the pickle is malformed."""
+    text = _ANSI.sub("", text)
+    found = re.search(r"GLOBAL:? ([A-Za-z_][\w.]*)", text)
+    if found:
+        return (f"refused to load: it asks for {found.group(1)}, and a checkpoint should hold only tensors "
+                "(loading it could run code); if you trust its source, re-save its state_dict with safetensors")
+    return ("not a readable PyTorch checkpoint (its pickle is malformed or holds more than tensors); "
+            "it may be damaged: download it again")
+
+
+def _damage(exc: BaseException) -> str:
+    """What was wrong with a checkpoint that could not be read, without quoting torch's advice."""
+    text = _ANSI.sub("", str(exc))
+    if "zip archive" in text or "central directory" in text:
+        return "its zip archive is incomplete"
+    if isinstance(exc, EOFError):
+        return "it ends too early"
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return "its contents are nested or sized implausibly"
+    return f"{type(exc).__name__}"
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -278,9 +296,14 @@ def convert(
     if refusal:
         raise CheckpointError(refusal)
     sd, meta = read_checkpoint(src)
-    if check is not None:  # on what the file is, before a variant it may not have is asked of it
-        check(spec_from_state_dict(sd, meta, arch=arch))
-    spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant, settings=settings)
+    try:
+        if check is not None:  # on what the file is, before a variant it may not have is asked of it
+            check(spec_from_state_dict(sd, meta, arch=arch))
+        spec = spec_from_state_dict(sd, meta, arch=arch, variant=variant, settings=settings)
+    except CheckpointError as exc:  # about the weights: say which file they came from
+        if exc.message.startswith(str(src)):
+            raise
+        raise CheckpointError(f"{src}: {exc.message}", hint=exc.hint, names=exc.names) from None
     build_model(spec, sd, source=str(src))  # strict check before writing anything
     extra = {k: v for k, v in spec.metadata.items() if k not in ("format", "format_version")}
     extra.update(source_name=src.name, source_sha256=sha256_file(src), **(extra_metadata or {}))

@@ -245,7 +245,7 @@ def test_restore_file_streams(deblurrer: Deblurrer, tmp_path: Path) -> None:
     assert PILImage.open(io.BytesIO(sink.getvalue())).format == "JPEG"
     json.dumps(res.as_dict(), allow_nan=False)  # the tile-check report must be valid JSON too
     # The crop (48x48) is smaller than one tile: tiling cannot change a pixel, so the report must say identical.
-    assert res.tile_check == {"crop": "48x48", "tile": 80, "psnr": 100.0, "seam_ratio": 1.0}
+    assert res.tile_check == {"crop": "48x48", "tile": 80, "psnr": 100.0, "seam_ratio": 1.0, "whole": True}
 
 
 def test_tile_check_reports_the_true_difference_at_real_seams(tiny_model: Path) -> None:

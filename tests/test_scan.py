@@ -439,6 +439,7 @@ def test_numba_cache_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     _numba_fn()
     from deblurcli.ssm import numba_scan
 
+    numba_scan.preload()  # numba's own start-up decorates with njit too: not under the stand-in below
     real = numba_scan.numba.njit
     seen: list[bool] = []
 
@@ -559,3 +560,50 @@ def test_triton_training_memory_is_linear_in_states(triton_mode: None) -> None:
     states = b * d * n * l
     assert saved["triton"] < 0.5 * states, saved
     assert saved["torch"] > 4 * saved["triton"], saved  # the measure can tell the two apart
+
+
+def _fresh_python(code: str, env: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_numba_pool_start_keeps_torch_threads() -> None:
+    """--threads 2 with a one-worker numba pool: torch keeps its two threads after the first scan.
+
+    Starting numba's pool reset the calling thread's OpenMP count to numba's, so the rest of a
+    process's first forward ran on one thread, and the first photo of a run came out slightly
+    unlike the same photo restored again.
+    """
+    _numba_fn()
+    code = (
+        "import torch\n"
+        "from deblurcli.ssm.numba_scan import selective_scan_numba as f\n"
+        "torch.set_num_threads(2)\n"
+        "x = torch.rand(1, 4, 8); A = -torch.rand(4, 4) - 0.5; B = torch.randn(1, 4, 8)\n"
+        "f(x, x, A, B, B, None, None, None, False, False)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    assert _fresh_python(code, {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}) == "2"
+
+
+def test_numba_preload_is_the_kernel_calls_use() -> None:
+    """The background preload readies the very kernel a real scan calls (no second load), without SciPy."""
+    _numba_fn()
+    code = (
+        "import sys, torch\n"
+        "from deblurcli import ssm\n"
+        "from deblurcli.ssm import numba_scan as ns\n"
+        "ssm.preload_in_background('auto').join()\n"
+        "ready = len(ns._forward_kernel.signatures)\n"
+        "u = torch.rand(2, 6, 40).transpose(1, 2).contiguous().transpose(1, 2)\n"
+        "A = -torch.rand(6, 4); B = torch.rand(2, 4, 40); D = torch.rand(6)\n"
+        "ns.selective_scan_numba(u, u, A, B, B, D, u, D, True, False)\n"
+        "print(ready, len(ns._forward_kernel.signatures), 'scipy.linalg' in sys.modules)\n"
+    )
+    assert _fresh_python(code, {}) == "1 1 False"

@@ -126,7 +126,8 @@ def test_arch_override_must_fit(tmp_path: Path) -> None:
     res = runner.invoke(app, ["convert", str(FIXTURES / "evssm_global_d8_1x32x64" / "weights.safetensors"),
                               str(tmp_path / "o.safetensors"), "--arch", "algnet"])
     assert res.exit_code == 1 and res.stdout == ""
-    assert res.stderr.strip() == "error: these weights are not algnet's (detected: evssm); check --arch"
+    src = FIXTURES / "evssm_global_d8_1x32x64" / "weights.safetensors"
+    assert res.stderr.strip() == f"error: {src}: these weights are not algnet's (detected: evssm); check --arch"
     assert not (tmp_path / "o.safetensors").exists()
 
 

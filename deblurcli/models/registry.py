@@ -23,6 +23,7 @@ import copy
 import difflib
 import importlib.resources
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -295,11 +296,27 @@ def _default_from_file(path: str, mtime_ns: int, size: int) -> ModelEntry:
         config=config,
         settings=stored_settings,
         trained_on=meta.get("trained_on", base.trained_on),
-        description=meta.get("description", base.description),
+        description=_readable(meta.get("description", base.description)),
         license=meta.get("license", base.license),
         size_bytes=size,
         params=params,
     )
+
+
+_JSON_IN_PARENS = re.compile(r"\s*\((\{.*?\})\)")
+
+
+def _readable(description: str) -> str:
+    """The description without a JSON object in parentheses: the export wrote the configuration
+    there, which ``models info`` shows as its own field; a person reading the description should
+    get a sentence, not a dump."""
+    def drop(m: re.Match[str]) -> str:
+        try:
+            return "" if isinstance(json.loads(m.group(1)), dict) else m.group(0)
+        except ValueError:
+            return m.group(0)
+
+    return _JSON_IN_PARENS.sub(drop, description).strip()
 
 
 def _default_placeholder() -> ModelEntry:
