@@ -355,15 +355,17 @@ class Deblurrer:
         return s
 
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None, tile: int | None = None) -> np.ndarray:
         """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1].
 
         ``strength`` (default: this object's) < 1 blends the result back toward the input.
+        ``tile`` (default: `tile_for` this image) holds the tile side for this call: a video's
+        frames all use one, so seams do not move from frame to frame.
         """
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
         strength = self.strength if strength is None else _check_strength(strength)
-        out = self._scaled(np.ascontiguousarray(pixels, dtype=np.float32), progress)
+        out = self._scaled(np.ascontiguousarray(pixels, dtype=np.float32), progress, tile=tile)
         assert out is not None
         np.clip(out, 0.0, 1.0, out=out)
         if strength < 1.0:
@@ -372,7 +374,7 @@ class Deblurrer:
 
     def _scaled(self, image: np.ndarray, progress: Callable[[int, int], None] | None,
                 sink: Callable[[int, np.ndarray], None] | None = None, *,
-                reads_back: bool = False) -> np.ndarray | None:
+                reads_back: bool = False, tile: int | None = None) -> np.ndarray | None:
         """`_tiled` at the scale `scale_for` picks: at 1/N, the model's correction upsampled onto the image.
 
         Like `_tiled`, rows go to ``sink`` top to bottom (`image` may be samples as stored) or,
@@ -381,12 +383,12 @@ class Deblurrer:
         h, w = image.shape[:2]
         s = self.scale_for(h, w)
         if s == 1:
-            return self._tiled(image, progress, sink, reads_back=reads_back)
+            return self._tiled(image, progress, sink, reads_back=reads_back, tile=tile)
         if self.scale == "auto":
             self._say(f"ran the model at 1/{s} size: shake on a {w}x{h} image is likely larger than the "
                       f"{self.trained_blur_px} px it learned (--scale 1 for full size)")
         small = multiscale.reduce(image, s)
-        restored = self._tiled(small, progress)
+        restored = self._tiled(small, progress, tile=tile)
         assert restored is not None
         np.clip(restored, 0.0, 1.0, out=restored)
         correction = np.subtract(restored, small, out=restored)
@@ -402,14 +404,15 @@ class Deblurrer:
         return out
 
     def _tiled(self, image: np.ndarray, progress: Callable[[int, int], None] | None,
-               sink: Callable[[int, np.ndarray], None] | None = None, *, reads_back: bool = False) -> np.ndarray | None:
+               sink: Callable[[int, np.ndarray], None] | None = None, *, reads_back: bool = False,
+               tile: int | None = None) -> np.ndarray | None:
         """`tiling.restore_tiled` with this model, retrying with smaller tiles when the GPU runs out.
 
         `reads_back` says the sink writes into `image` itself: once it has, a retry would read
         restored rows as input, so an out-of-memory error after the first finished strip is final.
         """
         h, w = image.shape[:2]
-        tile = self.tile_for(h, w)
+        tile = self.tile_for(h, w) if tile is None else tile
         started = False
 
         def track(y: int, rows: np.ndarray) -> None:

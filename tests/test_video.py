@@ -254,10 +254,10 @@ def test_a_file_cut_short_and_an_unreadable_codec_are_one_line_errors(deblurrer:
     assert "\n" not in str(exc.value)
     assert not (tmp_path / "out.mp4").exists() and not work_dir(tmp_path / "out.mp4").exists()
 
-    from deblurcli import video
+    from deblurcli.video import probing
 
-    real = video._can_decode
-    monkeypatch.setattr(video, "_can_decode", lambda name: name != "h264" and real(name))
+    real = probing._can_decode
+    monkeypatch.setattr(probing, "_can_decode", lambda name: name != "h264" and real(name))
     with pytest.raises(DeblurError, match=r"whole.mp4: unsupported video codec h264; this build reads hevc, vp9"):
         restore_video(deblurrer, whole, tmp_path / "out.mp4")
 
@@ -356,10 +356,10 @@ def test_batch_retries_a_video_that_met_a_full_disk_without_retry_failed(clips: 
     """
     from tmpfs import fill, small_tmpfs
 
-    import deblurcli.video as video_mod
+    from deblurcli.video import pipeline
 
     if leave > 8_000:
-        monkeypatch.setattr(video_mod, "_check_disk", lambda *a, **k: None)
+        monkeypatch.setattr(pipeline, "_check_disk", lambda *a, **k: None)
     src = tmp_path / "in"
     src.mkdir()
     (src / "clip.mp4").write_bytes(clips["cfr"].read_bytes())
