@@ -205,7 +205,8 @@ class Deblurrer:
         #: The largest blur (px) the model was trained on, where its training recorded it: `scale_for` uses it.
         self.trained_blur_px = _int_or_none(spec.metadata.get("train_blur_px"))
         self.name = self.resolved.entry.name if self.resolved.entry is not None else str(opts.model or "default")
-        warn = tiling.too_small_tile_warning(self.tile, spec.arch) if isinstance(self.tile, int) else None
+        warn = (tiling.too_small_tile_warning(self.tile, self.arch.min_tile, self.arch.title)
+                if isinstance(self.tile, int) else None)
         if warn:
             self._say(warn)
 
@@ -326,22 +327,16 @@ class Deblurrer:
 
     # -- whole images ------------------------------------------------------------------------------
     def tile_for(self, h: int, w: int) -> int:
-        """The tile side for an image: the user's, or one that fits free memory (0 = whole image)."""
+        """The tile side for an image: the user's, or `tiling.auto_tile`'s for this device (0 = whole image)."""
         if isinstance(self.tile, int):
             return self.tile
-        m = self.spec.pad_multiple
         # The architecture's own memory hint; full precision gets twice the half-precision estimate.
         bpp = self.arch.bytes_per_pixel(self.spec.config) * (2 if self.precision == "fp32" else 1)
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            maximum = None
-        else:
-            free = _available_memory()
-            maximum = 1024  # on a CPU, larger tiles add memory but hardly any speed
-        # Never below the architecture's smallest useful tile: it could not see the blur.
-        side = tiling.auto_tile_size(free, bpp, m, minimum=self.arch.min_tile, batch_size=self.batch_size,
-                                     maximum=maximum)
-        return tiling.fitted_tile(h, w, side, self.tile_overlap, m, minimum=self.arch.min_tile)
+        cuda = self.device.type == "cuda"
+        free = torch.cuda.mem_get_info(self.device)[0] if cuda else _available_memory()
+        return tiling.auto_tile(h, w, free_bytes=free, bytes_per_pixel=bpp, multiple=self.spec.pad_multiple,
+                                minimum=self.arch.min_tile, overlap=self.tile_overlap, batch_size=self.batch_size,
+                                cpu=not cuda)
 
     def scale_for(self, h: int, w: int) -> int:
         """The reduction the model runs at for an image: the user's, or `multiscale.auto_scale`'s."""

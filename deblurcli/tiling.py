@@ -22,7 +22,7 @@ the (separable) weight sum and simply added into the output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,27 +30,26 @@ import torch
 import torch.nn.functional as F
 
 from .imageio.image import as_float_rgb
-from .models import find_arch
-
-# Below SCAN_MIN_TILE a scan (state-space) model sees too little of the photo to estimate long
-# blur; each architecture states its own minimum tile (ArchSpec.min_tile).
-from .models.contract import CONV_MIN_TILE as _CONV_MIN_TILE
-from .models.contract import SCAN_MIN_TILE
 
 __all__ = [
-    "SCAN_MIN_TILE",
+    "CPU_MAX_TILE",
+    "MEMORY_FRACTION",
     "Tile",
+    "auto_tile",
     "auto_tile_size",
     "axis_positions",
     "fitted_tile",
-    "min_context",
     "pad_to_multiple",
     "plan_tiles",
     "restore_tiled",
-    "tile_weights",
     "too_small_tile_warning",
 ]
 
+#: Share of the free memory an automatic tile may plan for: allocator fragmentation and cuDNN
+#: workspaces are not in an architecture's memory hint.
+MEMORY_FRACTION = 0.6
+#: Largest automatic tile on a CPU: larger tiles add memory there but hardly any speed.
+CPU_MAX_TILE = 1024
 
 
 @dataclass(frozen=True)
@@ -157,13 +156,6 @@ def _axis_weights(size: int, tile: int, overlap: int) -> list[np.ndarray]:
         for s in starts:
             total[s : s + length] += 1.0
     return [(p / total[s : s + length]).astype(np.float32) for s, p in zip(starts, profiles, strict=True)]
-
-
-def tile_weights(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Each tile of `plan_tiles` with its normalised HxW blending weight (all weights sum to 1)."""
-    wy, wx = _axis_weights(h, tile, overlap), _axis_weights(w, tile, overlap)
-    for t in plan_tiles(h, w, tile, overlap):
-        yield t, wy[t.row][:, None] * wx[t.col][None, :]
 
 
 def restore_tiled(
@@ -284,7 +276,7 @@ def auto_tile_size(
     multiple: int,
     minimum: int = 256,
     *,
-    fraction: float = 0.6,
+    fraction: float = MEMORY_FRACTION,
     batch_size: int = 1,
     maximum: int | None = None,
 ) -> int:
@@ -329,26 +321,26 @@ def fitted_tile(h: int, w: int, side: int, overlap: int, multiple: int, minimum:
     return min(fitted, side)
 
 
-def min_context(arch_hint: str | None = None) -> int:
-    """Smallest tile side that still lets this architecture see typical motion blur.
+def auto_tile(h: int, w: int, *, free_bytes: int, bytes_per_pixel: float, multiple: int, minimum: int,
+              overlap: int, batch_size: int = 1, cpu: bool = False) -> int:
+    """The automatic tile side for an h x w image (0 = the whole image): the one place the policy lives.
 
-    The architecture says so itself (``ArchSpec.min_tile``); an unknown name gets the
-    convolutional minimum.
+    The caller measures the device (free memory, the architecture's bytes per pixel at its
+    precision); the rest is decided here: plan for `MEMORY_FRACTION` of the free memory, at most
+    `CPU_MAX_TILE` on a CPU, never below the architecture's smallest useful tile (`minimum`:
+    below it the model could not see the blur), and then the fewest tiles (`fitted_tile`).
     """
-    spec = find_arch(arch_hint)
-    return spec.min_tile if spec is not None else _CONV_MIN_TILE
+    side = auto_tile_size(free_bytes, bytes_per_pixel, multiple, minimum=minimum, batch_size=batch_size,
+                          maximum=CPU_MAX_TILE if cpu else None)
+    return fitted_tile(h, w, side, overlap, multiple, minimum=minimum)
 
 
-def too_small_tile_warning(tile: int, arch_hint: str | None = None) -> str | None:
-    """A line for the CLI when tiles are too small for the model to see the blur, else None."""
-    if tile <= 0:
+def too_small_tile_warning(tile: int, min_tile: int, who: str = "this model") -> str | None:
+    """A line for the CLI when tiles are below ``min_tile``, the smallest with which the model
+    (``who``, its architecture's title) can still see the blur; else None."""
+    if tile <= 0 or tile >= min_tile:
         return None
-    need = min_context(arch_hint)
-    if tile >= need:
-        return None
-    spec = find_arch(arch_hint)
-    who = spec.title if spec is not None else arch_hint or "this model"
     return (
         f"tile size {tile} px is small for {who}: blur longer than a tile cannot be removed and "
-        f"results degrade; use --tile {need} or more (or --tile 0 for the whole image)"
+        f"results degrade; use --tile {min_tile} or more (or --tile 0 for the whole image)"
     )

@@ -164,8 +164,8 @@ def test_a_fifth_architecture_runs_end_to_end(twoscale: ArchSpec, tmp_path: Path
 
 def test_registered_arch_reaches_tiling_and_memory_hint(twoscale: ArchSpec, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tiling.min_context("twoscale") == CONV_MIN_TILE
-    assert tiling.too_small_tile_warning(CONV_MIN_TILE, "twoscale") is None
+    assert models.find_arch("twoscale").min_tile == CONV_MIN_TILE  # registered: the tiler gets its minimum
+    assert tiling.too_small_tile_warning(CONV_MIN_TILE, twoscale.min_tile, twoscale.title) is None
     assert isinstance(create("twoscale", {"width": 4, "depth": 1}), TwoScaleNet)
     path = tmp_path / "w.safetensors"
     save_model(TwoScaleNet(), path, arch="twoscale", config={"width": 4, "depth": 1})

@@ -124,10 +124,10 @@ def test_tiles_agree_with_whole_image_on_a_photo() -> None:
     tiles far below that minimum legitimately differ more (128 px gave 37 dB at step 22500)."""
     from deblurcli.api import Deblurrer
     from deblurcli.imageio import read_image
-    from deblurcli.tiling import min_context
+    from deblurcli.models import find_arch
 
     photo = read_image(Path(__file__).parent.parent / "examples" / "blurry.jpg").pixels
-    d = Deblurrer(None, device="cpu", tile=min_context("scanunet"), tile_overlap=32, progress=False)
+    d = Deblurrer(None, device="cpu", tile=find_arch("scanunet").min_tile, tile_overlap=32, progress=False)
     assert d.tile == 256
     report = d.tile_check(photo, tile=d.tile)
     assert report["crop"] == "384x384"  # the whole 384 px photo, two tiles wide: real seams inside

@@ -9,17 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deblurcli.models import find_arch
+from deblurcli.models.contract import CONV_MIN_TILE, SCAN_MIN_TILE
 from deblurcli.tiling import (
-    SCAN_MIN_TILE,
+    CPU_MAX_TILE,
     Tile,
+    auto_tile,
     auto_tile_size,
     axis_positions,
     fitted_tile,
-    min_context,
     pad_to_multiple,
     plan_tiles,
     restore_tiled,
-    tile_weights,
     too_small_tile_warning,
 )
 
@@ -155,18 +156,37 @@ def test_pad_tiny_images_falls_back_to_replicate(h: int, w: int) -> None:
 )
 def test_weights_sum_to_one_and_never_vanish(h: int, w: int, tile: int, overlap: int) -> None:
     total = np.zeros((h, w), np.float64)
-    for t, wt in tile_weights(h, w, tile, overlap):
-        assert wt.shape == (t.h, t.w) and wt.min() >= 0
-        total[t.slices] += wt
+    for k, t in enumerate(plan_tiles(h, w, tile, overlap)):
+        wt = applied_weight(h, w, tile, overlap, k)
+        assert wt.min() >= 0 and not wt[outside(t, h, w)].any()  # a tile weighs nothing beyond itself
+        total += wt
     assert total.min() > 0.999 and total.max() < 1.001
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
+def applied_weight(h: int, w: int, tile: int, overlap: int, k: int) -> np.ndarray:
+    """The blending weight `restore_tiled` gives its k-th tile: the result when only that tile comes back as ones."""
+    calls = itertools.count()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x) if next(calls) == k else torch.zeros_like(x)
+
+    out = restore_tiled(np.zeros((h, w, 3), np.float32), fn, tile=tile, overlap=overlap)
+    assert out is not None and np.array_equal(out[..., 0], out[..., 2])
+    return out[..., 0]
+
+
+def outside(t: Tile, h: int, w: int) -> np.ndarray:
+    mask = np.ones((h, w), bool)
+    mask[t.slices] = False
+    return mask
+
+
 def test_weight_shape_ramps_only_inside_the_image() -> None:
     # 3 x 3 grid of 64-px tiles with 16-px overlaps on a 160 x 160 image
-    weights = dict(tile_weights(160, 160, 64, 16))
-    corner = next(w for t, w in weights.items() if (t.row, t.col) == (0, 0))
-    centre = next(w for t, w in weights.items() if (t.row, t.col) == (1, 1))
+    tiles = plan_tiles(160, 160, 64, 16)
+    corner, centre = (applied_weight(160, 160, 64, 16, k)[tiles[k].slices]
+                      for k, t in enumerate(tiles) if (t.row, t.col) in ((0, 0), (1, 1)))
     # no ramp at the image border: the corner tile is alone (weight 1) at its outer edges
     assert corner[0, 0] == 1.0 and corner[0, 20] == 1.0 and corner[20, 0] == 1.0
     # the centre tile is fully trusted in its interior ...
@@ -331,14 +351,29 @@ def test_fitted_tile_runs_what_fits_whole_and_wastes_no_work() -> None:
 
 
 def test_too_small_tile_warning() -> None:
-    msg = too_small_tile_warning(128, "xyscannet")
-    assert msg is not None and "128" in msg and "--tile" in msg and "\n" not in msg
-    assert too_small_tile_warning(SCAN_MIN_TILE, "EVSSM") is None
-    assert too_small_tile_warning(0, "evssm") is None  # whole image
-    assert too_small_tile_warning(64, None) is not None
+    msg = too_small_tile_warning(128, SCAN_MIN_TILE, "XYScanNet")
+    assert msg is not None and "128" in msg and "XYScanNet" in msg and f"--tile {SCAN_MIN_TILE}" in msg
+    assert "\n" not in msg
+    assert too_small_tile_warning(SCAN_MIN_TILE, SCAN_MIN_TILE, "EVSSM") is None
+    assert too_small_tile_warning(0, SCAN_MIN_TILE) is None  # whole image
+    assert too_small_tile_warning(64, CONV_MIN_TILE) is not None
     # ALGNet has a Mamba branch in every block: it needs as much context as the other scan models.
-    assert min_context("evssm") == SCAN_MIN_TILE and min_context("algnet") == SCAN_MIN_TILE
-    assert min_context("not-an-arch") < SCAN_MIN_TILE
+    assert all(find_arch(a).min_tile == SCAN_MIN_TILE for a in ("evssm", "algnet", "xyscannet", "scanunet"))
+    assert CONV_MIN_TILE < SCAN_MIN_TILE
+
+
+def test_auto_tile_caps_a_cpu_tile_and_never_goes_below_the_minimum() -> None:
+    gib = 1 << 30
+    common = dict(bytes_per_pixel=100.0, multiple=16, minimum=256, overlap=32)
+    # plenty of memory: a GPU runs a 4000 px image as one tile, a CPU in tiles of at most CPU_MAX_TILE
+    assert auto_tile(4000, 4000, free_bytes=64 * gib, **common) == 0
+    cpu = auto_tile(4000, 4000, free_bytes=64 * gib, cpu=True, **common)
+    assert 256 <= cpu <= CPU_MAX_TILE
+    assert cpu == fitted_tile(4000, 4000, CPU_MAX_TILE, 32, 16, minimum=256)
+    # hardly any memory: the architecture's minimum, not a tile too small to see the blur
+    assert auto_tile(4000, 4000, free_bytes=1 << 20, **common) == 256
+    # a small image fits whole anywhere
+    assert auto_tile(300, 400, free_bytes=gib, cpu=True, **common) == 0
 
 
 @pytest.mark.parametrize("tile,overlap,batch", [(32, 8, 1), (48, 16, 3), (40, 0, 2), (0, 0, 1)])
