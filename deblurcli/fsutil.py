@@ -7,7 +7,8 @@ name no cleanup recognises), so they live here once.
 
 * :func:`atomic_write` / :func:`atomic_output`: a temporary file beside the target, written,
   fsynced, given ordinary permissions, renamed over the target, and the folder fsynced, so a
-  reader sees the old file or the whole new one, also after a power cut. The temporary name
+  reader sees the old file or the whole new one, also after a power cut (:func:`replace_durably`
+  is that last step alone, for a file finished elsewhere; :func:`write_failure` words a failure). The temporary name
   (``.NAME.<host>-<pid>.XXXXXXXX.part``) says which process owns it, so
   :func:`remove_stale_parts` can later delete the ones whose writer died, and only those.
 * :func:`append_line`: one ``os.write`` of a whole line to a file opened with ``O_APPEND``, so
@@ -37,7 +38,8 @@ from typing import BinaryIO
 
 __all__ = [
     "PART_SUFFIX", "append_line", "atomic_output", "atomic_write", "host_tag", "is_disk_full", "pid_alive",
-    "input_as_output", "remove_stale_parts", "same_file", "sha256_file", "unwritable_folder",
+    "input_as_output", "remove_stale_parts", "replace_durably", "same_file", "sha256_file", "unwritable_folder",
+    "write_failure",
 ]
 
 PART_SUFFIX = ".part"
@@ -115,7 +117,7 @@ def atomic_output(path: str | os.PathLike[str], *, make_parents: bool = False) -
 
     For writers that want a file name (``torch.save``, safetensors' ``save_file``). The temporary
     file is removed on any failure, including KeyboardInterrupt; OSError is re-raised unchanged
-    so callers can word it (``is_disk_full`` tells a full disk apart).
+    so callers can word it (``is_disk_full`` tells a full disk apart, `write_failure` words it).
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -127,27 +129,55 @@ def atomic_output(path: str | os.PathLike[str], *, make_parents: bool = False) -
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(path))
-        os.replace(tmp, path)
+        replace_durably(tmp, path, fsync_folder=False)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(parent)
 
 
+def replace_durably(tmp: str | os.PathLike[str], path: str | os.PathLike[str], *, fsync_folder: bool = True) -> None:
+    """Give the finished file ``tmp`` the name ``path``: fsynced, ordinary permissions, renamed, the
+    folder fsynced. For a file written elsewhere first (a video's work folder); `atomic_output`
+    ends with it too, so a power cut leaves the old file or the whole new one either way."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, _new_file_mode(path))
+    os.replace(tmp, path)
+    if fsync_folder:
+        fsync_dir(path.parent if str(path.parent) else Path("."))
+
+
 def atomic_write(path: str | os.PathLike[str], content: bytes | str | Callable[[BinaryIO], object], *,
-                 make_parents: bool = False) -> None:
-    """Write ``content`` (bytes, text as UTF-8, or a function given the open binary file) atomically."""
-    with atomic_output(path, make_parents=make_parents) as tmp, open(tmp, "wb") as f:
-        if isinstance(content, str):
-            f.write(content.encode("utf-8"))
-        elif isinstance(content, (bytes, bytearray, memoryview)):
-            f.write(content)
-        else:
-            content(f)
-        f.flush()
+                 make_parents: bool = False, error: Callable[[str], Exception] | None = None) -> None:
+    """Write ``content`` (bytes, text as UTF-8, or a function given the open binary file) atomically.
+
+    With ``error`` (an error class of `deblurcli.errors`), an OSError becomes that error with
+    `write_failure`'s one line; without it, it is raised unchanged for the caller to word.
+    """
+    try:
+        with atomic_output(path, make_parents=make_parents) as tmp, open(tmp, "wb") as f:
+            if isinstance(content, str):
+                f.write(content.encode("utf-8"))
+            elif isinstance(content, (bytes, bytearray, memoryview)):
+                f.write(content)
+            else:
+                content(f)
+            f.flush()
+    except OSError as exc:
+        if error is None:
+            raise
+        raise error(write_failure(path, exc)) from None
+
+
+def write_failure(path: str | os.PathLike[str], exc: OSError) -> str:
+    """The one line for a write that failed: a full disk and a refused permission each with their fix."""
+    if is_disk_full(exc):
+        return f"{path}: disk full; free some space or write elsewhere"
+    if isinstance(exc, PermissionError):
+        return f"{path}: permission denied; choose a folder and file you can write"
+    return f"{path}: cannot write the output ({exc.strerror or exc})"
 
 
 def append_line(path: str | os.PathLike[str], line: str, *, fsync: bool = True) -> None:

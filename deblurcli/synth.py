@@ -25,13 +25,13 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from deblurcli.errors import DeblurError, ImageError
 from deblurcli.fsutil import atomic_write
+from deblurcli.imageio.encode import save_png
 from deblurcli.imageio.formats import IMAGE_EXTENSIONS  # the one list of photo extensions
 
 __all__ = [
@@ -567,21 +567,14 @@ def _to_float(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32), 0.0, 1.0)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """An interrupted run never leaves a torn pair (fsutil.atomic_write: temp file, fsync, rename)."""
-    atomic_write(path, write)
-
-
 def _write_png(path: Path, img: np.ndarray) -> None:
-    u8 = _to_u8(img)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(u8[..., ::-1]))
-    if not ok:
-        raise DeblurError(f"cannot encode {path} as PNG; check the image is HxWx3")
-    _atomic_write(path, lambda fh: fh.write(buf.tobytes()))
+    """One image of a pair, 8-bit, through imageio's one PNG writer (atomic: an interrupted run never
+    leaves a torn pair)."""
+    save_png(_to_u8(img), path)
 
 
 def _write_npy(path: Path, arr: np.ndarray) -> None:
-    _atomic_write(path, lambda fh: np.save(fh, arr))
+    atomic_write(path, lambda fh: np.save(fh, arr))
 
 
 def _natural_key(p: Path) -> list:

@@ -822,6 +822,36 @@ def test_failed_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", f"out.{ext}"]
 
 
+@pytest.mark.parametrize(("dtype", "shape"), [(np.uint8, (9, 13, 3)), (np.uint16, (9, 13, 3)), (np.uint8, (9, 13))])
+def test_save_png_writes_the_samples_exactly(tmp_path: Path, dtype: type, shape: tuple[int, ...]) -> None:
+    """Training pairs and evaluation outputs go through `save_png`: what is read back is what was given."""
+    rng = np.random.default_rng(7)
+    samples = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    out = tmp_path / "new" / "pair.png"  # missing folders are made
+    imageio.save_png(samples, out)
+    back = read_image(out)
+    assert back.format == "PNG" and back.bit_depth == (16 if dtype == np.uint16 else 8)
+    assert back.samples.dtype == dtype and np.array_equal(back.samples.reshape(shape), samples)
+    assert [p.name for p in out.parent.iterdir()] == ["pair.png"]  # no temporary file left
+
+
+def test_save_png_failure_is_one_line_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "pair.png"
+    out.write_bytes(b"precious")
+
+    def full(f, arr, enc):  # noqa: ANN001
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imageio.encode, "write_png", full)
+    with pytest.raises(ImageError) as exc:
+        imageio.save_png(np.zeros((4, 4, 3), np.uint8), out)
+    assert "disk full" in one_line_error(exc, str(out))
+    assert out.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["pair.png"]
+    with pytest.raises(ValueError, match="uint8/uint16"):
+        imageio.save_png(np.zeros((4, 4, 3), np.float32), out)
+
+
 def test_interrupted_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img = _small(tmp_path)
     out = tmp_path / "out.png"

@@ -18,12 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..errors import DeblurError, ImageError, OptionError, UsageError
 from ..fsutil import atomic_write
-from ..imageio import read_image
+from ..imageio import read_image, save_png
 from .datasets import Pair, default_protocol
 from .metrics import PROTOCOLS, LpipsMetric, load_lpips, score_image, to_uint8
 
@@ -195,14 +194,6 @@ def _cuda_module() -> Any:
 def _read_pixels(path: Path) -> np.ndarray:
     """HxWx3 float32 in [0, 1] through the package's reader, so eval sees what ``deblur`` sees."""
     return np.asarray(read_image(path).pixels, dtype=np.float32)
-
-
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Write an 8-bit RGB PNG atomically, so an interrupted run never leaves a truncated file."""
-    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ImageError(f"could not encode {path} as PNG")
-    _atomic_write(path, data.tobytes())
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

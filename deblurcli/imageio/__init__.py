@@ -9,7 +9,8 @@ The package, one concern per module:
 
 * `formats`  - one `ImageFormat` description per file format; the only place to add a format.
 * `decode`   - `read_image`: file or bytes to `Image`, every failure as one `ImageError` line.
-* `encode`   - `write_image` / `encode_image`: the write plan, quantizing, atomic writes.
+* `encode`   - `write_image` / `encode_image`: the write plan, quantizing, atomic writes;
+               `save_png`, the plain PNG of samples that training and evaluation write.
 * `writers`  - one encoder per format (16-bit PNG and TIFF are written by our own code).
 * `metadata` - the EXIF/TIFF directory codec, ICC and XMP handling.
 * `image`    - the `Image` record and EXIF orientation turns.
@@ -17,7 +18,7 @@ The package, one concern per module:
 
 from ..fsutil import same_file
 from .decode import DEFAULT_MAX_PIXELS, read_image, unreadable_file
-from .encode import encode_image, output_layout, output_notes, to_samples, write_image
+from .encode import encode_image, output_layout, output_notes, save_png, to_samples, write_image
 from .formats import (
     FORMAT_EXTENSIONS,
     FORMATS,
@@ -48,6 +49,7 @@ __all__ = [
     "output_notes",
     "read_image",
     "same_file",
+    "save_png",
     "to_samples",
     "unknown_format_error",
     "write_image",

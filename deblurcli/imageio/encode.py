@@ -34,12 +34,12 @@ from typing import BinaryIO
 import numpy as np
 
 from deblurcli.errors import ImageError
-from deblurcli.fsutil import atomic_write, input_as_output, is_disk_full
+from deblurcli.fsutil import atomic_write, input_as_output
 
 from .formats import FORMATS, describe, either, format_for_path
 from .image import Image, _unorient, as_float_rgb
 from .metadata import _exif_for_output, _icc_space, _set_xmp_orientation, cicp_matters, describe_cicp
-from .writers import Encoding
+from .writers import Encoding, write_png
 
 _METADATA_NAMES = {"exif": "EXIF", "icc": "ICC", "xmp": "XMP"}
 
@@ -148,8 +148,26 @@ def write_image(
     if not parent.is_dir():
         raise ImageError(f"{out}: folder {parent} does not exist; create it first")
     plan = _plan(img, fmt, bit_depth)
-    _atomic_write(out, lambda f: _encode_into(f, img, pixels, plan, quality, keep_orientation, str(out)))
+    # readers see the old file or the whole new one; a failure is one ImageError line
+    atomic_write(out, lambda f: _encode_into(f, img, pixels, plan, quality, keep_orientation, str(out)),
+                 error=ImageError)
     return plan.notes
+
+
+def save_png(samples: np.ndarray, path: str | os.PathLike[str], *, make_parents: bool = True) -> None:
+    """A plain PNG of samples as they are (uint8 or uint16; HxWx3, or HxW grey), written atomically.
+
+    The one PNG writer for data that is not someone's photo (training pairs, evaluation outputs):
+    no metadata to carry, but the same encoder as `write_image` and the same guarantee that an
+    interrupted run never leaves a torn file. Missing folders are made (`make_parents`); a failure
+    is one `ImageError` line.
+    """
+    if samples.dtype not in (np.uint8, np.uint16) or samples.ndim not in (2, 3) or (
+            samples.ndim == 3 and samples.shape[2] != 3):
+        raise ValueError(f"expected uint8/uint16 HxWx3 or HxW samples, got {samples.dtype} {samples.shape}")
+    arr = samples[..., None] if samples.ndim == 2 else samples
+    enc = Encoding(grey=samples.ndim == 2, png_level=1)  # data written by the thousand: speed over size
+    atomic_write(path, lambda f: write_png(f, arr, enc), make_parents=make_parents, error=ImageError)
 
 
 def encode_image(
@@ -174,18 +192,6 @@ def _check_options(quality: int, keep_orientation: str) -> None:
         raise ValueError(f"quality must be 1..100, got {quality}")
     if keep_orientation not in ("upright", "original"):
         raise ValueError(f"keep_orientation must be 'upright' or 'original', got {keep_orientation!r}")
-
-
-def _atomic_write(path: Path, writer: Callable[[BinaryIO], None]) -> None:
-    """`fsutil.atomic_write` (readers see the old file or the whole new one), its failures worded for a user."""
-    try:
-        atomic_write(path, writer)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise ImageError(f"{path}: disk full; free some space or write elsewhere") from None
-        if isinstance(exc, PermissionError):
-            raise ImageError(f"{path}: permission denied; choose a folder and file you can write") from None
-        raise ImageError(f"{path}: cannot write the output ({exc.strerror or exc})") from None
 
 
 def _quantize(x: np.ndarray, depth: int, label: str) -> np.ndarray:

@@ -42,6 +42,9 @@ class Encoding:
     cicp: tuple[int, int, int, int] | None = None
     #: Writers append here what they had to leave out (an EXIF block too big for JPEG, ...).
     notes: list[str] = field(default_factory=list)
+    #: zlib level of an 8-bit PNG (None: Pillow's 6). Data written in bulk (training pairs) takes 1:
+    #: a quarter of the time for files about a fifth larger.
+    png_level: int | None = None
 
 
 T = TypeVar("T")
@@ -87,6 +90,8 @@ def write_png(f: BinaryIO, arr: np.ndarray, enc: Encoding) -> None:
         _write_png16(f, arr, enc)
         return
     opts = _pillow_options(enc)
+    if enc.png_level is not None:
+        opts["compress_level"] = enc.png_level
     if enc.xmp:
         info = PngImagePlugin.PngInfo()
         info.add_itxt("XML:com.adobe.xmp", enc.xmp.decode("utf-8", "replace"), zip=False)

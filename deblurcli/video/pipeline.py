@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DeblurError, OptionError, OutputError, UsageError
-from ..fsutil import fsync_dir
+from ..fsutil import replace_durably
 from .encode import VIDEO_EXTENSIONS, EncoderChoice, VideoOptions, _check_disk, _depth_of, choose_encoder
 from .probing import VideoInfo, _av, _bad, _open_input, _short, probe
 from .segments import (
@@ -282,10 +282,7 @@ def _publish(job: _Job, written: int) -> Path:
         raise _bad(job.src, f"no frames in the section starting at {job.opts.start:g} s; check --start/--duration")
     final = job.dst
     try:
-        with open(job.partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(job.partial, final)
-        fsync_dir(final.parent)
+        replace_durably(job.partial, final)
     except OSError as exc:
         raise OutputError(f"{final}: cannot write ({exc.strerror})") from None
     shutil.rmtree(job.work, ignore_errors=True)

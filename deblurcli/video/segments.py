@@ -12,9 +12,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import OutputError
+from ..fsutil import atomic_write, is_disk_full
 from .encode import EncoderChoice, VideoOptions, _depth_of
 from .probing import VideoInfo
 
@@ -53,12 +54,8 @@ def _prepare_work(work: Path, key: dict[str, Any]) -> int:
     try:
         work.mkdir(parents=True, exist_ok=True)
         if not job.exists():
-            tmp = work / "job.json.part"
-            tmp.write_text(json.dumps(key, indent=1))
-            os.replace(tmp, job)
+            atomic_write(job, json.dumps(key, indent=1))
     except OSError as exc:
-        from ..fsutil import is_disk_full
-
         why = "disk full; free some space" if is_disk_full(exc) else f"{exc.strerror}; choose another output"
         raise OutputError(f"{work}: cannot create the work folder ({why})") from None
     done = 0
@@ -101,13 +98,13 @@ def _segment_encoder(av: Any, vs: Any, enc: EncoderChoice, info: VideoInfo) -> A
 def _store_segment(work: Path, k: int, packets: list[tuple[bytes, int | None, int | None, int, bool]]) -> None:
     """Keep one finished segment's packets: a JSON index line, then the payloads; complete or not at all."""
     index = [[pts, dts, dur, key, len(data)] for data, pts, dts, dur, key in packets]
-    path = work / _segment_name(k)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
+
+    def write(f: BinaryIO) -> None:
         f.write(json.dumps(index).encode() + b"\n")
         for data, *_ in packets:
             f.write(data)
-    os.replace(tmp, path)
+
+    atomic_write(work / _segment_name(k), write)
 
 
 def _load_segment(av: Any, work: Path, k: int) -> list[Any]:
