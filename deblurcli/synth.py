@@ -434,21 +434,79 @@ def dead_leaves(size_hw: tuple[int, int], rng: np.random.Generator, *, rmin: flo
     if h < 1 or w < 1:
         raise ValueError(f"dead_leaves size must be positive, got {size_hw}")
     rmax = 0.4 * max(h, w) if rmax is None else rmax
-    rmax = max(rmax, rmin * 1.01)
-    a, b = rmin ** -2.0, rmax ** -2.0
-    mean_r2 = 2.0 * math.log(rmax / rmin) / (a - b)  # E[r^2] under the r^-3 law
-    n = int(min(max_shapes, math.ceil(depth * h * w / (math.pi * mean_r2))))
+    leaves = _Leaves.draw(rng, h, w, rmin=rmin, rmax=max(rmax, rmin * 1.01), depth=depth, texture_p=texture_p,
+                          shape_p=shape_p, max_shapes=max_shapes)
+    img = _texture(rng, h, w, _random_colours(rng, 1)[0], max(h, w)).astype(np.uint8)
+    for i in range(leaves.n):
+        if not leaves.textured[i]:
+            leaves.paint(img, i, leaves.colours_fill[i])
+            continue
+        r, cx, cy = leaves.radii[i], leaves.centres[i, 0], leaves.centres[i, 1]
+        x0, x1 = max(0, int(cx - r) - 2), min(w, int(cx + r) + 3)
+        y0, y1 = max(0, int(cy - r) - 2), min(h, int(cy + r) + 3)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        leaves.paint(mask, i, (255,), x0, y0)
+        alpha = mask.astype(np.float32)[..., None] * np.float32(1 / 255)
+        tex = _texture(rng, y1 - y0, x1 - x0, leaves.colours[i], r)
+        roi = img[y0:y1, x0:x1]
+        roi[:] = (roi + (tex - roi) * alpha + 0.5).astype(np.uint8)
+    return img.astype(np.float32) / np.float32(255.0)
 
-    radii = (a - rng.random(n) * (a - b)) ** -0.5  # inverse CDF of the r^-3 law
-    centres = rng.random((n, 2)) * (w, h)
-    kinds = rng.choice(4, size=n, p=np.asarray(shape_p, dtype=np.float64) / sum(shape_p))
-    angles = rng.uniform(0, np.pi, n)
-    aspect = rng.uniform(0.3, 1.0, n)
-    colours = _random_colours(rng, n)
-    textured = (radii > 6.0) & (rng.random(n) < texture_p)
 
-    # Vertices for rectangles (4) and polygons (3-7), rotated and placed, in image coordinates.
-    nverts = np.where(kinds == 2, 4, rng.integers(3, 8, n))
+class _Leaves:
+    """Every shape of a dead-leaves image, drawn from ``rng`` up front (numpy, not the painting loop,
+    is where per-shape geometry is cheap), and `paint`, which puts shape ``i`` on a canvas."""
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, h: int, w: int, *, rmin: float, rmax: float, depth: float,
+             texture_p: float, shape_p: tuple[float, float, float, float], max_shapes: int) -> _Leaves:
+        a, b = rmin ** -2.0, rmax ** -2.0
+        mean_r2 = 2.0 * math.log(rmax / rmin) / (a - b)  # E[r^2] under the r^-3 law
+        n = int(min(max_shapes, math.ceil(depth * h * w / (math.pi * mean_r2))))
+        radii = (a - rng.random(n) * (a - b)) ** -0.5  # inverse CDF of the r^-3 law
+        centres = rng.random((n, 2)) * (w, h)
+        kinds = rng.choice(4, size=n, p=np.asarray(shape_p, dtype=np.float64) / sum(shape_p))
+        angles = rng.uniform(0, np.pi, n)
+        aspect = rng.uniform(0.3, 1.0, n)
+        colours = _random_colours(rng, n)
+        textured = (radii > 6.0) & (rng.random(n) < texture_p)
+        nverts = np.where(kinds == 2, 4, rng.integers(3, 8, n))
+        verts = _leaf_vertices(rng, kinds, nverts, radii, aspect, angles, centres)
+        return cls(radii, centres, kinds, angles, aspect, colours, textured, nverts, verts)
+
+    def __init__(self, radii: np.ndarray, centres: np.ndarray, kinds: np.ndarray, angles: np.ndarray,
+                 aspect: np.ndarray, colours: np.ndarray, textured: np.ndarray, nverts: np.ndarray,
+                 verts: np.ndarray) -> None:
+        self.n = len(radii)
+        self.radii, self.centres, self.colours, self.verts = radii, centres, colours, verts
+        # cv2's fixed point as Python ints and lists: numpy scalars would make the loop several times slower.
+        self.cx, self.cy, self.r = _fixed(centres[:, 0]), _fixed(centres[:, 1]), _fixed(radii)
+        self.ax2, self.deg = _fixed(radii * aspect), np.degrees(angles).tolist()
+        self.kinds, self.nverts, self.textured = kinds.tolist(), nverts.tolist(), textured.tolist()
+        self.colours_fill = [tuple(c) for c in np.round(colours).astype(np.int64).tolist()]
+
+    def paint(self, canvas: np.ndarray, i: int, colour: tuple, ox: int = 0, oy: int = 0) -> None:
+        """Shape ``i``, anti-aliased, in ``colour``, on a canvas whose top-left is image pixel (ox, oy)."""
+        kind = self.kinds[i]
+        if kind >= 2:
+            pts = np.round((self.verts[i, :self.nverts[i]] - (ox, oy)) * _ONE).astype(np.int32)
+            cv2.fillPoly(canvas, [pts], colour, cv2.LINE_AA, _SHIFT)
+        elif kind == 0:
+            cv2.circle(canvas, (self.cx[i] - ox * _ONE, self.cy[i] - oy * _ONE), self.r[i], colour, -1,
+                       cv2.LINE_AA, _SHIFT)
+        else:
+            cv2.ellipse(canvas, (self.cx[i] - ox * _ONE, self.cy[i] - oy * _ONE), (self.r[i], self.ax2[i]),
+                        self.deg[i], 0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _fixed(v: np.ndarray) -> list[int]:
+    return np.round(v * _ONE).astype(np.int64).tolist()
+
+
+def _leaf_vertices(rng: np.random.Generator, kinds: np.ndarray, nverts: np.ndarray, radii: np.ndarray,
+                   aspect: np.ndarray, angles: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Vertices of rectangles (4) and star-shaped polygons (3-7), rotated and placed, in image coordinates."""
+    n = len(radii)
     phi = rng.uniform(0, 2 * np.pi, (n, 7))
     phi[np.arange(7)[None, :] >= nverts[:, None]] = np.inf
     phi = np.sort(phi, axis=1)
@@ -459,45 +517,8 @@ def dead_leaves(size_hw: tuple[int, int], rng: np.random.Generator, *, rmin: flo
     rect = box[None] * np.stack([radii, radii * aspect], axis=1)[:, None, :]
     verts[kinds == 2, :4] = rect[kinds == 2]
     ca, sa = np.cos(angles)[:, None], np.sin(angles)[:, None]
-    verts = np.stack([verts[..., 0] * ca - verts[..., 1] * sa,
-                      verts[..., 0] * sa + verts[..., 1] * ca], axis=2) + centres[:, None, :]
-
-    def fx(v: np.ndarray) -> list[int]:
-        """To cv2's fixed point, as Python ints: numpy scalars would make the loop several times slower."""
-        return np.round(v * _ONE).astype(np.int64).tolist()
-
-    cx_i, cy_i, r_i = fx(centres[:, 0]), fx(centres[:, 1]), fx(radii)
-    ax2_i, deg = fx(radii * aspect), np.degrees(angles).tolist()
-    kinds_l, nv_l, tex_l = kinds.tolist(), nverts.tolist(), textured.tolist()
-    colours_l = [tuple(c) for c in np.round(colours).astype(np.int64).tolist()]
-
-    def draw(canvas: np.ndarray, i: int, colour: tuple, ox: int = 0, oy: int = 0) -> None:
-        kind = kinds_l[i]
-        if kind >= 2:
-            pts = np.round((verts[i, :nv_l[i]] - (ox, oy)) * _ONE).astype(np.int32)
-            cv2.fillPoly(canvas, [pts], colour, cv2.LINE_AA, _SHIFT)
-        elif kind == 0:
-            cv2.circle(canvas, (cx_i[i] - ox * _ONE, cy_i[i] - oy * _ONE), r_i[i], colour, -1,
-                       cv2.LINE_AA, _SHIFT)
-        else:
-            cv2.ellipse(canvas, (cx_i[i] - ox * _ONE, cy_i[i] - oy * _ONE), (r_i[i], ax2_i[i]), deg[i],
-                        0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
-
-    img = _texture(rng, h, w, _random_colours(rng, 1)[0], max(h, w)).astype(np.uint8)
-    for i in range(n):
-        if not tex_l[i]:
-            draw(img, i, colours_l[i])
-            continue
-        r, cx, cy = radii[i], centres[i, 0], centres[i, 1]
-        x0, x1 = max(0, int(cx - r) - 2), min(w, int(cx + r) + 3)
-        y0, y1 = max(0, int(cy - r) - 2), min(h, int(cy + r) + 3)
-        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        draw(mask, i, (255,), x0, y0)
-        alpha = mask.astype(np.float32)[..., None] * np.float32(1 / 255)
-        tex = _texture(rng, y1 - y0, x1 - x0, colours[i], r)
-        roi = img[y0:y1, x0:x1]
-        roi[:] = (roi + (tex - roi) * alpha + 0.5).astype(np.uint8)
-    return img.astype(np.float32) / np.float32(255.0)
+    return np.stack([verts[..., 0] * ca - verts[..., 1] * sa,
+                     verts[..., 0] * sa + verts[..., 1] * ca], axis=2) + centres[:, None, :]
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,27 +105,8 @@ def read_image(
     bounds the size so that a hostile or mistaken file cannot exhaust memory before the user
     has opted in with `allow_large`.
     """
-    source: Path | None = None
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        label = name or "<stdin>"
-        data = bytes(src)
-    else:
-        source = Path(src)
-        label = name or str(src)
-        data = _read_file(source, label)
-    if not data:
-        raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-download it")
-    kind = sniff(data)
-    if kind is None and video_container(data[:256]) is not None:
-        raise ImageError(
-            f"{label}: is a video, not a photo; videos cannot be piped, give the file: deblur run CLIP.mp4"
-            if source is None else f"{label}: is a video, not a photo; restore it with deblur run (or deblurcli.video)"
-        )
-    refusal = unreadable(label, kind, source)
-    if refusal:
-        raise ImageError(refusal)
-    refuse_impossible_size(data, kind, label)  # before Pillow allocates what the header declares
-
+    data, label, source = _input_bytes(src, name)
+    kind = _refuse_unreadable(data, label, source)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     pil = _open_pillow(data, label, kind, lift_bomb_guard=allow_large or limit > DEFAULT_MAX_PIXELS)
     if pil is None:  # a TIFF layout Pillow does not know (16-bit grey+alpha, ...): libtiff may
@@ -142,34 +123,13 @@ def read_image(
     icc = pil.info.get("icc_profile") or None
     xmp = _as_bytes(pil.info.get("xmp") or pil.info.get("XML:com.adobe.xmp")) or _jpeg_xmp(pil)
     dpi = _dpi(pil.info.get("dpi"))
-    tiff_exif: bytes | None = None
-    orientation = 1
-    if fmt == "TIFF":
-        tiff_exif, orientation = _exif_from_tiff(data)
+    tiff_exif, orientation = _exif_from_tiff(data) if fmt == "TIFF" else (None, 1)
     depth = _source_bit_depth(data, pil, label)
 
     if fmt == "TIFF" and depth == 16:  # Pillow would cut it to 8 bits
         pil.close()
         return _read_tiff_direct(data, label, source, limit, allow_large, frames=frames)
-    if depth == 16 and fmt == "HEIF":
-        arr, channels = _heif_decode_16(data, h, w, label)
-        pillow_oriented = False
-    elif depth == 16:
-        arr, channels = _cv2_decode(data, h, w, _declared_grey(data, pil), label)
-        pillow_oriented = False
-        if fmt == "PNG":
-            check_png_rows(data, label, suspicious=True)
-    else:
-        had_tag = fmt == "TIFF" and _ORIENTATION_TAG in getattr(pil, "tag_v2", {})
-        arr, channels, icc = _decode_8bit(pil, label, icc)
-        # Pillow >= 12 already applies a TIFF's orientation while loading and then drops the
-        # tag; applying it again would rotate the photo twice.
-        pillow_oriented = had_tag and _ORIENTATION_TAG not in getattr(pil, "tag_v2", {})
-        turned = pillow_oriented and orientation in (5, 6, 7, 8)
-        if arr.shape[:2] != ((w, h) if turned else (h, w)):
-            raise ImageError(f"{label}: file is truncated or corrupt; re-export or re-download it")
-        if fmt == "PNG":  # rows the data never reached are black, and Pillow says nothing
-            check_png_rows(data, label, suspicious=png_interlaced(data) or not arr[-1].any())
+    arr, channels, icc, pillow_oriented = _decode_pixels(data, pil, fmt, depth, (h, w), orientation, icc, label)
 
     if fmt == "TIFF":
         exif = tiff_exif
@@ -186,6 +146,62 @@ def read_image(
     if fmt in ("HEIF", "AVIF"):
         img.cicp = iso_cicp(data)
     return img
+
+
+def _input_bytes(src: str | os.PathLike[str] | bytes | bytearray | memoryview,
+                 name: str | None) -> tuple[bytes, str, Path | None]:
+    """The encoded bytes, the name errors use, and the file they came from (None for stdin)."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        label, data, source = name or "<stdin>", bytes(src), None
+    else:
+        source = Path(src)
+        label = name or str(src)
+        data = _read_file(source, label)
+    if not data:
+        raise ImageError(f"{label}: file is empty (0 bytes); re-export or re-download it")
+    return data, label, source
+
+
+def _refuse_unreadable(data: bytes, label: str, source: Path | None) -> str | None:
+    """The format `sniff` finds, once every refusal that needs no decoding is made: a video, a raw
+    file, a missing plug-in, a header declaring more pixels than the data could fill."""
+    kind = sniff(data)
+    if kind is None and video_container(data[:256]) is not None:
+        raise ImageError(
+            f"{label}: is a video, not a photo; videos cannot be piped, give the file: deblur run CLIP.mp4"
+            if source is None else f"{label}: is a video, not a photo; restore it with deblur run (or deblurcli.video)"
+        )
+    refusal = unreadable(label, kind, source)
+    if refusal:
+        raise ImageError(refusal)
+    refuse_impossible_size(data, kind, label)  # before Pillow allocates what the header declares
+    return kind
+
+
+def _decode_pixels(data: bytes, pil: Any, fmt: str, depth: int, hw: tuple[int, int], orientation: int,
+                   icc: bytes | None, label: str) -> tuple[np.ndarray, str, bytes | None, bool]:
+    """(samples, channels, ICC profile, whether Pillow already turned them upright), by the decoder
+    that keeps the file's bit depth: Pillow for 8 bits, OpenCV or libheif for 16."""
+    h, w = hw
+    if depth == 16 and fmt == "HEIF":
+        arr, channels = _heif_decode_16(data, h, w, label)
+        return arr, channels, icc, False
+    if depth == 16:
+        arr, channels = _cv2_decode(data, h, w, _declared_grey(data, pil), label)
+        if fmt == "PNG":
+            check_png_rows(data, label, suspicious=True)
+        return arr, channels, icc, False
+    had_tag = fmt == "TIFF" and _ORIENTATION_TAG in getattr(pil, "tag_v2", {})
+    arr, channels, icc = _decode_8bit(pil, label, icc)
+    # Pillow >= 12 already applies a TIFF's orientation while loading and then drops the
+    # tag; applying it again would rotate the photo twice.
+    pillow_oriented = had_tag and _ORIENTATION_TAG not in getattr(pil, "tag_v2", {})
+    turned = pillow_oriented and orientation in (5, 6, 7, 8)
+    if arr.shape[:2] != ((w, h) if turned else (h, w)):
+        raise ImageError(f"{label}: file is truncated or corrupt; re-export or re-download it")
+    if fmt == "PNG":  # rows the data never reached are black, and Pillow says nothing
+        check_png_rows(data, label, suspicious=png_interlaced(data) or not arr[-1].any())
+    return arr, channels, icc, pillow_oriented
 
 
 def _build(

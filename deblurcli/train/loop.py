@@ -107,14 +107,17 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators from one seed: the same config makes the same run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """A crash mid-save leaves the previous checkpoint intact, never a torn one."""
     with atomic_output(path, make_parents=True) as tmp:
         torch.save(obj, tmp)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write(path, text)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -149,8 +152,6 @@ class Trainer:
     """Holds one run's state; ``fit()`` trains to ``train.steps``."""
 
     def __init__(self, cfg: dict[str, Any], world: World, *, resume: bool, console: Console | None) -> None:
-        from ..models import create, get_arch
-
         self.cfg = cfg
         self.world = world
         self.out = Path(cfg["out"]).expanduser()
@@ -160,22 +161,53 @@ class Trainer:
         self.loader: Any = None
         t = cfg["train"]
 
+        self._check_run_folder(resume)
+        if cfg["threads"] > 0:
+            torch.set_num_threads(cfg["threads"])
+        self.device = pick_device(cfg["device"], world)
+        init_process_group(world, self.device)
+        _seed_everything(int(cfg["seed"]))
+        self._check_arch()
+        self.total = int(t["steps"])
+        self.amp_dtype = self._amp_dtype(t["amp"])
+        if world.main:
+            self._announce()
+        self._find_data()  # before building the model: a wrong folder should fail in a second, not a minute
+        model = self._build_model(resume)
+
+        self.step = 0
+        self.samples = 0
+        self.best_psnr: float | None = None
+        self.elapsed_before = 0.0
+        if resume:
+            self._restore(load_checkpoint(self.ckpt_path))
+
+        self.net: nn.Module = model
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+        self._make_loader()
+        self._start_reporting(resume, console)
+
+    # -- setup steps (in __init__'s order) -------------------------------------------------------
+
+    def _check_run_folder(self, resume: bool) -> None:
+        """A resume needs a checkpoint, a new run an empty place: neither may overwrite the other."""
         if resume and not self.ckpt_path.is_file():
             raise UsageError(f"{{resume}}: no checkpoint at {self.ckpt_path}; start a new run without {{resume}}, "
                              "or set {out} to the run to continue", names=("resume", "out"))
         if not resume and self.ckpt_path.exists():
             raise UsageError(f"{self.out} already holds a run ({self.ckpt_path.name}); continue it with {{resume}}, "
                              "or choose another {out}", names=("resume", "out"))
-        if cfg["threads"] > 0:
-            torch.set_num_threads(cfg["threads"])
-        self.device = pick_device(cfg["device"], world)
-        init_process_group(world, self.device)
 
-        seed = int(cfg["seed"])
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+    def _check_arch(self) -> None:
+        """The architecture, its variants and the patch sizes, refused before any data or model is touched."""
+        from ..models import get_arch
 
+        cfg = self.cfg
         try:
             self.arch = get_arch(cfg["arch"])
         except DeblurError as exc:
@@ -193,12 +225,13 @@ class Trainer:
                 lo = max(self.multiple, patch - patch % self.multiple)
                 raise UsageError(f"patch size {patch} is not a multiple of {self.multiple}, which {cfg['arch']} "
                                  f"({cfg['variant']}) needs; use {lo} or {lo + self.multiple}")
-        self.total = int(t["steps"])
-        self.amp_dtype = self._amp_dtype(t["amp"])
-        if world.main:
-            self._announce()
-        self._find_data()  # before building the model: a wrong folder should fail in a second, not a minute
 
+    def _build_model(self, resume: bool) -> nn.Module:
+        """The network on its device (from ``train.init`` when fine-tuning), measured and checked
+        against the device's memory, with its loss, EMA copy and optimizer."""
+        from ..models import create
+
+        cfg, t = self.cfg, self.cfg["train"]
         try:
             model = create(cfg["arch"], cfg["model"], cfg["variant"])
         except (TypeError, ValueError) as exc:
@@ -214,25 +247,14 @@ class Trainer:
         if t["ema_decay"] > 0:
             self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         self._make_optimizer()
+        return model
 
-        self.step = 0
-        self.samples = 0
-        self.best_psnr: float | None = None
-        self.elapsed_before = 0.0
-        if resume:
-            self._restore(load_checkpoint(self.ckpt_path))
-
-        self.net: nn.Module = model
-        if world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.net = DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-        self._make_loader()
+    def _start_reporting(self, resume: bool, console: Console | None) -> None:
+        """The run folder's config.yaml and log (cut back to the checkpoint on a resume), and the reporter."""
+        cfg, t, world = self.cfg, self.cfg["train"], self.world
         if world.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_text(self.out / "config.yaml", dump_config(cfg))
+            atomic_write(self.out / "config.yaml", dump_config(cfg))
             if resume:
                 truncate_log(self.out / "log.jsonl", self.step)
         self.reporter = Reporter(self.out, total=self.total, start=self.step, enabled=world.main, console=console,
