@@ -509,3 +509,17 @@ def test_without_a_terminal_a_line_comes_at_least_every_heartbeat(tmp_path: Path
             raise AssertionError("no progress line without a log interval")
     finally:
         reporter.close()
+
+
+def test_a_resumed_log_keeps_the_steps_up_to_the_checkpoint_and_drops_a_torn_line(tmp_path: Path) -> None:
+    """A run resumed at step 20 logs steps 21.. again: the log must not hold them twice, nor a line
+    the crash cut in half (which would glue itself to the next record)."""
+    from deblurcli.train.report import truncate_log
+
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "loss": 0.1}) for s in (10, 20, 30)] + ['{"event": "start"}']
+    log.write_text("\n".join(lines) + '\n{"step": 4')  # torn mid-append, and no newline
+    truncate_log(log, 20)
+    assert log.read_text() == "\n".join(lines[:2] + [lines[3]]) + "\n"
+    truncate_log(tmp_path / "none.jsonl", 5)
+    assert not (tmp_path / "none.jsonl").exists()

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, read_lines
 from ..progress import bar
 
 #: Without a terminal, the longest silence (seconds) between two progress lines.
@@ -40,12 +40,13 @@ def truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines, _torn = read_lines(path)  # a torn last line (a crash mid-append) is dropped there
+    for line in lines:
         try:
             if int(json.loads(line).get("step", 0)) <= step:
                 kept.append(line)
         except (ValueError, AttributeError):
-            continue  # a torn last line from a crash
+            continue  # a line no run of ours wrote
     atomic_write(path, "".join(k + "\n" for k in kept))  # a crash now must not lose the whole log
 
 
