@@ -869,8 +869,9 @@ def test_interrupted_write_keeps_existing_file(tmp_path: Path, monkeypatch: pyte
 
 def test_every_format_extension_is_an_input_everywhere(tmp_path: Path) -> None:
     """One list of photo extensions: a `.jfif` that `run` reads is also found by batch, eval and training."""
-    from deblurcli import batch, synth
+    from deblurcli import batch
     from deblurcli.eval import datasets
+    from deblurcli.synth import pairs
 
     src = Image(pixels=photo(16, 24, 3).astype(np.float32) / 255.0)
     for ext in sorted(imageio.IMAGE_EXTENSIONS):
@@ -881,7 +882,7 @@ def test_every_format_extension_is_an_input_everywhere(tmp_path: Path) -> None:
     assert ".jfif" in imageio.IMAGE_EXTENSIONS and len(want) == len(imageio.IMAGE_EXTENSIONS)
     assert sorted(p.name for p in batch.list_inputs(tmp_path, batch.BatchOptions())) == want
     assert sorted(p.name for p in datasets._images(tmp_path)) == want
-    assert sorted(p.name for p in synth._list_images(tmp_path)) == want
+    assert sorted(p.name for p in pairs._list_images(tmp_path)) == want
 
 
 def test_one_format_option_check(tmp_path: Path) -> None:

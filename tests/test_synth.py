@@ -137,7 +137,7 @@ def test_spatially_varying_blur_mixes_kernels() -> None:
     a, b = (synth.blur_image(img, k) for k in ks)
     assert out.shape == img.shape and 0 <= out.min() and out.max() <= 1
     assert not np.allclose(out, a, atol=1e-3) and not np.allclose(out, b, atol=1e-3)
-    masks = synth._smooth_masks((30, 40), 3, np.random.default_rng(0))
+    masks = synth.recipes._smooth_masks((30, 40), 3, np.random.default_rng(0))
     assert masks.shape == (3, 30, 40) and (masks >= 0).all()
     np.testing.assert_allclose(masks.sum(0), 1.0, atol=1e-5)
 

@@ -154,20 +154,21 @@ def write_image(
     return plan.notes
 
 
-def save_png(samples: np.ndarray, path: str | os.PathLike[str], *, make_parents: bool = True) -> None:
+def save_png(samples: np.ndarray, path: str | os.PathLike[str], *, make_parents: bool = True,
+             error: Callable[[str], Exception] | None = ImageError) -> None:
     """A plain PNG of samples as they are (uint8 or uint16; HxWx3, or HxW grey), written atomically.
 
     The one PNG writer for data that is not someone's photo (training pairs, evaluation outputs):
     no metadata to carry, but the same encoder as `write_image` and the same guarantee that an
     interrupted run never leaves a torn file. Missing folders are made (`make_parents`); a failure
-    is one `ImageError` line.
+    is one `ImageError` line (``error=None``: the OSError, for a caller that words it itself).
     """
     if samples.dtype not in (np.uint8, np.uint16) or samples.ndim not in (2, 3) or (
             samples.ndim == 3 and samples.shape[2] != 3):
         raise ValueError(f"expected uint8/uint16 HxWx3 or HxW samples, got {samples.dtype} {samples.shape}")
     arr = samples[..., None] if samples.ndim == 2 else samples
     enc = Encoding(grey=samples.ndim == 2, png_level=1)  # data written by the thousand: speed over size
-    atomic_write(path, lambda f: write_png(f, arr, enc), make_parents=make_parents, error=ImageError)
+    atomic_write(path, lambda f: write_png(f, arr, enc), make_parents=make_parents, error=error)
 
 
 def encode_image(
