@@ -529,3 +529,20 @@ def test_batch_redoes_a_finished_video_when_an_output_deciding_video_option_chan
     assert status(VideoOptions()) == "ok"
     assert status(VideoOptions()) == "skipped"
     assert status(VideoOptions(**{name: _CHANGED_VIDEO[name]})) == "ok"
+
+
+def test_a_clip_holds_one_tile_and_leaves_the_deblurrers_setting_alone(clips: dict[str, Path], tiny_model: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Automatic tiles are chosen once per clip (a tile that changed mid-clip would move the seams from
+    frame to frame), and meanwhile the Deblurrer keeps its own setting: another caller sharing it
+    (a photo restored between frames) still gets automatic tiles."""
+    d = Deblurrer(tiny_model, device="cpu", tile="auto", progress=False)
+    asked: list[tuple[int, int]] = []
+    real = d.tile_for
+    monkeypatch.setattr(d, "tile_for", lambda h, w: asked.append((h, w)) or real(h, w))
+    seen: list[Any] = []
+    restore_video(d, clips["cfr"], tmp_path / "o.mkv",
+                  VideoOptions(lossless=True, duration=0.25, on_frame=lambda i: seen.append(d.tile)))
+    assert len(seen) == 6 and set(seen) == {"auto"}
+    assert asked == [(H, W)]
