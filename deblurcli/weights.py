@@ -37,7 +37,6 @@ FORMAT_VERSION = "1"
 # Keys under which training frameworks nest the weights, most specific first: BasicSR's EMA
 # weights are the ones its authors evaluate, so they win over plain `params`.
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "net", "generator")
-SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 
 
 @dataclass

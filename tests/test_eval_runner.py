@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from oracles import volumetric_ssim
 
-from deblurcli.errors import DeblurError, UsageError
+from deblurcli.errors import DeblurError, ImageError, UsageError
 from deblurcli.eval import evaluate, find_pairs, runner, write_csv, write_json
 from deblurcli.eval.datasets import Pair
 
@@ -151,6 +151,16 @@ def test_limit_reports_and_stdout(dataset: Path, capsys: pytest.CaptureFixture[s
     assert [r["name"] for r in rows] == ["a.png", "c.png"]
     assert rows[1]["psnr"] and float(rows[1]["psnr"]) == result["images"][1]["psnr"]
     assert rows[0]["psnr"] == "" and rows[0]["status"] == "ok"
+
+
+def test_report_that_cannot_be_written_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A report goes through the one atomic writer: a failed write is one line naming the file, nothing left behind."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(ImageError) as caught:
+        write_json({"summary": {}}, blocker / "report.json")
+    assert str(blocker / "report.json") in str(caught.value) and "\n" not in str(caught.value)
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
 
 
 def test_bad_arguments(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:

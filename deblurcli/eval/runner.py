@@ -196,13 +196,6 @@ def _read_pixels(path: Path) -> np.ndarray:
     return np.asarray(read_image(path).pixels, dtype=np.float32)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    try:
-        atomic_write(path, data, make_parents=True)
-    except OSError as exc:
-        raise ImageError(f"cannot write {path} ({exc.strerror or exc}); check the folder is writable") from exc
-
-
 # --------------------------------------------------------------------------- reports
 
 
@@ -224,7 +217,7 @@ def _emit(text: str, path: str | Path) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    _atomic_write(Path(path).expanduser(), text.encode("utf-8"))
+    atomic_write(Path(path).expanduser(), text, make_parents=True, error=ImageError)
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .notice import set_notice
 from .reference import selective_scan_reference
 from .torch_scan import selective_scan_torch
 
@@ -53,20 +54,6 @@ def _load(name: str) -> Callable[..., Any] | None:
         except Exception:
             _cache[name] = None
     return _cache[name]
-
-
-_notice: Callable[[str], None] | None = None
-
-
-def set_notice(fn: Callable[[str], None] | None) -> None:
-    """Where a backend says something worth a person's attention (e.g. a first-run compile)."""
-    global _notice
-    _notice = fn
-
-
-def notify(message: str) -> None:
-    if _notice is not None:
-        _notice(message)
 
 
 def available_backends() -> list[str]:

@@ -65,7 +65,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import notify
+from .notice import notify
 from .reference import grouped_bc
 
 

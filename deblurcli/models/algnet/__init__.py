@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 ARCH = "algnet"
-VARIANTS: tuple[str, ...] = ("plain", "local")
-DEFAULT_VARIANT = "local"
 INPUT_RANGE = "[0, 1]"
 
 #: The released ALGNet (width 32) and ALGNet-B (width 64), as ``infer_config`` reads them from the

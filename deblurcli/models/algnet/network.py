@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError
 from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
-from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 #: The official Glayer hard-codes the Mamba state size; a checkpoint with another one is ours.
 OFFICIAL_D_STATE = 32

@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 ARCH = "evssm"
-VARIANTS: tuple[str, ...] = ("global", "windowed")
-DEFAULT_VARIANT = "windowed"
 INPUT_RANGE = "[0, 1]"
 
 #: The released EVSSM, as ``infer_config`` reads it from the authors' checkpoint keys and shapes.

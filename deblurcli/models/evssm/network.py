@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError, UsageError
 from ...ssm import selective_scan
 from ..contract import count_blocks, strip_module_prefix
-from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 #: The official test-time window sizes, levels 1, 2, 3 (``models/EVSSM.py``).
 OFFICIAL_WINDOWS: tuple[int, int, int] = (384, 192, 96)

@@ -7,10 +7,9 @@ A convolutional U-Net with selective scans only at its coarse levels, made for C
 from __future__ import annotations
 
 from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 ARCH = "scanunet"
-VARIANTS: tuple[str, ...] = ("plain",)
-DEFAULT_VARIANT = "plain"
 INPUT_RANGE = "[0, 1]"
 
 SPEC = ArchSpec(

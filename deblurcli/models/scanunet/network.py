@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError
 from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
-from . import ARCH, DEFAULT_VARIANT, INPUT_RANGE, VARIANTS
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 #: Levels below the unshuffle: 1/2 .. 1/16 are encoder/decoder levels, the middle is at 1/32.
 LEVELS = 4
@@ -195,5 +195,4 @@ def training_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
     return [model(x)]
 
 
-__all__ = ["ARCH", "DEFAULT_VARIANT", "INPUT_RANGE", "ScanUNet", "VARIANTS", "build", "detect", "infer_config",
-           "pad_multiple", "restore", "training_outputs"]
+__all__ = ["ScanUNet", "build", "detect", "infer_config", "pad_multiple", "restore", "training_outputs"]

@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..contract import SCAN_MIN_TILE, ArchSpec, TrainRecipe, network_hooks, width_memory
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 ARCH = "xyscannet"
-VARIANTS: tuple[str, ...] = ("plain",)
-DEFAULT_VARIANT = "plain"
 INPUT_RANGE = "[-0.5, 0.5]"
 
 #: The released XYScanNetP (XYScanNet+, dim 144), as ``infer_config`` reads it from the authors'

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ...errors import CheckpointError, UsageError
 from ..contract import count_blocks, strip_module_prefix
 from ..mamba import Mamba
-from . import DEFAULT_VARIANT, VARIANTS  # the package's SPEC holds these facts
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 _LN_EPS = 1e-5
 _SIZE_MULTIPLE = 4
