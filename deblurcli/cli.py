@@ -929,6 +929,68 @@ def doctor_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+@app.command("inspect")
+@handle_errors
+def inspect_cmd(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="Photos, videos, or folders (searched recursively)"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
+    save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
+                                            "one input, else a folder receiving NAME_kernel.png"),
+    threshold: float = typer.Option(2.0, "--threshold", min=1.0, help="Edge width in pixels above which a photo "
+                                    "counts as blurred (sharp photos measure about 1.1-1.8)"),
+    verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
+                                      "length or direction"),
+    allow_large: bool = AllowLargeOpt,
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Which photos are blurred, and how: sharpness, verdict, shake length and direction, what to run."""
+    from .inspect import inspect_path, list_files
+    from .inspect import save_kernel as write_kernel
+
+    files: list[Path] = []
+    failed = 0
+    rows: list[dict[str, Any]] = []
+    for given in inputs:
+        try:
+            files.extend(list_files([given]))
+        except DeblurError as exc:
+            failed += 1
+            _error(exc.cli_message(flag_for))
+            rows.append({"file": str(given), "error": exc.cli_message(flag_for)})
+    many = len(files) > 1 or any(p.is_dir() for p in inputs) or (save_kernel is not None and save_kernel.is_dir())
+    table = Table(show_edge=False)
+    for col in ("file", "verdict", "sharpness", "shake", "direction", "suggestion"):
+        table.add_column(col)
+    for f in files:
+        try:
+            rec = inspect_path(f, threshold=threshold, kernel=not verdict_only, allow_large=allow_large)
+        except DeblurError as exc:
+            failed += 1
+            _error(exc.cli_message(flag_for))
+            rows.append({"file": str(f), "error": exc.cli_message(flag_for)})
+            continue
+        row = rec.as_dict()
+        if save_kernel is not None:
+            dst = save_kernel / f"{f.stem}_kernel.png" if many else save_kernel
+            if write_kernel(rec, dst):
+                row["kernel_png"] = str(dst)
+            elif not quiet:
+                why = "judged sharp" if not rec.blurred else rec.note or "not estimated"
+                _say("[yellow]note:[/] ", f"{f}: no blur trace to save ({why})")
+        rows.append(row)
+        verdict = f"{'blurred' if rec.blurred else 'sharp'} ({rec.confidence:.0%})"
+        shake = "-" if rec.shake_px is None else f"{rec.shake_px:.0f} px"
+        direction = "-" if rec.direction_deg is None else f"{rec.direction_deg:.0f}°"
+        table.add_row(escape(str(f)), verdict, f"{rec.sharpness:.2f}", shake, direction, escape(rec.suggestion or "-"))
+    if json_out:
+        print(json.dumps(rows, indent=1))
+    elif files:
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
 def _second_interrupt_exits_now() -> None:
     """First Ctrl-C: stop cleanly (the file being written is finished, exit 130). Second: leave at once.
 
