@@ -29,6 +29,9 @@ from .progress import bar, frame_progress, tile_progress
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
 _ARCH_CHOICES = " | ".join(arch_names())
+#: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated so that ``--help`` does not import numpy
+#: (tests/test_inspect.py checks that the two agree).
+DEFAULT_BLUR_THRESHOLD = 2.0
 
 
 class _OneLineErrors(TyperGroup):
@@ -338,6 +341,13 @@ def batch(
     crf: int | None = CrfOpt,
     codec: str | None = CodecOpt,
     lossless: bool = LosslessOpt,
+    only_blurry: bool = typer.Option(False, "--only-blurry", help="Restore only the files judged blurred (as "
+                                     "'deblur inspect' judges); the others are reported as skipped, with no output"),
+    blur_threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
+                                         help="With --only-blurry: edge width in px above which a file counts as "
+                                         "blurred (sharp photos: about 1.1-1.8)"),
+    keep_original_if_worse: bool = typer.Option(False, "--keep-original-if-worse", help="Where an output measures "
+                                                "less sharp than its input, write the input instead"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -347,7 +357,8 @@ def batch(
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
-                        video=_video_options(crf, codec, lossless, 0.0, None, None))
+                        video=_video_options(crf, codec, lossless, 0.0, None, None), only_blurry=only_blurry,
+                        blur_threshold=blur_threshold, keep_original_if_worse=keep_original_if_worse)
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
@@ -387,6 +398,11 @@ def batch(
             report_error = str(exc)
     if not quiet:
         _print_batch_summary(summary)
+        if summary.worse:
+            kept = "the original written instead" if keep_original_if_worse else "--keep-original-if-worse keeps " \
+                "the original for such files"
+            _say("[yellow]note:[/] ", f"{len(summary.worse)} output(s) measure less sharp than their input: "
+                 f"{', '.join(summary.worse[:5])}{', ...' if len(summary.worse) > 5 else ''} ({kept})")
     if report_error:
         _error(report_error)
     if summary.interrupted:
@@ -936,8 +952,9 @@ def inspect_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
     save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
                                             "one input, else a folder receiving NAME_kernel.png"),
-    threshold: float = typer.Option(2.0, "--threshold", min=1.0, help="Edge width in pixels above which a photo "
-                                    "counts as blurred (sharp photos measure about 1.1-1.8)"),
+    threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--threshold", min=1.0,
+                                    help="Edge width in pixels above which a photo counts as blurred (sharp photos "
+                                    "measure about 1.1-1.8)"),
     verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
                                       "length or direction"),
     allow_large: bool = AllowLargeOpt,

@@ -16,6 +16,7 @@ something.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -39,8 +40,6 @@ _CONFIDENCE_SCALE = 0.12
 REGION_SIDE = 256
 #: Photos whose long side exceeds this are estimated at half resolution, as the engine does.
 FULL_RES_MAX_SIDE = 1600
-#: Shakes at least this long (px), and shaped like one stroke, get the dedicated shake model.
-LARGE_SHAKE_PX = 15.0
 VIDEO_FRAMES = 3
 
 
@@ -166,13 +165,49 @@ def estimate_shake(src: Any, *, region_side: int = REGION_SIDE) -> tuple[Any, fl
     return est, 1.0 / scale
 
 
-def _suggest(file: str, blurred: bool, shake_px: float | None, plausible: bool | None) -> str | None:
-    if not blurred:
+@functools.lru_cache(maxsize=1)
+def _trained_blur_px() -> int | None:
+    """The largest shake the embedded default model was trained on (its weights' metadata), or None."""
+    from .models import registry
+    from .safetensors_header import read_safetensors_header
+
+    try:
+        path = registry.embedded_path(registry.default_entry())
+        if path is None:
+            return None
+        value = read_safetensors_header(path)[0].get("train_blur_px")
+        return int(value) if value else None
+    except (DeblurError, OSError, ValueError):
+        return None
+
+
+def suggested_scale(shake_px: float, trained_px: int) -> int:
+    """The ``--scale`` that brings a measured shake back inside what the model learned.
+
+    The same rule as ``--scale auto`` (`multiscale.auto_scale`), but from the shake measured on
+    this photo instead of the shake typical of its size.
+    """
+    from .multiscale import CROSSOVER, MAX_SCALE
+
+    scale = 1
+    while shake_px / scale > CROSSOVER * trained_px and scale < MAX_SCALE:
+        scale *= 2
+    return scale
+
+
+def _suggest(file: str, rec: Inspection) -> str | None:
+    """The command to run for a blurred photo; ``--scale N`` only where ``--scale auto`` would pick otherwise."""
+    if not rec.blurred:
         return None
     quoted = file if file and all(c not in file for c in " '\"$`\\") else repr(file)
-    if shake_px is not None and shake_px >= LARGE_SHAKE_PX and plausible:
-        return f"deblur run {quoted} --model shake"
-    return f"deblur run {quoted}"
+    cmd = f"deblur run {quoted}"
+    trained = _trained_blur_px()
+    if rec.shake_px is None or not trained or not rec.width or not rec.height:
+        return cmd
+    from .multiscale import auto_scale
+
+    want = suggested_scale(rec.shake_px, trained)
+    return cmd if want == auto_scale(rec.height, rec.width, trained) else f"{cmd} --scale {want}"
 
 
 def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = True,
@@ -202,7 +237,7 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
             rec.direction_deg = float(est.stats.direction_deg)
             rec.kernel_plausible = bool(est.diagnostics.plausible)
             rec.kernel = est.kernel
-    rec.suggestion = _suggest(label, rec.blurred, rec.shake_px, rec.kernel_plausible)
+    rec.suggestion = _suggest(label, rec)
     rec.seconds = time.perf_counter() - t0
     return rec
 
@@ -260,7 +295,7 @@ def inspect_video(path: str | os.PathLike[str], *, threshold: float = DEFAULT_TH
     rec.confidence = float(np.mean([r.confidence if r.blurred == blurred else 1 - r.confidence for _, r in recs]))
     rec.frames = [{"time": round(t, 3), "blurred": r.blurred, "sharpness": round(r.sharpness, 4),
                    "edge_px": round(r.edge_px, 2)} for t, r in recs]
-    rec.suggestion = _suggest(label, rec.blurred, rec.shake_px, rec.kernel_plausible)
+    rec.suggestion = _suggest(label, rec)
     rec.seconds = time.perf_counter() - t0
     return rec
 
@@ -268,10 +303,10 @@ def inspect_video(path: str | os.PathLike[str], *, threshold: float = DEFAULT_TH
 def inspect_path(path: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD,
                  kernel: bool = True, allow_large: bool = False) -> Inspection:
     """`inspect` for a photo file or `inspect_video` for a video file, chosen by content."""
-    from .video import VIDEO_EXTENSIONS, is_video
+    from .video import is_video
 
     p = Path(path)
-    if p.suffix.lower() in VIDEO_EXTENSIONS or (p.is_file() and is_video(p)):
+    if p.is_file() and is_video(p):  # content decides, as in ``deblur run``: a JPEG named .mp4 is a photo
         return inspect_video(p, threshold=threshold, kernel=kernel)
     return inspect(p, threshold=threshold, kernel=kernel, allow_large=allow_large)
 

@@ -118,8 +118,14 @@ def _noise_sigma(tiles: np.ndarray) -> float:
     return float(np.median(np.abs(r)) / (0.6745 * 6.0))
 
 
-def _level(arr: np.ndarray) -> tuple[dict[float, float], float, int, float]:
-    """Width per direction, noise sigma, tiles measured and texture of one scale of the photo."""
+def directional_widths(arr: np.ndarray) -> tuple[dict[float, float], float, int, float]:
+    """Width per direction, noise sigma, tiles measured and texture, at this one scale (no reduction).
+
+    The measurement itself, public so that its claim can be checked: a ramp L pixels wide whose
+    tiles hold it whole measures exactly L along its direction (L * sqrt 2 along the diagonals,
+    the length of a diagonal crossing). A ramp cut by a tile's border reads wider, which is why
+    the 32 px tiles are measured at coarser scales too (`edge_width`).
+    """
     ty, tx = (arr.shape[0] - 4) // TILE, (arr.shape[1] - 4) // TILE
     scores = _tile_scores(arr[2:, 2:], ty, tx).ravel()
     order = np.argsort(scores, kind="stable")
@@ -173,7 +179,7 @@ def edge_width(pixels: np.ndarray) -> EdgeWidth:
             if h // 2 < TILE + 4 or w // 2 < TILE + 4:
                 break
             level = cv2.resize(np.ascontiguousarray(level), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        m = _level(level)
+        m = directional_widths(level)
         if best is None or max(m[0].values()) > max(best[0].values()):
             best = m
     assert best is not None
