@@ -753,6 +753,10 @@ def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
         t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-", "")
     if s.get("lpips") is not None:
         t.add_row("LPIPS", num(s.get("lpips"), 4), num(paper.get("lpips"), 3), signed(diff.get("lpips"), 4))
+    if s.get("edge_px_after") is not None:  # no ground truth: the no-reference measure, before -> after
+        t.add_row("edge width, px (input -> output)", f"{num(s.get('edge_px_before'), 2)} -> "
+                  f"{num(s.get('edge_px_after'), 2)}", "", "")
+        t.add_row("images sharper than their input", f"{s.get('sharper')} of {s.get('count')}", "", "")
     t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "", "")
     t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "", "")
     t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "", "")
