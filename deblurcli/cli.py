@@ -31,7 +31,7 @@ from .progress import bar, frame_progress, tile_progress
 _ARCH_CHOICES = " | ".join(arch_names())
 #: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated so that ``--help`` does not import numpy
 #: (tests/test_inspect.py checks that the two agree).
-DEFAULT_BLUR_THRESHOLD = 2.0
+DEFAULT_BLUR_THRESHOLD = 1.9
 
 
 class _OneLineErrors(TyperGroup):
