@@ -399,8 +399,9 @@ def batch(
     if not quiet:
         _print_batch_summary(summary)
         if summary.worse:
-            kept = "the original written instead" if keep_original_if_worse else "--keep-original-if-worse keeps " \
-                "the original for such files"
+            all_kept = all(summary.quality[name].get("kept_original") for name in summary.worse)
+            kept = "the original written instead" if all_kept else "--keep-original-if-worse keeps the original " \
+                "for such files"
             _say("[yellow]note:[/] ", f"{len(summary.worse)} output(s) measure less sharp than their input: "
                  f"{', '.join(summary.worse[:5])}{', ...' if len(summary.worse) > 5 else ''} ({kept})")
     if report_error:
