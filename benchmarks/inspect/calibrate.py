@@ -24,7 +24,7 @@ import numpy as np
 
 from deblurcli import synth
 from deblurcli.deconv import kernel_stats
-from deblurcli.inspect import estimate_shake
+from deblurcli.inspect import REGION_SIDE, estimate_shake
 from deblurcli.quality import edge_width
 
 VERDICT_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "grass", "gravel",
@@ -75,7 +75,7 @@ def verdict(out: Path | None) -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def length(out: str) -> None:
+def length(out: str, region: int = REGION_SIDE) -> None:
     rng = np.random.default_rng(SEED)
     true, est, scale = [], [], []
     for name in LENGTH_PHOTOS:
@@ -87,7 +87,7 @@ def length(out: str) -> None:
         for size in LENGTH_SIZES:
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            e, factor = estimate_shake(b)
+            e, factor = estimate_shake(b, region_side=region)
             true.append(k)
             est.append(e.kernel)
             scale.append(factor)
@@ -125,12 +125,13 @@ def main() -> None:
     ap.add_argument("--verdict", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="with --verdict: write the rows as JSON")
     ap.add_argument("--length", metavar="OUT.npz")
+    ap.add_argument("--region", type=int, default=REGION_SIDE, help="with --length: estimation window side")
     ap.add_argument("--rules", metavar="NPZ", help="score the ways of reading a length off --length's kernels")
     args = ap.parse_args()
     if args.verdict:
         verdict(args.out)
     if args.length:
-        length(args.length)
+        length(args.length, args.region)
     if args.rules:
         length_rules(args.rules, args.out)
     if not (args.verdict or args.length or args.rules):
