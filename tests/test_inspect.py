@@ -226,3 +226,32 @@ def test_eval_without_ground_truth(photos: dict[str, Path], tmp_path: Path, tiny
     for rec in result["images"]:
         assert rec["edge_px_before"] >= 1.0 and rec["edge_px_after"] >= 1.0 and rec["psnr"] is None
     assert "edge width" in ANSI.sub("", res.stdout)
+
+
+def clip(path: Path, img: np.ndarray, n: int = 12) -> Path:
+    """An h264 clip of ``n`` frames of the same picture (near-lossless, so the verdict is the picture's)."""
+    import av
+
+    u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24, options={"crf": "4"})
+        v.width, v.height, v.pix_fmt = u8.shape[1], u8.shape[0], "yuv444p"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(u8, format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
+def test_videos_are_judged_on_sampled_frames(tmp_path: Path) -> None:
+    sharp = clip(tmp_path / "steady.mp4", crop("camera"))
+    shaky = clip(tmp_path / "shaky.mp4", shaken(crop("camera"), 31, 3)[0])
+    res = CliRunner().invoke(app, ["inspect", str(sharp), str(shaky), "--json", "--verdict-only"])
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["file"]).name: r for r in json.loads(res.stdout)}
+    assert not rows["steady.mp4"]["blurred"] and rows["shaky.mp4"]["blurred"]
+    assert len(rows["shaky.mp4"]["frames"]) == 3 and all(f["blurred"] for f in rows["shaky.mp4"]["frames"])
+    assert rows["shaky.mp4"]["suggestion"].startswith("deblur run")
