@@ -345,7 +345,7 @@ def batch(
                                      "'deblur inspect' judges); the others are reported as skipped, with no output"),
     blur_threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
                                          help="With --only-blurry: edge width in px above which a file counts as "
-                                         "blurred (sharp photos: about 1.1-1.8)"),
+                                         "blurred (sharp photos: about 1.3-1.8)"),
     keep_original_if_worse: bool = typer.Option(False, "--keep-original-if-worse", help="Where an output measures "
                                                 "less sharp than its input, write the input instead"),
     quiet: bool = QuietOpt,
@@ -959,7 +959,7 @@ def inspect_cmd(
                                             "one input, else a folder receiving NAME_kernel.png"),
     threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--threshold", min=1.0,
                                     help="Edge width in pixels above which a photo counts as blurred (sharp photos "
-                                    "measure about 1.1-1.8)"),
+                                    "measure about 1.3-1.8)"),
     verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
                                       "length or direction"),
     allow_large: bool = AllowLargeOpt,
