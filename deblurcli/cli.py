@@ -361,6 +361,8 @@ def batch(
                         blur_threshold=blur_threshold, keep_original_if_worse=keep_original_if_worse)
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
+    if blur_threshold != DEFAULT_BLUR_THRESHOLD and not only_blurry:
+        raise UsageError("--blur-threshold only applies with --only-blurry; add --only-blurry or drop it")
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()

@@ -255,3 +255,9 @@ def test_videos_are_judged_on_sampled_frames(tmp_path: Path) -> None:
     assert not rows["steady.mp4"]["blurred"] and rows["shaky.mp4"]["blurred"]
     assert len(rows["shaky.mp4"]["frames"]) == 3 and all(f["blurred"] for f in rows["shaky.mp4"]["frames"])
     assert rows["shaky.mp4"]["suggestion"].startswith("deblur run")
+
+
+def test_blur_threshold_without_only_blurry_is_a_usage_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--blur-threshold", "2.5"])
+    assert res.exit_code == 2
+    assert "--blur-threshold only applies with --only-blurry" in ANSI.sub("", res.stderr)
