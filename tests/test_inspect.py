@@ -261,3 +261,18 @@ def test_blur_threshold_without_only_blurry_is_a_usage_error(tmp_path: Path) -> 
     res = CliRunner().invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--blur-threshold", "2.5"])
     assert res.exit_code == 2
     assert "--blur-threshold only applies with --only-blurry" in ANSI.sub("", res.stderr)
+
+
+def test_batch_only_blurry_judges_videos_too(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clip(folder / "steady.mp4", crop("camera"), n=6)
+    clip(folder / "shaky.mp4", shaken(crop("camera"), 31, 3)[0], n=6)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["batch", str(folder), str(out), "--model", str(tiny_model), "--device", "cpu",
+                                   "--only-blurry", "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    files = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    assert files["shaky.mp4"]["status"] == "ok" and files["steady.mp4"]["status"] == "skipped"
+    assert files["steady.mp4"]["judged_sharp"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["shaky.mp4"]
