@@ -19,6 +19,17 @@ the same time share the journal: lines are appended whole (``fsutil.append_line`
 line claims a file, and a file claimed by another live run (its ``RunLock`` still held) is
 reported as in progress, not failed. Temporary files and lock files of dead runs are removed
 when the next run starts.
+
+Quality and ``only_blurry``: each photo's edge width (`deblurcli.quality`, a no-reference
+sharpness measure) is measured before restoration on the reader thread and after it on the
+writer thread, and both go into the report. With ``only_blurry`` a photo judged sharp
+(`deblurcli.inspect`'s verdict) is not restored and gets no output: the output folder holds only
+what the model changed, and the originals stay where they were, byte for byte. It is recorded in
+the journal as ``sharp`` with its score and threshold, so a rerun with the same threshold skips it
+without decoding it, and a rerun without ``only_blurry`` (or with another threshold) judges or
+restores it. An output that measures less sharp than its input is reported as ``worse``; with
+``keep_original_if_worse`` the input itself is written in its place (its bytes copied when the
+output format is the input's, else its pixels re-encoded), atomically.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -40,6 +52,7 @@ from .errors import DeblurError, OptionError, OutputError, UsageError
 from .fsutil import (
     STALE_AFTER_S,
     append_line,
+    atomic_write,
     host_tag,
     is_disk_full,
     pid_alive,
@@ -57,7 +70,9 @@ from .imageio import (
     write_image,
 )
 from .imageio.formats import format_for_path
+from .inspect import DEFAULT_THRESHOLD, inspect_video
 from .options import output_settings, upgrade_settings
+from .quality import EdgeWidth, edge_width
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
 
 try:
@@ -94,6 +109,33 @@ class BatchOptions:
     allow_large: bool = False
     #: How videos are written (codec, CRF, lossless); part of a video's resume key only.
     video: VideoOptions | None = None
+    #: Restore only the files judged blurred; the others are reported as skipped, with no output.
+    only_blurry: bool = False
+    #: Edge width (px) above which a file counts as blurred for ``only_blurry``.
+    blur_threshold: float = DEFAULT_THRESHOLD
+    #: Where the output measures less sharp than its input, write the input instead.
+    keep_original_if_worse: bool = False
+
+
+#: An output counts as worse than its input when its edge width is more than this fraction wider:
+#: below that, the difference is within what the measure moves between near-identical pictures.
+WORSE_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class _Sharp:
+    """A file judged sharp under ``only_blurry``: nothing to restore (a video: its median sampled frame)."""
+
+    edge_px: float
+    sharpness: float
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A decoded photo with its edge width before restoration (None when too small to measure)."""
+
+    image: Image
+    before: EdgeWidth | None
 
 
 @dataclass
@@ -102,6 +144,13 @@ class BatchSummary:
     seconds: float = 0.0
     #: Stopped by Ctrl-C: the files not reached are ``pending``.
     interrupted: bool = False
+    #: Per input: sharpness and edge width before/after, ``worse``, ``kept_original``, ``judged_sharp``.
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def worse(self) -> list[str]:
+        """Inputs whose output measured less sharp than the input."""
+        return [r.input for r in self.results if self.quality.get(r.input, {}).get("worse")]
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -114,7 +163,12 @@ class BatchSummary:
         return {
             "ok": self.count("ok"), "skipped": self.count("skipped"), "failed": self.failed,
             "pending": self.count("pending"), "interrupted": self.interrupted,
-            "seconds": round(self.seconds, 3), "files": [r.as_dict() for r in self.results],
+            "judged_sharp": sum(bool(q.get("judged_sharp")) for q in self.quality.values()),
+            "worse": len(self.worse),
+            "kept_original": sum(bool(q.get("kept_original")) for q in self.quality.values()),
+            "seconds": round(self.seconds, 3),
+            "quality_measure": "edge width in px (deblurcli.quality); sharpness = 1 / edge width",
+            "files": [r.as_dict() | self.quality.get(r.input, {}) for r in self.results],
         }
 
 
@@ -473,6 +527,8 @@ class Journal:
             return None
         if rec.get("status") == "ok":
             return rec if (out_dir / str(rec.get("output", ""))).is_file() else None
+        if rec.get("status") == "sharp":  # judged sharp: the caller decides whether that still holds
+            return rec
         return rec if rec.get("status") == "failed" and not rec.get("transient") else None
 
     def owner(self, rel: str, out_dir: Path) -> str | None:
@@ -565,8 +621,18 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             return video_settings
         return settings if _uses_quality(output_path(out_dir, rel, opts), opts.format) else _without_quality(settings)
 
-    def load(rel: Path) -> tuple[Path, str, Image | DeblurError | dict[str, Any] | Path]:
-        """Hash and decode on the reader thread; a finished record instead means: nothing to do.
+    def still_done(rec: dict[str, Any]) -> bool:
+        """Whether a finished journal record means nothing is left to do for its file in this run."""
+        status = rec.get("status")
+        if status == "failed":
+            return not opts.retry_failed
+        if status == "sharp":  # judged sharp: holds only for a run that skips sharp files the same way
+            return opts.only_blurry and rec.get("blur_threshold") == opts.blur_threshold
+        # written as restored, measured worse, and now the original is wanted for such files
+        return not (rec.get("worse") and opts.keep_original_if_worse and not rec.get("kept_original"))
+
+    def load(rel: Path) -> tuple[Path, str, _Measured | _Sharp | DeblurError | dict[str, Any] | Path]:
+        """Hash, decode and measure on the reader thread; a finished record instead means: nothing to do.
 
         A video is only recognised here (a Path back); it is decoded frame by frame later.
         """
@@ -578,14 +644,25 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
         video = is_video(src)
         if not opts.overwrite:
             rec = journal.lookup(rel.as_posix(), digest, key_for(rel, video), out_dir)
-            if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
+            if rec is not None and still_done(rec):
                 return rel, digest, rec
         if video:
+            if opts.only_blurry:
+                try:
+                    judged = inspect_video(src, threshold=opts.blur_threshold, kernel=False)
+                except DeblurError as exc:
+                    return rel, digest, exc
+                if not judged.blurred:
+                    return rel, digest, _Sharp(judged.edge_px, judged.sharpness)
             return rel, digest, src
         try:
-            return rel, digest, read_image(src, allow_large=opts.allow_large)
+            img = read_image(src, allow_large=opts.allow_large)
         except DeblurError as exc:
             return rel, digest, exc
+        before = _measure(img)
+        if opts.only_blurry and before is not None and before.width_px <= opts.blur_threshold:
+            return rel, digest, _Sharp(before.width_px, before.sharpness)
+        return rel, digest, _Measured(img, before)
 
     def journal_line(res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
         video = dst.suffix.lower() in VIDEO_EXTENSIONS and Path(res.input).suffix.lower() in VIDEO_EXTENSIONS
@@ -595,7 +672,19 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             "model": deblurrer.name,
             "seconds": round(res.seconds, 3), "width": res.width, "height": res.height, "bytes": res.bytes,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        } | summary.quality.get(res.input, {})
+
+    def record_sharp(res: RestoreResult, digest: str, judged: _Sharp, index: int) -> None:
+        """The journal line of a file judged sharp: a rerun with the same threshold skips it unread."""
+        try:
+            journal.add({"input": res.input, "sha256": digest, "output": None, "status": "sharp", "error": None,
+                         "settings": key_for(Path(res.input), is_video(in_dir / res.input)),
+                         "blur_threshold": opts.blur_threshold, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                        | summary.quality.get(res.input, {}))
+        except OSError as exc:
+            res.notes.append(f"not recorded in {journal.path.name} ({_why(exc)}): the next run judges it again")
+        finally:
+            _finish(summary, res, index, total, on_result)
 
     def record(res: RestoreResult, digest: str, dst: Path, t0: float, index: int, transient: bool = False) -> None:
         """The final journal line, then the result; a journal that cannot be written fails the file.
@@ -613,12 +702,25 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
         finally:
             _finish(summary, res, index, total, on_result)
 
-    def write(item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int) -> None:
+    def write(item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int,
+              before: EdgeWidth | None = None) -> None:
         # Runs on the writer thread while the model works on the next image; the journal line is
         # added only once the file is completely on disk.
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+            q = _compare(before, out)
+            if q.get("worse") and opts.keep_original_if_worse:
+                res.notes = [f"less sharp than its input (edge width {q['edge_px_before']} -> {q['edge_px_after']} "
+                             "px): the original written instead", *_keep_original(in_dir / res.input, dst, opts)]
+                q["kept_original"] = True
+            else:
+                res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+                if q.get("worse"):
+                    res.notes.insert(0, f"less sharp than its input (edge width {q['edge_px_before']} -> "
+                                        f"{q['edge_px_after']} px); {spell('keep_original_if_worse')} keeps the "
+                                        "original for such files")
+            if q:
+                summary.quality[res.input] = q
             res.bytes = dst.stat().st_size
         except DeblurError as exc:
             res.status, res.error = "failed", exc.cli_message(spell)
@@ -634,6 +736,9 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
     try:
         for index, fut in enumerate(_prefetch(reader, load, files)):
             rel, digest, item = fut.result()
+            before = None
+            if isinstance(item, _Measured):
+                item, before = item.image, item.before
             src, dst = in_dir / rel, output_path(out_dir, rel, opts)
             res = RestoreResult(input=rel.as_posix(), output=str(dst))
             t0 = time.perf_counter()
@@ -643,11 +748,21 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                 if not opts.overwrite:
                     key = key_for(rel, isinstance(item, Path))
                     rec = journal.lookup(rel.as_posix(), digest, key, out_dir)
-                    if rec is not None and not (rec.get("status") == "failed" and opts.retry_failed):
+                    if rec is not None and still_done(rec):
                         item = rec
             if isinstance(item, dict):
-                _from_journal(res, item, spell)
+                quality = _from_journal(res, item, spell)
+                if quality:
+                    summary.quality[res.input] = quality
                 pending.append(writer.submit(_finish, summary, res, index, total, on_result))  # in order
+                continue
+            if isinstance(item, _Sharp):
+                res.status, res.output = "skipped", None
+                res.notes = [f"judged sharp (edge width {item.edge_px:.2f} px <= {opts.blur_threshold:g}): "
+                             "not restored, no output"]
+                summary.quality[res.input] = {"judged_sharp": True, "edge_px_before": round(item.edge_px, 3),
+                                              "sharpness_before": round(item.sharpness, 4)}
+                pending.append(writer.submit(record_sharp, res, digest, item, index))  # in journal order
                 continue
             try:
                 if isinstance(item, DeblurError):
@@ -657,7 +772,8 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                     _in_progress(res, owner)
                     pending.append(writer.submit(_finish, summary, res, index, total, on_result))
                     continue
-                if dst.exists() and not opts.overwrite and res.input not in journal.entries:
+                earlier = journal.entries.get(res.input)
+                if dst.exists() and not opts.overwrite and (earlier is None or earlier.get("status") == "sharp"):
                     raise DeblurError(f"{dst}: already exists and is not from an earlier run; replace it with "
                                       "{overwrite}", names=("overwrite",))
                 # Claim the file before writing it: if this run dies between the write and the final
@@ -696,7 +812,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             if res.status == "failed":
                 pending.append(writer.submit(record, res, digest, dst, t0, index, transient))  # in journal order
             else:
-                pending.append(writer.submit(write, item, out, dst, res, digest, t0, index))
+                pending.append(writer.submit(write, item, out, dst, res, digest, t0, index, before))
     except BaseException:
         # Ctrl-C or a crash: finish the file being written (atomic anyway), drop the queued ones.
         reader.shutdown(wait=False, cancel_futures=True)
@@ -736,15 +852,60 @@ def _in_progress(res: RestoreResult, owner: str) -> None:
     res.notes = [f"in progress in another run ({where})"]
 
 
-def _from_journal(res: RestoreResult, rec: dict[str, Any], spell: Callable[[str], str] = str) -> None:
-    """A file finished by an earlier run: skipped, or still failed (so the exit code stays 1)."""
+def _from_journal(res: RestoreResult, rec: dict[str, Any], spell: Callable[[str], str] = str) -> dict[str, Any]:
+    """A file finished by an earlier run: skipped, or still failed (so the exit code stays 1).
+
+    Returns the quality figures the earlier run recorded, so the report still shows them.
+    """
     res.width, res.height = int(rec.get("width") or 0), int(rec.get("height") or 0)
     res.bytes = rec.get("bytes")
-    if rec.get("status") == "ok":
+    quality = {k: rec[k] for k in _QUALITY_KEYS if k in rec}
+    if rec.get("status") == "sharp":
+        res.status, res.output = "skipped", None
+        res.notes = [f"judged sharp in an earlier run (edge width {rec.get('edge_px_before')} px <= "
+                     f"{rec.get('blur_threshold')}): not restored, no output"]
+    elif rec.get("status") == "ok":
         res.status = "skipped"
     else:
         res.status = "failed"
         res.error = f"{rec.get('error')} (earlier run; try again with {spell('retry_failed')})"
+    return quality
+
+
+_QUALITY_KEYS = ("judged_sharp", "edge_px_before", "sharpness_before", "edge_px_after", "sharpness_after", "worse",
+                 "kept_original")
+
+
+def _measure(img: Image) -> EdgeWidth | None:
+    """A photo's edge width, or None for one too small to measure (under 36 px a side)."""
+    try:
+        return edge_width(img.samples)
+    except ValueError:
+        return None
+
+
+def _compare(before: EdgeWidth | None, out: Any) -> dict[str, Any]:
+    """Sharpness before and after for the report; ``worse`` when the edges grew wider by WORSE_MARGIN."""
+    if before is None or not hasattr(out, "shape"):
+        return {}
+    try:
+        after = edge_width(out)
+    except ValueError:
+        return {}
+    return {"edge_px_before": round(before.width_px, 3), "edge_px_after": round(after.width_px, 3),
+            "sharpness_before": round(before.sharpness, 4), "sharpness_after": round(after.sharpness, 4),
+            "worse": after.width_px > before.width_px * (1 + WORSE_MARGIN)}
+
+
+def _keep_original(src: Path, dst: Path, opts: BatchOptions) -> list[str]:
+    """Write the input at ``dst``, atomically: its bytes when the output format is its own (nothing
+    re-encoded, metadata intact), else its pixels re-encoded in the output format."""
+    if format_for_path(dst, opts.format) == format_for_path(src):
+        with open(src, "rb") as f:
+            atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
+        return []
+    fresh = read_image(src, allow_large=opts.allow_large)
+    return list(write_image(fresh, fresh.pixels, dst, quality=opts.quality, format=opts.format))
 
 
 def _prefetch(pool: ThreadPoolExecutor, load: Callable[[Path], Any], files: list[Path]) -> Iterator[Future[Any]]:

@@ -29,6 +29,9 @@ from .progress import bar, frame_progress, tile_progress
 
 #: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
 _ARCH_CHOICES = " | ".join(arch_names())
+#: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated so that ``--help`` does not import numpy
+#: (tests/test_inspect.py checks that the two agree).
+DEFAULT_BLUR_THRESHOLD = 1.9
 
 
 class _OneLineErrors(TyperGroup):
@@ -338,6 +341,13 @@ def batch(
     crf: int | None = CrfOpt,
     codec: str | None = CodecOpt,
     lossless: bool = LosslessOpt,
+    only_blurry: bool = typer.Option(False, "--only-blurry", help="Restore only the files judged blurred (as "
+                                     "'deblur inspect' judges); the others are reported as skipped, with no output"),
+    blur_threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
+                                         help="With --only-blurry: edge width in px above which a file counts as "
+                                         "blurred (sharp photos: about 1.3-1.8)"),
+    keep_original_if_worse: bool = typer.Option(False, "--keep-original-if-worse", help="Where an output measures "
+                                                "less sharp than its input, write the input instead"),
     quiet: bool = QuietOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -347,9 +357,12 @@ def batch(
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
-                        video=_video_options(crf, codec, lossless, 0.0, None, None))
+                        video=_video_options(crf, codec, lossless, 0.0, None, None), only_blurry=only_blurry,
+                        blur_threshold=blur_threshold, keep_original_if_worse=keep_original_if_worse)
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
+    if blur_threshold != DEFAULT_BLUR_THRESHOLD and not only_blurry:
+        raise UsageError("--blur-threshold only applies with --only-blurry; add --only-blurry or drop it")
     prepare(in_dir, out_dir, opts, report)  # bad folders fail before the model loads
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()
@@ -387,6 +400,12 @@ def batch(
             report_error = str(exc)
     if not quiet:
         _print_batch_summary(summary)
+        if summary.worse:
+            all_kept = all(summary.quality[name].get("kept_original") for name in summary.worse)
+            kept = "the original written instead" if all_kept else "--keep-original-if-worse keeps the original " \
+                "for such files"
+            _say("[yellow]note:[/] ", f"{len(summary.worse)} output(s) measure less sharp than their input: "
+                 f"{', '.join(summary.worse[:5])}{', ...' if len(summary.worse) > 5 else ''} ({kept})")
     if report_error:
         _error(report_error)
     if summary.interrupted:
@@ -737,6 +756,10 @@ def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
         t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-", "")
     if s.get("lpips") is not None:
         t.add_row("LPIPS", num(s.get("lpips"), 4), num(paper.get("lpips"), 3), signed(diff.get("lpips"), 4))
+    if s.get("edge_px_after") is not None:  # no ground truth: the no-reference measure, before -> after
+        t.add_row("edge width, px (input -> output)", f"{num(s.get('edge_px_before'), 2)} -> "
+                  f"{num(s.get('edge_px_after'), 2)}", "", "")
+        t.add_row("images sharper than their input", f"{s.get('sharper')} of {s.get('count')}", "", "")
     t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "", "")
     t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "", "")
     t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "", "")
@@ -927,6 +950,69 @@ def doctor_lines(r: dict[str, Any]) -> list[str]:
         lines.append("optional, not installed:")
         lines.extend(f"  - {p}" for p in r["optional"])
     return lines
+
+
+@app.command("inspect")
+@handle_errors
+def inspect_cmd(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="Photos, videos, or folders (searched recursively)"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
+    save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
+                                            "one input, else a folder receiving NAME_kernel.png"),
+    threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--threshold", min=1.0,
+                                    help="Edge width in pixels above which a photo counts as blurred (sharp photos "
+                                    "measure about 1.3-1.8)"),
+    verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
+                                      "length or direction"),
+    allow_large: bool = AllowLargeOpt,
+    quiet: bool = QuietOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Which photos are blurred, and how: sharpness, verdict, shake length and direction, what to run."""
+    from .inspect import inspect_path, list_files
+    from .inspect import save_kernel as write_kernel
+
+    files: list[Path] = []
+    failed = 0
+    rows: list[dict[str, Any]] = []
+    for given in inputs:
+        try:
+            files.extend(list_files([given]))
+        except DeblurError as exc:
+            failed += 1
+            _error(exc.cli_message(flag_for))
+            rows.append({"file": str(given), "error": exc.cli_message(flag_for)})
+    many = len(files) > 1 or any(p.is_dir() for p in inputs) or (save_kernel is not None and save_kernel.is_dir())
+    table = Table(show_edge=False)
+    for col in ("file", "verdict", "sharpness", "shake", "direction", "suggestion"):
+        table.add_column(col)
+    for f in files:
+        try:
+            rec = inspect_path(f, threshold=threshold, kernel=not verdict_only, allow_large=allow_large)
+        except DeblurError as exc:
+            failed += 1
+            _error(exc.cli_message(flag_for))
+            rows.append({"file": str(f), "error": exc.cli_message(flag_for)})
+            continue
+        row = rec.as_dict()
+        if save_kernel is not None:
+            dst = save_kernel / f"{f.stem}_kernel.png" if many else save_kernel
+            if write_kernel(rec, dst):
+                row["kernel_png"] = str(dst)
+            elif not quiet:
+                why = "judged sharp" if not rec.blurred else rec.note or "not estimated"
+                _say("[yellow]note:[/] ", f"{f}: no blur trace to save ({why})")
+        rows.append(row)
+        verdict = f"{'blurred' if rec.blurred else 'sharp'} ({rec.confidence:.0%})"
+        shake = "-" if rec.shake_px is None else f"{rec.shake_px:.0f} px"
+        direction = "-" if rec.direction_deg is None else f"{rec.direction_deg:.0f}°"
+        table.add_row(escape(str(f)), verdict, f"{rec.sharpness:.2f}", shake, direction, escape(rec.suggestion or "-"))
+    if json_out:
+        print(json.dumps(rows, indent=1))
+    elif files:
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _second_interrupt_exits_now() -> None:

@@ -91,11 +91,14 @@ _EXPECTED = {
 
 @dataclass(frozen=True)
 class Pair:
-    """One blurred image, its ground truth, and the relative name its restoration is saved under."""
+    """One blurred image, its ground truth, and the relative name its restoration is saved under.
+
+    ``sharp`` is None only in `find_pairs`' no-reference mode (a folder of photos with no ground truth).
+    """
 
     name: str
     blur: Path
-    sharp: Path
+    sharp: Path | None
 
 
 @dataclass
@@ -153,8 +156,22 @@ def find_pairs(
     sharp_dir: str | Path | None = None,
     allow_unmatched: bool = False,
 ) -> list[Pair]:
-    """The dataset's pairs, sorted by name; raises DeblurError on unmatched files unless allowed."""
-    scan = scan_dataset(dataset, data_dir, sharp_dir=sharp_dir)
+    """The dataset's pairs, sorted by name; raises DeblurError on unmatched files unless allowed.
+
+    For ``pairs`` with no sharp folder, a folder that holds photos itself (not only in sub-folders)
+    and matches no paired layout is a set without ground truth: every photo under it comes back
+    with ``sharp=None``, and `evaluate` scores it with the no-reference measure alone. Photos only
+    in sub-folders still get the layout error, since a misnamed ground-truth tree looks like that.
+    """
+    try:
+        scan = scan_dataset(dataset, data_dir, sharp_dir=sharp_dir)
+    except DeblurError:
+        root = Path(data_dir).expanduser()
+        if dataset != "pairs" or sharp_dir is not None or not root.is_dir() or not any(
+                p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                for p in root.iterdir()):
+            raise
+        return [Pair(p.relative_to(root).as_posix(), p, None) for p in _images(root)]
     if not allow_unmatched:
         scan.raise_if_incomplete()
     return scan.pairs

@@ -28,6 +28,9 @@ from .metrics import PROTOCOLS, LpipsMetric, load_lpips, score_image, to_uint8
 
 __all__ = ["DEFINITIONS", "evaluate", "save_png", "write_csv", "write_json"]
 
+#: The protocol of a set without ground truth (`find_pairs` gives its pairs ``sharp=None``).
+NO_REFERENCE = "no-reference"
+
 RestoreFn = Callable[[np.ndarray], np.ndarray]
 #: called after every image with (images done, images in total, that image's record)
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
@@ -42,6 +45,11 @@ DEFINITIONS: dict[str, dict[str, str | None]] = {
         "psnr": "RealBlur: scale-matched, ECC-homography-aligned, masked PSNR (evaluation_RealBlur_ecc.py)",
         "ssim": "RealBlur: masked per-channel Gaussian SSIM with 5-pixel crop (evaluation_RealBlur_ecc.py)",
         "ssim_2d": None,
+    },
+    NO_REFERENCE: {
+        "psnr": None, "ssim": None, "ssim_2d": None,
+        "edge_px": "no ground truth: edge width in px of the blurred input and of the 8-bit restoration "
+                   "(deblurcli.quality; lower is sharper), sharpness = 1 / edge width",
     },
 }
 
@@ -64,13 +72,18 @@ def evaluate(
     ``"auto"`` (score LPIPS only if it can run offline), True (require it) or False.
     """
     protocol = default_protocol(dataset) if protocol in (None, "auto") else str(protocol)
-    if protocol not in PROTOCOLS:
+    todo = list(pairs)[: limit if limit is not None else None]
+    no_reference = bool(todo) and all(p.sharp is None for p in todo)
+    if any(p.sharp is None for p in todo) and not no_reference:
+        raise UsageError("some pairs have ground truth and some do not; evaluate them separately")
+    if no_reference:
+        protocol, lpips = NO_REFERENCE, False
+    elif protocol not in PROTOCOLS:
         raise UsageError(f"unknown protocol {protocol!r}: expected auto, {', '.join(PROTOCOLS)}")
     if lpips not in (True, False, "auto"):
         raise UsageError(f"lpips must be True, False or 'auto', got {lpips!r}")
     if limit is not None and limit < 1:
         raise OptionError("limit", "must be at least 1", value=limit)
-    todo = list(pairs)[: limit if limit is not None else None]
     if not todo:
         raise DeblurError(f"no image pairs to evaluate for {dataset}; check the data folder")
     out_dir = Path(save_dir).expanduser() if save_dir is not None else None
@@ -82,7 +95,7 @@ def evaluate(
         if lpips_metric is None and lpips is True:
             raise DeblurError(f"{lpips_note}; run without LPIPS or make it available offline")
     else:
-        lpips_note = "LPIPS not requested"
+        lpips_note = "no ground truth" if no_reference else "LPIPS not requested"
 
     cuda = _cuda_module()
     if cuda is not None:
@@ -114,7 +127,7 @@ def _evaluate_one(
     record.update(seconds=None, megapixels=None)
     try:
         blurred = _read_pixels(pair.blur)
-        reference = to_uint8(_read_pixels(pair.sharp))
+        reference = None if pair.sharp is None else to_uint8(_read_pixels(pair.sharp))
         record["megapixels"] = blurred.shape[0] * blurred.shape[1] / 1e6
         start = time.perf_counter()
         restored = restore_fn(blurred)
@@ -125,6 +138,9 @@ def _evaluate_one(
         quantised = to_uint8(restored)
         if out_dir is not None:
             save_png(quantised, out_dir / Path(pair.name).with_suffix(".png"))
+        if reference is None:
+            record.update(_no_reference_scores(blurred, quantised))
+            return record
         record.update(score_image(quantised, reference, protocol))
         if lpips_metric is not None:
             record["lpips"] = lpips_metric(quantised, reference)
@@ -132,6 +148,18 @@ def _evaluate_one(
         record["status"] = "failed"
         record["error"] = str(exc)
     return record
+
+
+def _no_reference_scores(blurred: np.ndarray, restored: np.ndarray) -> dict[str, Any]:
+    """Edge width before and after (`deblurcli.quality`); None for a photo too small to measure."""
+    from ..quality import edge_width
+
+    try:
+        before, after = edge_width(blurred), edge_width(restored)
+    except ValueError:
+        return {"edge_px_before": None, "edge_px_after": None, "sharpness_before": None, "sharpness_after": None}
+    return {"edge_px_before": before.width_px, "edge_px_after": after.width_px,
+            "sharpness_before": before.sharpness, "sharpness_after": after.sharpness}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -146,8 +174,8 @@ def _summary(
     seconds = sum(r["seconds"] for r in timed)
     megapixels = sum(r["megapixels"] for r in timed)
     summary: dict[str, Any] = {
-        "psnr": _mean([r["psnr"] for r in ok]),
-        "ssim": _mean([r["ssim"] for r in ok]),
+        "psnr": _mean([r["psnr"] for r in ok if r["psnr"] is not None]),  # None without ground truth
+        "ssim": _mean([r["ssim"] for r in ok if r["ssim"] is not None]),
         "ssim_2d": _mean([r["ssim_2d"] for r in ok if r["ssim_2d"] is not None]),
         "count": len(ok),
         "failed": len(records) - len(ok),
@@ -155,6 +183,12 @@ def _summary(
         "megapixels_per_second": megapixels / seconds if seconds > 0 else None,
         "peak_memory_mb": _peak_rss_mb(),
     }
+    for key in ("edge_px_before", "edge_px_after", "sharpness_before", "sharpness_after"):
+        if any(key in r for r in records):
+            summary[key] = _mean([r[key] for r in ok if r.get(key) is not None])
+    if any("edge_px_after" in r for r in records):
+        summary["sharper"] = sum(1 for r in ok if r.get("edge_px_after") is not None
+                                 and r["edge_px_after"] < r["edge_px_before"])
     if with_lpips:
         summary["lpips"] = _mean([r["lpips"] for r in ok])
     else:
@@ -229,7 +263,7 @@ def write_csv(result: dict[str, Any], path: str | Path) -> None:
     """One row per image (full-precision numbers, empty cells for none) to ``path`` ("-" for stdout)."""
     images = result.get("images", [])
     columns = ["name", "status", "psnr", "ssim", "ssim_2d"]
-    optional = ["lpips", "ecc"]
+    optional = ["lpips", "ecc", "edge_px_before", "edge_px_after", "sharpness_before", "sharpness_after"]
     columns += [c for c in optional if any(c in r for r in images)]
     columns += ["seconds", "megapixels", "error"]
     buf = io.StringIO()

@@ -1,0 +1,376 @@
+"""Which photos are blurred, and how: the library behind ``deblur inspect`` (issue #29).
+
+Two costs for two uses. `judge` is the verdict alone, for ``deblur batch --only-blurry`` over a
+whole camera roll: it measures edge width on a few hundred textured tiles (`deblurcli.quality`)
+and never builds a full-resolution float copy of the photo. `inspect` adds the blur trace: the
+camera-shake kernel from `deblurcli.deconv.estimate_kernel`, its length and direction, and the
+command to run. The verdict is the same number in both, so a photo that ``inspect`` calls
+blurred is one ``batch --only-blurry`` processes.
+
+Why the verdict does not come from the kernel: the estimator, given a sharp photo, still returns
+a small blob (7-9 px of support on scikit-image's astronaut, camera and coffee), as long as a
+real 9 px shake. Edge width separates sharp from blurred without that ambiguity and costs about
+a seventeenth as much on a 12 MP photo (the benchmark: 0.10 against 1.7 s of CPU); the kernel is
+estimated only for photos judged blurred, where its length means something.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DeblurError
+from .quality import EdgeWidth, edge_width, luma
+
+#: Edge width (px) above which a photo is judged blurred: the middle of the range of thresholds
+#: (1.85-2.0) that separate sharp from shaken best on the calibration set
+#: (``benchmarks/inspect/calibrate.py --verdict``; benchmarks/inspect/results/), disjoint from the benchmark.
+DEFAULT_THRESHOLD = 1.9
+#: The share of the kernel's weight whose span along the shake is reported as its length. The
+#: estimate's faint halo makes a threshold-based support overshoot (median +16% at 5% of the
+#: peak on the calibration set, 53% within 25%); the central 90% of the weight is within 25% for
+#: 70% (80% of the weight: 73%, but 19% short on the median, against 8%) (calibrate.py --rules).
+LENGTH_MASS = 0.9
+#: How sure the verdict is as a function of log(width / threshold): 0.5 at the threshold, 0.9 at
+#: about 1.3x (or 1/1.3x) it.
+_CONFIDENCE_SCALE = 0.12
+#: Side of the estimation window at working scale: a 256 px window costs a fraction of the engine's
+#: 512 px one and keeps a 12 MP photo's full report under 2 s of CPU; on it, shakes of 30-50 px
+#: of support mostly read short (the benchmark's 59 px kernels).
+REGION_SIDE = 256
+#: Photos whose long side exceeds this are estimated at half resolution, as the engine does.
+FULL_RES_MAX_SIDE = 1600
+VIDEO_FRAMES = 3
+
+
+@dataclass
+class Inspection:
+    """One photo's (or video's) report; ``as_dict`` is what ``--json`` prints.
+
+    ``shake_px`` and ``direction_deg`` are None when no kernel was estimated: the photo was judged
+    sharp, or only the verdict was asked for (`judge`). ``kernel_plausible`` says whether the
+    kernel looks like uniform camera shake (one stroke, stable across scales); ``suggestion`` is a
+    command to run, or None for a sharp photo.
+    """
+
+    file: str
+    blurred: bool
+    confidence: float
+    sharpness: float
+    edge_px: float
+    shake_px: float | None = None
+    direction_deg: float | None = None
+    kernel_plausible: bool | None = None
+    suggestion: str | None = None
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0
+    frames: list[dict[str, Any]] | None = None
+    note: str | None = None
+    kernel: np.ndarray | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "file": self.file, "blurred": self.blurred, "confidence": round(self.confidence, 3),
+            "shake_px": None if self.shake_px is None else round(self.shake_px, 1),
+            "direction_deg": None if self.direction_deg is None else round(self.direction_deg, 1),
+            "sharpness": round(self.sharpness, 4), "edge_px": round(self.edge_px, 2),
+            "kernel_plausible": self.kernel_plausible, "suggestion": self.suggestion,
+            "width": self.width, "height": self.height, "seconds": round(self.seconds, 3),
+        }
+        if self.frames is not None:
+            d["frames"] = self.frames
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def verdict(width_px: float, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool, float]:
+    """(blurred, confidence) from an edge width: a logistic in log(width / threshold)."""
+    if threshold <= 0:
+        raise ValueError(f"threshold must be a positive edge width in pixels, got {threshold}")
+    z = math.log(max(width_px, 1e-6) / threshold) / _CONFIDENCE_SCALE
+    p = 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+    blurred = width_px > threshold
+    return blurred, p if blurred else 1.0 - p
+
+
+def _samples(src: Any, allow_large: bool = False) -> tuple[np.ndarray, str]:
+    """Pixels (as stored: uint8/uint16/float) and a label, from a path, an Image or an array."""
+    from .imageio import Image, read_image
+
+    if isinstance(src, Image):
+        return src.samples, str(src.source or src.name)
+    if isinstance(src, np.ndarray):
+        return src, "<array>"
+    if isinstance(src, (str, os.PathLike)):
+        img = read_image(src, allow_large=allow_large)
+        return img.samples, str(src)
+    raise TypeError(f"expected a path, an Image or an array, got {type(src).__name__}")
+
+
+def _measure(arr: np.ndarray, label: str) -> EdgeWidth:
+    try:
+        return edge_width(arr)
+    except ValueError:
+        raise DeblurError(f"{label}: the image ({arr.shape[1]}x{arr.shape[0]}) is too small to judge its "
+                          "sharpness; it needs at least 36x36 pixels") from None
+
+
+def judge(src: Any, threshold: float = DEFAULT_THRESHOLD, *, allow_large: bool = False) -> Inspection:
+    """Blurred or not, cheaply (no kernel): for a path, a decoded `Image` or an HxW(xC) array.
+
+    Cost is a few hundred 32 px tiles whatever the photo's size (well under a second for 12 MP on
+    one core, decoding aside). Unreadable files raise the same one-line `ImageError` as ``deblur run``.
+    """
+    t0 = time.perf_counter()
+    arr, label = _samples(src, allow_large)
+    ew = _measure(arr, label)
+    blurred, conf = verdict(ew.width_px, threshold)
+    return Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
+                      width=int(arr.shape[1]), height=int(arr.shape[0]), seconds=time.perf_counter() - t0)
+
+
+def _working_gray(arr: np.ndarray) -> tuple[np.ndarray, float]:
+    """Linear-light luminance at the estimation scale, and that scale (1 or 0.5)."""
+    import cv2
+
+    h, w = arr.shape[:2]
+    scale = 0.5 if max(h, w) > FULL_RES_MAX_SIDE else 1.0
+    a = arr
+    if scale != 1.0:
+        if a.dtype not in (np.uint8, np.uint16, np.float32):
+            a = a.astype(np.float32)
+        a = cv2.resize(np.ascontiguousarray(a), (max(round(w * scale), 1), max(round(h * scale), 1)),
+                       interpolation=cv2.INTER_AREA)
+    from .deconv._ops import srgb_to_linear  # the engine's own transfer curve: the same light it deblurs in
+
+    return srgb_to_linear(luma(a)), scale
+
+
+def shake_length(kernel: np.ndarray, mass: float = LENGTH_MASS) -> float:
+    """Length of a kernel's support along its main direction, in its pixels: the span holding the
+    central ``mass`` share of its weight, plus one pixel (a single-pixel kernel has length 1)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    ys, xs = np.nonzero(k > 0)
+    if ys.size == 0:
+        return 0.0
+    w = k[ys, xs] / k[ys, xs].sum()
+    px, py = xs.astype(np.float64), -ys.astype(np.float64)
+    mx, my = float(np.dot(w, px)), float(np.dot(w, py))
+    if ys.size == 1:
+        return 1.0
+    cov = np.cov(np.stack([px - mx, py - my]), aweights=w, bias=True)
+    v = np.linalg.eigh(cov)[1][:, -1]
+    along = (px - mx) * v[0] + (py - my) * v[1]
+    order = np.argsort(along, kind="stable")
+    cum = np.cumsum(w[order])
+    tail = (1.0 - mass) / 2
+    lo = along[order][min(int(np.searchsorted(cum, tail)), order.size - 1)]
+    hi = along[order][min(int(np.searchsorted(cum, 1.0 - tail)), order.size - 1)]
+    return float(hi - lo + 1.0)
+
+
+def estimate_shake(src: Any, *, region_side: int = REGION_SIDE) -> tuple[Any, float]:
+    """The kernel estimate of a photo, and the factor from working to photo pixels.
+
+    Works around the engine's fixed 512 px window (`deconv.engine.REGION_MAX`): the photo is
+    reduced to the working scale here, the `choose_region` window of ``region_side`` is cut out,
+    and the estimator sees only that, which keeps the full path near a second per photo.
+    """
+    from .deconv import choose_region, estimate_kernel
+
+    arr, _ = _samples(src)
+    gray, scale = _working_gray(arr)
+    region = choose_region(gray, side=region_side)
+    x0, y0, rw, rh = region
+    est = estimate_kernel(np.ascontiguousarray(gray[y0:y0 + rh, x0:x0 + rw]))
+    return est, 1.0 / scale
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_blur_px() -> int | None:
+    """The largest shake the embedded default model was trained on (its weights' metadata), or None."""
+    from .models import registry
+    from .safetensors_header import read_safetensors_header
+
+    try:
+        path = registry.embedded_path(registry.default_entry())
+        if path is None:
+            return None
+        value = read_safetensors_header(path)[0].get("train_blur_px")
+        return int(value) if value else None
+    except (DeblurError, OSError, ValueError):
+        return None
+
+
+def suggested_scale(shake_px: float, trained_px: int) -> int:
+    """The ``--scale`` that brings a measured shake back inside what the model learned.
+
+    The same rule as ``--scale auto`` (`multiscale.auto_scale`), but from the shake measured on
+    this photo instead of the shake typical of its size.
+    """
+    from .multiscale import CROSSOVER, MAX_SCALE
+
+    scale = 1
+    while shake_px / scale > CROSSOVER * trained_px and scale < MAX_SCALE:
+        scale *= 2
+    return scale
+
+
+def _suggest(file: str, rec: Inspection) -> str | None:
+    """The command to run for a blurred photo; ``--scale N`` only where ``--scale auto`` would pick otherwise."""
+    if not rec.blurred:
+        return None
+    quoted = file if file and all(c not in file for c in " '\"$`\\") else repr(file)
+    cmd = f"deblur run {quoted}"
+    trained = _trained_blur_px()
+    if rec.shake_px is None or not trained or not rec.width or not rec.height:
+        return cmd
+    from .multiscale import auto_scale
+
+    want = suggested_scale(rec.shake_px, trained)
+    return cmd if want == auto_scale(rec.height, rec.width, trained) else f"{cmd} --scale {want}"
+
+
+def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = True,
+            region_side: int = REGION_SIDE, allow_large: bool = False) -> Inspection:
+    """The full report: `judge`'s verdict, and for a blurred photo the shake's length and direction.
+
+    ``shake_px`` is the extent of the estimated kernel's support along its main direction (the
+    span of the central 90% of its weight, `shake_length`), in the photo's own pixels;
+    ``direction_deg`` is counter-clockwise from the x axis with y up, in [0, 180).
+    ``kernel=False`` stops after the verdict. A photo too flat to estimate from keeps its verdict
+    and says why in ``note``.
+    """
+    from .errors import KernelError
+
+    t0 = time.perf_counter()
+    arr, label = _samples(src, allow_large)
+    ew = _measure(arr, label)
+    blurred, conf = verdict(ew.width_px, threshold)
+    rec = Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
+                     width=int(arr.shape[1]), height=int(arr.shape[0]))
+    if blurred and kernel:
+        try:
+            est, factor = estimate_shake(arr, region_side=region_side)
+        except KernelError as exc:
+            rec.note = str(exc)
+        else:
+            rec.shake_px = shake_length(est.kernel) * factor
+            rec.direction_deg = float(est.stats.direction_deg)
+            rec.kernel_plausible = bool(est.diagnostics.plausible)
+            rec.kernel = est.kernel
+    rec.suggestion = _suggest(label, rec)
+    rec.seconds = time.perf_counter() - t0
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# Videos: a few frames
+# --------------------------------------------------------------------------------------------
+
+
+def video_frames(path: str | os.PathLike[str], count: int = VIDEO_FRAMES) -> list[tuple[float, np.ndarray]]:
+    """``count`` frames spread over the video (times in seconds, RGB uint8), via PyAV.
+
+    The video's errors are `deblurcli.video`'s (missing, not a video, no stream, corrupt).
+    """
+    from .video import _open_input, probe
+
+    p = Path(path)
+    info = probe(p)
+    dur = info.duration or 0.0
+    times = [dur * (i + 0.5) / count for i in range(count)] if dur > 0 else [0.0]
+    out: list[tuple[float, np.ndarray]] = []
+    with _open_input(p) as inp:
+        vs = next(s for s in inp.streams.video if not (s.disposition & 0x400))
+        for t in times:
+            if t > 0:
+                inp.seek(int(t / vs.time_base) + int(vs.start_time or 0), stream=vs, backward=True)
+            for frame in inp.decode(vs):
+                ft = float(frame.pts * vs.time_base) if frame.pts is not None else t
+                if ft + 1e-3 >= t or frame.pts is None:
+                    out.append((ft, frame.to_ndarray(format="rgb24")))
+                    break
+    if not out:
+        raise DeblurError(f"{p}: no frame could be decoded; copy the whole file again")
+    return out
+
+
+def inspect_video(path: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = True,
+                  count: int = VIDEO_FRAMES) -> Inspection:
+    """A video's report from ``count`` sampled frames: blurred when most of them are; the length,
+    direction and sharpness are those of the median frame by edge width."""
+    t0 = time.perf_counter()
+    frames = video_frames(path, count)
+    recs = [(t, judge(img, threshold)) for t, img in frames]
+    n_blurred = sum(r.blurred for _, r in recs)
+    blurred = n_blurred * 2 > len(recs)
+    order = sorted(range(len(recs)), key=lambda i: recs[i][1].edge_px)
+    mid = order[len(order) // 2]
+    label = str(path)
+    if blurred and kernel:
+        rec = inspect(frames[mid][1], threshold=threshold)
+    else:
+        rec = recs[mid][1]
+    rec.file = label
+    rec.blurred = blurred
+    rec.confidence = float(np.mean([r.confidence if r.blurred == blurred else 1 - r.confidence for _, r in recs]))
+    rec.frames = [{"time": round(t, 3), "blurred": r.blurred, "sharpness": round(r.sharpness, 4),
+                   "edge_px": round(r.edge_px, 2)} for t, r in recs]
+    rec.suggestion = _suggest(label, rec)
+    rec.seconds = time.perf_counter() - t0
+    return rec
+
+
+def inspect_path(path: str | os.PathLike[str], *, threshold: float = DEFAULT_THRESHOLD,
+                 kernel: bool = True, allow_large: bool = False) -> Inspection:
+    """`inspect` for a photo file or `inspect_video` for a video file, chosen by content."""
+    from .video import is_video
+
+    p = Path(path)
+    if p.is_file() and is_video(p):  # content decides, as in ``deblur run``: a JPEG named .mp4 is a photo
+        return inspect_video(p, threshold=threshold, kernel=kernel)
+    return inspect(p, threshold=threshold, kernel=kernel, allow_large=allow_large)
+
+
+def list_files(paths: list[Path]) -> list[Path]:
+    """Files named, and the photos and videos inside folders named (recursively), in order.
+
+    Folders are listed by ``deblur batch``'s own listing (`deblurcli.batch.list_inputs`), so the
+    same files count as inputs; a missing path or a folder with nothing in it is its one-line error.
+    """
+    from .batch import BatchOptions, list_inputs
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(p / rel for rel in list_inputs(p, BatchOptions(recursive=True)))
+        else:
+            out.append(p)
+    return out
+
+
+def save_kernel(rec: Inspection, path: str | os.PathLike[str]) -> bool:
+    """Write the blur trace picture (white path on black) as PNG; False when there is no kernel."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from .deconv import kernel_image
+    from .fsutil import atomic_write
+
+    if rec.kernel is None:
+        return False
+    buf = io.BytesIO()
+    PILImage.fromarray(kernel_image(rec.kernel)).save(buf, format="PNG")
+    atomic_write(path, buf.getvalue(), make_parents=True)
+    return True

@@ -1,0 +1,278 @@
+"""`deblur inspect`, `deblur batch --only-blurry` and the no-reference quality in reports (issue #29).
+
+Photos are crops of scikit-image's data photographs (BSD), shaken with `deblurcli.synth`'s
+camera-shake kernels; the batch tests use the tiny random ALGNet, since what matters there is
+which files are restored, skipped or replaced, not how well.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from deblurcli import synth
+from deblurcli.batch import JOURNAL, BatchOptions, run_batch
+from deblurcli.cli import DEFAULT_BLUR_THRESHOLD, app
+from deblurcli.deconv import kernel_stats
+from deblurcli.inspect import DEFAULT_THRESHOLD, inspect, judge, suggested_scale
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def crop(name: str, side: int = 256) -> np.ndarray:
+    from skimage import data
+
+    img = getattr(data, name)()
+    h, w = img.shape[:2]
+    img = img[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return img.astype(np.float32) / 255.0
+
+
+def shaken(img: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    k = synth.random_kernel(size, np.random.default_rng(seed))
+    return synth.blur_image(img, k), k
+
+
+def save(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two sharp photos and two shaken ones (31 and 25 px kernels), as PNG files."""
+    root = tmp_path_factory.mktemp("photos")
+    out = {"camera_sharp.png": crop("camera"), "astronaut_sharp.png": crop("astronaut")}
+    out["camera_shaken.png"] = shaken(crop("camera"), 31, 3)[0]
+    out["astronaut_shaken.png"] = shaken(crop("astronaut"), 25, 4)[0]
+    return {name: save(root / name, img) for name, img in out.items()}
+
+
+def test_the_cli_default_is_the_library_default() -> None:
+    assert DEFAULT_BLUR_THRESHOLD == DEFAULT_THRESHOLD
+
+
+def test_verdict_sharp_and_shaken() -> None:
+    sharp = crop("camera")
+    blurred, k = shaken(sharp, 31, 3)
+    assert not judge(sharp).blurred and judge(sharp).confidence > 0.6
+    rec = inspect(blurred)
+    assert rec.blurred and rec.confidence > 0.9
+    assert rec.sharpness < judge(sharp).sharpness
+    truth = kernel_stats(k)
+    assert rec.shake_px is not None and rec.direction_deg is not None
+    assert abs(rec.shake_px - truth.extent_px) <= 0.3 * truth.extent_px
+    turn = abs(rec.direction_deg - truth.direction_deg) % 180
+    assert min(turn, 180 - turn) <= 20
+    assert rec.suggestion is not None and rec.suggestion.startswith("deblur run")
+    # A sharp photo gets no kernel (its estimate would be a meaningless blob) and no command.
+    rec = inspect(sharp)
+    assert rec.shake_px is None and rec.suggestion is None and rec.kernel is None
+
+
+def test_suggested_scale_brings_the_shake_inside_training() -> None:
+    assert suggested_scale(30, 41) == 1
+    assert suggested_scale(60, 41) == 2  # 60 > 1.2 * 41, 30 is not
+    assert suggested_scale(150, 41) == 4
+
+
+def test_cli_json_save_kernel_and_bad_files(photos: dict[str, Path], tmp_path: Path, tiny_model: Path) -> None:
+    folder = photos["camera_sharp.png"].parent
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a photo")
+    kernel = tmp_path / "trace.png"
+    res = CliRunner().invoke(app, ["inspect", str(photos["camera_shaken.png"]), "--json", "--save-kernel",
+                                   str(kernel)])
+    assert res.exit_code == 0, res.output
+    [row] = json.loads(res.stdout)
+    for key, kind in (("file", str), ("blurred", bool), ("confidence", float), ("shake_px", float),
+                      ("direction_deg", float), ("sharpness", float)):
+        assert isinstance(row[key], kind), (key, row)
+    assert row["blurred"] and row["kernel_png"] == str(kernel)
+    assert PILImage.open(kernel).size[0] >= 128  # the trace, enlarged to be seen
+
+    res = CliRunner().invoke(app, ["inspect", str(bad), str(folder), "--json", "--verdict-only"])
+    assert res.exit_code == 1
+    rows = json.loads(res.stdout)
+    verdicts = {Path(r["file"]).name: r["blurred"] for r in rows if "error" not in r}
+    assert verdicts == {"astronaut_shaken.png": True, "astronaut_sharp.png": False, "camera_shaken.png": True,
+                        "camera_sharp.png": False}
+    errors = [line for line in ANSI.sub("", res.stderr).splitlines() if line.startswith("error:")]
+    # The same one line as `deblur run` gives for that file.
+    run = CliRunner().invoke(app, ["run", str(bad), "-o", str(tmp_path / "x.png"), "--model", str(tiny_model)])
+    assert run.exit_code == 1
+    assert errors == [line for line in ANSI.sub("", run.stderr).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0]
+
+
+@pytest.fixture
+def mixed(photos: dict[str, Path], tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    for name, path in photos.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_batch_only_blurry_restores_exactly_the_blurred(mixed: Path, tmp_path: Path, tiny_model: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = ["batch", str(mixed), str(out), "--model", str(tiny_model), "--device", "cpu", "--only-blurry",
+            "--report", str(report)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "astronaut_shaken.png", "camera_shaken.png"]
+    files = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    for name in ("camera_sharp.png", "astronaut_sharp.png"):
+        assert files[name]["status"] == "skipped" and files[name]["judged_sharp"]
+        assert files[name]["edge_px_before"] <= DEFAULT_THRESHOLD and "output" not in files[name]
+    for name in ("camera_shaken.png", "astronaut_shaken.png"):
+        assert files[name]["status"] == "ok"
+        assert files[name]["edge_px_before"] > DEFAULT_THRESHOLD
+        assert isinstance(files[name]["edge_px_after"], float) and isinstance(files[name]["worse"], bool)
+
+    # A rerun does nothing: no file restored, the sharp ones judged from the journal, not re-read.
+    journal = (out / JOURNAL).read_text()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    again = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    assert {f["status"] for f in again.values()} == {"skipped"}
+    assert again["camera_sharp.png"]["edge_px_before"] == files["camera_sharp.png"]["edge_px_before"]
+    assert (out / JOURNAL).read_text() == journal
+
+    # Without --only-blurry the sharp ones are work still to do, and only they are done.
+    res = CliRunner().invoke(app, args[:-3] + ["--report", str(report)])
+    assert res.exit_code == 0, res.output
+    last = {f["input"]: f["status"] for f in json.loads(report.read_text())["files"]}
+    assert last == {"camera_sharp.png": "ok", "astronaut_sharp.png": "ok", "camera_shaken.png": "skipped",
+                    "astronaut_shaken.png": "skipped"}
+
+
+def _blurring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the model's output blurrier than its input: a model that does harm on this photo."""
+    import cv2
+
+    from deblurcli.api import Deblurrer
+
+    real = Deblurrer.restore_image
+
+    def worse(self: Deblurrer, img, **kw):  # noqa: ANN001, ANN202 - the patched method's own signature
+        before = np.array(img.samples, copy=True)  # restore_image may write over the photo's samples
+        out = real(self, img, **kw)
+        out[...] = cv2.blur(before, (9, 9)).astype(out.dtype)
+        return out
+
+    monkeypatch.setattr(Deblurrer, "restore_image", worse)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_an_output_worse_than_its_input(mixed: Path, tmp_path: Path, tiny_model: Path,
+                                        monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    from deblurcli.api import Deblurrer
+
+    _blurring(monkeypatch)
+    src = mixed / "camera_sharp.png"
+    out = tmp_path / "out"
+    d = Deblurrer(str(tiny_model), device="cpu")
+    summary = run_batch(d, mixed, out, BatchOptions(glob="camera_sharp.png", keep_original_if_worse=keep))
+    [res] = summary.results
+    q = summary.quality[res.input]
+    assert res.status == "ok" and q["worse"] and q["edge_px_after"] > q["edge_px_before"]
+    assert summary.worse == ["camera_sharp.png"]
+    assert summary.as_dict()["files"][0]["worse"] is True
+    written = (out / "camera_sharp.png").read_bytes()
+    assert (written == src.read_bytes()) is keep
+    assert bool(q.get("kept_original")) is keep
+    assert any("less sharp than its input" in n for n in res.notes)
+    # The journal keeps it: a rerun skips the file and still reports it as worse.
+    again = run_batch(d, mixed, out, BatchOptions(glob="camera_sharp.png", keep_original_if_worse=keep))
+    assert again.results[0].status == "skipped" and again.worse == ["camera_sharp.png"]
+    if not keep:  # asking for the original later replaces the worse output with it
+        third = run_batch(d, mixed, out, BatchOptions(glob="camera_sharp.png", keep_original_if_worse=True))
+        assert third.results[0].status == "ok"
+        assert (out / "camera_sharp.png").read_bytes() == src.read_bytes()
+
+
+def test_keep_original_in_another_format_re_encodes_its_pixels(mixed: Path, tmp_path: Path, tiny_model: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from deblurcli.api import Deblurrer
+
+    _blurring(monkeypatch)
+    out = tmp_path / "out"
+    d = Deblurrer(str(tiny_model), device="cpu")
+    run_batch(d, mixed, out, BatchOptions(glob="camera_sharp.png", keep_original_if_worse=True, format="tiff"))
+    kept = np.asarray(PILImage.open(out / "camera_sharp.tif").convert("RGB"))
+    assert np.array_equal(kept, np.asarray(PILImage.open(mixed / "camera_sharp.png").convert("RGB")))
+
+
+def test_eval_without_ground_truth(photos: dict[str, Path], tmp_path: Path, tiny_model: Path) -> None:
+    report = tmp_path / "eval.json"
+    folder = photos["camera_sharp.png"].parent
+    res = CliRunner().invoke(app, ["eval", "--dataset", "pairs", "--data-dir", str(folder), "--model",
+                                   str(tiny_model), "--device", "cpu", "--report", str(report), "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(report.read_text())
+    assert result["protocol"] == "no-reference"
+    assert result["summary"]["count"] == 2 and result["summary"]["psnr"] is None
+    for rec in result["images"]:
+        assert rec["edge_px_before"] >= 1.0 and rec["edge_px_after"] >= 1.0 and rec["psnr"] is None
+    assert "edge width" in ANSI.sub("", res.stdout)
+
+
+def clip(path: Path, img: np.ndarray, n: int = 12) -> Path:
+    """An h264 clip of ``n`` frames of the same picture (near-lossless, so the verdict is the picture's)."""
+    import av
+
+    u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24, options={"crf": "4"})
+        v.width, v.height, v.pix_fmt = u8.shape[1], u8.shape[0], "yuv444p"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(u8, format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
+def test_videos_are_judged_on_sampled_frames(tmp_path: Path) -> None:
+    sharp = clip(tmp_path / "steady.mp4", crop("camera"))
+    shaky = clip(tmp_path / "shaky.mp4", shaken(crop("camera"), 31, 3)[0])
+    res = CliRunner().invoke(app, ["inspect", str(sharp), str(shaky), "--json", "--verdict-only"])
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["file"]).name: r for r in json.loads(res.stdout)}
+    assert not rows["steady.mp4"]["blurred"] and rows["shaky.mp4"]["blurred"]
+    assert len(rows["shaky.mp4"]["frames"]) == 3 and all(f["blurred"] for f in rows["shaky.mp4"]["frames"])
+    assert rows["shaky.mp4"]["suggestion"].startswith("deblur run")
+
+
+def test_blur_threshold_without_only_blurry_is_a_usage_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--blur-threshold", "2.5"])
+    assert res.exit_code == 2
+    assert "--blur-threshold only applies with --only-blurry" in ANSI.sub("", res.stderr)
+
+
+def test_batch_only_blurry_judges_videos_too(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clip(folder / "steady.mp4", crop("camera"), n=6)
+    clip(folder / "shaky.mp4", shaken(crop("camera"), 31, 3)[0], n=6)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["batch", str(folder), str(out), "--model", str(tiny_model), "--device", "cpu",
+                                   "--only-blurry", "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    files = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    assert files["shaky.mp4"]["status"] == "ok" and files["steady.mp4"]["status"] == "skipped"
+    assert files["steady.mp4"]["judged_sharp"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["shaky.mp4"]
