@@ -618,7 +618,7 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
         # added only once the file is completely on disk.
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+            res.notes += list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
             res.bytes = dst.stat().st_size
         except DeblurError as exc:
             res.status, res.error = "failed", exc.cli_message(spell)
@@ -686,6 +686,9 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                 # Finished strip by strip into the stored layout, over the photo's own samples.
                 out = deblurrer.restore_image(item, progress=on_tile, in_place=True,
                                               layout=output_layout(item, dst, format=opts.format), label=str(dst))
+                if deblurrer.last_outcome is not None:  # what the shake engine did, for --json and --report
+                    res.notes.append(deblurrer.last_outcome.note)
+                    res.shake = deblurrer.last_outcome.stats()
             except DeblurError as exc:
                 res.status, res.error = "failed", exc.cli_message(spell)
                 # A video whose output could not be written (full disk): the input is fine, so the

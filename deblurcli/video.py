@@ -742,7 +742,8 @@ def restore_video(
                     opts.on_frame(item.index)
                 if item.pixels is not None:
                     t1 = time.perf_counter()
-                    out = d.restore(item.pixels, strength=opts.strength)  # blended once, by the Deblurrer
+                    # blended once, by the Deblurrer; the network alone (no kernel per frame)
+                    out = d.restore(item.pixels, strength=opts.strength, deconv=False)
                     if preview:
                         out = _side_by_side(item.pixels, out, info.rotation)
                     item.result = _quantise(out, out_depth)
