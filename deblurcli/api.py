@@ -228,31 +228,32 @@ class Deblurrer:
         if warn:
             self._say(warn)
         is_default = self.resolved.entry is not None and self.resolved.entry.name == registry.DEFAULT_NAME
-        #: The embedded default's hybrid path: estimate, deconvolve trusted shake, else the network.
-        self.hybrid = is_default and self.deconv == "auto"
         if not is_default and (opts.kernel is not None or self.kernel_size or self.region_box is not None):
             given = "kernel" if opts.kernel is not None else "kernel_size" if self.kernel_size else "region"
             raise UsageError(f"{{{given}}}: {self.name} is a network trained on GoPro-style blur and takes no blur "
                              "kernel; use the default model or {model} shake", names=(given, "model"))
+        if is_default and self.deconv == "off" and (self.kernel_size or self.region_box is not None):
+            given = "kernel_size" if self.kernel_size else "region"
+            raise UsageError(f"{{{given}}} acts where the shake is estimated: add {{deconv}} auto, or use {{model}} "
+                             "shake", names=(given, "deconv", "model"))
+        #: The embedded default's hybrid path: estimate, deconvolve trusted shake, else the network
+        #: (a kernel of the user's own is deconvolved whatever --deconv says: that is what it asks for).
+        self.hybrid = is_default and (self.deconv == "auto" or self.kernel is not None)
 
     def _check_shake_options(self, opts: EngineOptions) -> None:
         """Refuse engine options that would silently do nothing the user asked for.
 
         ``--model shake`` has no tiles, no scales, no ensemble, no scan and runs on the CPU in
-        float32; the kernel options have no effect with ``--deconv off`` (nothing is estimated).
+        float32 (``--deconv`` is its whole job, so either value is accepted there).
         """
         if opts.deconv not in shake.DECONV_CHOICES:
             raise OptionError("deconv", f"choose {' or '.join(shake.DECONV_CHOICES)}", value=opts.deconv)
         if opts.kernel_size and opts.kernel_size < 3:
             raise OptionError("kernel_size", "must be 0 (automatic) or at least 3 px", value=opts.kernel_size)
-        if opts.deconv == "off" and (opts.kernel is not None or opts.kernel_size or opts.region != "auto"):
-            given = "kernel" if opts.kernel is not None else "kernel_size" if opts.kernel_size else "region"
-            raise UsageError(f"{{{given}}} has no effect with {{deconv}} off (nothing is deconvolved); drop one",
-                             names=(given, "deconv"))
         if not self.classical:
             return
         refused = [name for name, unused in (
-            ("deconv", opts.deconv != "auto"), ("variant", opts.variant is not None),
+            ("variant", opts.variant is not None),
             ("tile", str(opts.tile) not in ("auto", "0")), ("tile_overlap", opts.tile_overlap != DEFAULT_OVERLAP),
             ("scale", str(opts.scale) not in ("auto", "1")), ("ensemble", opts.ensemble != 1),
             ("batch_size", opts.batch_size != 1), ("scan_backend", opts.scan_backend != "auto"),

@@ -137,12 +137,13 @@ def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", EngineOptions.output_fields())
 def test_batch_redoes_a_finished_file_when_an_output_deciding_option_changes(
         name: str, tmp_path: Path, tiny_model: Path, other_model: Path) -> None:
-    # The camera-shake options act where a kernel is estimated (the default model), on a photo
+    # The camera-shake options act where a kernel is estimated (the default model, --deconv auto), on a photo
     # large enough to hold a --region; --kernel's example must be a real kernel file.
     shake_option = name in ("kernel", "kernel_size", "region")
     _png(tmp_path / "in" / "a.png", size=64 if shake_option else 24)
     base = ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
-            "default" if shake_option else str(tiny_model), "--device", "cpu", "--tile", "0", "--json"]
+            "default" if shake_option else str(tiny_model), "--device", "cpu", "--tile", "0", "--json",
+            *(["--deconv", "auto"] if shake_option else [])]
 
     def statuses(*extra: str) -> list[str]:
         res = runner.invoke(app, [*base, *extra])

@@ -201,7 +201,7 @@ def test_options_that_shake_does_not_use_are_refused(photos: dict[str, Any], tmp
                  "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "--kernel" in res.stderr
     res = deblur("run", photos["shaken"], "--deconv", "off", "--region", "0,0,64,64", "-o", tmp_path / "o.png")
-    assert res.exit_code == 2 and "--deconv" in res.stderr
+    assert res.exit_code == 2 and "--deconv auto" in res.stderr
     assert not (tmp_path / "o.png").exists()
 
 
@@ -215,6 +215,16 @@ def test_save_kernel_takes_one_input_and_a_png(photos: dict[str, Any], tmp_path:
 
 
 # -- Python -----------------------------------------------------------------------------------------------
+def test_the_default_model_deconvolves_with_a_given_kernel(photos: dict[str, Any], tmp_path: Path) -> None:
+    from deblurcli import Deblurrer
+
+    d = Deblurrer(progress=False, kernel=str(photos["dir"] / "kernel.npy"))  # whatever --deconv says
+    res = d.restore_file(photos["shaken"], tmp_path / "out.png")
+    assert res.shake is not None and res.shake["path"] == "kernel"
+    sharp = _load(photos["sharp"])
+    assert _psnr(_load(tmp_path / "out.png"), sharp) - _psnr(_load(photos["shaken"]), sharp) > 3.0
+
+
 def test_deblurrer_shake_restores_a_file(photos: dict[str, Any], tmp_path: Path) -> None:
     from deblurcli import Deblurrer
 
@@ -230,11 +240,11 @@ def test_deblurrer_shake_restores_a_file(photos: dict[str, Any], tmp_path: Path)
 # -- the default model -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def default_runs(photos: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The default model (``--deconv auto``) on the sharp, the shaken and the defocused photo."""
+    """The default model with ``--deconv auto`` on the sharp, the shaken and the defocused photo."""
     out = {}
     for name in ("sharp", "shaken", "defocused"):
         dst = photos["dir"] / f"default_{name}.png"
-        res = deblur("run", photos[name], "-o", dst, "--json")
+        res = deblur("run", photos[name], "-o", dst, "--json", "--deconv", "auto")
         assert res.exit_code == 0, res.stderr
         out[name] = {**_json_lines(res)[0], "path": dst}
     return out
@@ -260,16 +270,16 @@ def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: d
     assert r["shake"]["path"] == "deconvolved" and r["shake"]["trusted"] is True
     assert any(n.startswith("camera shake") and n.endswith(": deconvolved") for n in r["notes"])
     off = photos["dir"] / "default_off.png"
-    res = deblur("run", photos["shaken"], "--deconv", "off", "-o", off, "--json")
+    res = deblur("run", photos["shaken"], "-o", off, "--json")  # --deconv off, for now the default
     assert res.exit_code == 0, res.stderr
-    assert "shake" not in _json_lines(res)[0]  # today's behaviour: the network alone, nothing estimated
+    assert "shake" not in _json_lines(res)[0]  # the earlier behaviour: the network alone, nothing estimated
     sharp = _load(photos["sharp"])
     assert _psnr(_load(r["path"]), sharp) > _psnr(_load(off), sharp) + 1.0
 
 
 def test_default_on_a_photo_too_small_to_estimate_falls_back_to_the_network(tmp_path: Path) -> None:
     small = _save(tmp_path / "small.png", np.random.default_rng(0).random((32, 40, 3)))
-    res = deblur("run", small, "-o", tmp_path / "o.png", "--json")
+    res = deblur("run", small, "-o", tmp_path / "o.png", "--json", "--deconv", "auto")
     assert res.exit_code == 0, res.stderr
     r = _json_lines(res)[0]
     assert "shake" not in r and sum("network only" in n for n in r["notes"]) == 1
