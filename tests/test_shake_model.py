@@ -298,3 +298,23 @@ def test_batch_with_shake_resumes_and_reports_the_kernel(photos: dict[str, Any])
     assert again.exit_code == 0 and [x["status"] for x in _json_lines(again)] == ["skipped"]
     changed = deblur(*args, "--kernel", photos["dir"] / "kernel.npy")  # another kernel: other pixels
     assert [x["status"] for x in _json_lines(changed)] == ["ok"]
+
+
+# -- eval and bench ------------------------------------------------------------------------------------------
+def test_eval_and_bench_run_shake(photos: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "blurred").mkdir()
+    (tmp_path / "sharp").mkdir()
+    (tmp_path / "blurred" / "a.png").write_bytes(photos["shaken"].read_bytes())
+    (tmp_path / "sharp" / "a.png").write_bytes(photos["sharp"].read_bytes())
+    res = deblur("eval", "--dataset", "pairs", "--data-dir", tmp_path / "blurred", "--sharp-dir", tmp_path / "sharp",
+                 "--model", "shake", "--json")
+    assert res.exit_code == 0, res.stderr
+    result = json.loads(res.stdout)
+    err = _load(photos["shaken"]).astype(np.float64) - _load(photos["sharp"])
+    before = 10 * math.log10(1.0 / float(np.mean(err * err)))  # as eval scores: every pixel
+    assert result["model"] == "shake" and result["summary"]["psnr"] > before + 3.0
+    assert "no paper" in result["paper"]["why_none"]
+    res = deblur("bench", "--model", "shake", "--size", "128x128", "--repeat", "1", "--json")
+    assert res.exit_code == 0, res.stderr
+    timing = json.loads(res.stdout)
+    assert timing["model"]["model"] == "shake" and timing["model"]["seconds"] > 0 and "scan" not in timing
