@@ -11,7 +11,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -287,7 +288,8 @@ def run(
 
     for p in todo:
         bar = (frame_progress(err, Path(p.src).name, show=live, log=None if quiet else lambda m: _say("", m))
-               if p.video else tile_progress(err, Path(p.src).name, show=live))
+               if p.video else _steps_progress(Path(p.src).name, show=live) if d.uses_engine
+               else tile_progress(err, Path(p.src).name, show=live))
         try:
             with bar as prog:
                 res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
@@ -311,6 +313,18 @@ def run(
             print(json.dumps(res.as_dict()), flush=True)
     if failed:
         raise typer.Exit(2 if usage_only else 1)
+
+
+@contextmanager
+def _steps_progress(label: str, *, show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A per-photo bar for the deconvolution engine, whose steps are hundredths of the work (then,
+    when the default model falls back to its network, tiles): a count, never called tiles."""
+    if not show:
+        yield None
+        return
+    with bar(err, "items", transient=True) as prog:
+        task = prog.add_task(label, total=None)
+        yield lambda done, total: prog.update(task, completed=done, total=total)
 
 
 def _interrupted_video(p: Any) -> None:
