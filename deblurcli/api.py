@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import multiscale, shake, ssm, tiling
-from .errors import DeblurError, OptionError, UsageError
+from .errors import DeblurError, KernelError, OptionError, UsageError
 from .fsutil import input_as_output
 from .imageio import (
     Image,
@@ -460,7 +460,13 @@ class Deblurrer:
         tick = None if progress is None else (lambda f, _text: progress(int(round(100 * f)), 100))
         common = dict(kernel=kernel, kernel_size=self.kernel_size or None, region=self.region_box, progress=tick)
         if self.classical:
-            out, outcome = shake.run_shake(pixels, **common)
+            try:
+                out, outcome = shake.run_shake(pixels, **common)
+            except KernelError as exc:
+                if kernel is not None:
+                    raise
+                raise KernelError(f"{label}: {exc}; give the blur yourself with {{kernel}} FILE, or use the "
+                                  "default model", names=("kernel",)) from None
         else:
             res, outcome = shake.try_deconvolve(pixels, **common)
             out = res

@@ -182,6 +182,15 @@ def test_a_kernel_larger_than_the_photo_is_refused(photos: dict[str, Any], tmp_p
     assert not (tmp_path / "o.png").exists()
 
 
+def test_shake_on_a_flat_photo_is_one_line_naming_it(tmp_path: Path) -> None:
+    flat = _save(tmp_path / "flat.png", np.full((96, 96, 3), 0.5, np.float32))
+    res = deblur("run", flat, "--model", "shake", "-o", tmp_path / "o.png")
+    assert res.exit_code == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert str(flat) in line and "too flat" in line and "--kernel FILE" in line
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_region_outside_the_photo_or_malformed_is_a_usage_error(photos: dict[str, Any], tmp_path: Path) -> None:
     res = deblur("run", photos["shaken"], "--model", "shake", "--region", "150,150,100,100", "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "--region 150,150,100,100" in res.stderr and f"{SIDE}x{SIDE}" in res.stderr
