@@ -6,6 +6,10 @@ users share, so that every front end behaves the same.
     sharp = d.restore(pixels)            # HxWx3 float32 in [0, 1]
     d.restore_file("in.jpg", "out.jpg")  # metadata, bit depth and alpha kept, written atomically
 
+``Deblurrer("shake")`` is the classical camera-shake engine (`deblurcli.shake`, no network), and
+``Deblurrer(deconv="auto")`` lets the embedded default deconvolve shake it measured and trusts;
+what the engine did to the last photo is in ``last_outcome`` (and ``RestoreResult.shake``).
+
 The options (device, precision, tiles, strength, ...) are `deblurcli.options.EngineOptions`, the
 same object the ``deblur`` commands build from their flags: ``Deblurrer(options=opts)`` or keyword
 arguments named like its fields.
@@ -27,8 +31,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from . import multiscale, ssm, tiling
-from .errors import DeblurError, OptionError, UsageError
+from . import multiscale, shake, ssm, tiling
+from .errors import DeblurError, KernelError, OptionError, UsageError
 from .fsutil import input_as_output
 from .imageio import (
     Image,
@@ -40,7 +44,7 @@ from .imageio import (
     to_samples,
     write_image,
 )
-from .models import get_arch
+from .models import get_arch, registry
 from .options import DEFAULT_OVERLAP, DEVICES, PRECISIONS, EngineOptions
 from .weights import ModelSpec, load_model, sha256_file
 
@@ -73,10 +77,15 @@ class RestoreResult:
     error: str | None = None
     #: `Deblurrer.tile_check`'s report when one was asked for.
     tile_check: dict[str, Any] | None = None
+    #: The camera-shake kernel's figures when one was estimated or given (`shake.Outcome.stats`):
+    #: ``path`` (deconvolved, kernel, shake or network), ``shake_px``, ``direction_deg``, ``trusted``.
+    shake: dict[str, Any] | None = None
+    #: The failure is about the options given (e.g. a --region outside this photo): exit code 2.
+    usage: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``error`` is always present so scripts can test it without a default."""
-        d = {k: v for k, v in self.__dict__.items() if v is not None or k == "error"}
+        d = {k: v for k, v in self.__dict__.items() if (v is not None or k == "error") and (k != "usage" or v)}
         if self.width and self.height:
             d["size"] = f"{self.width}x{self.height}"
         return d
@@ -163,6 +172,17 @@ class Deblurrer:
                             f"see deblurcli.options.EngineOptions")
         self.options = opts = opts.replace(**changes)
         set_threads(opts.threads)
+        #: ``--model shake``: the classical engine alone, no network and no weights.
+        self.classical = _names_shake(opts.model)
+        self._check_shake_options(opts)
+        self.kernel_size = int(opts.kernel_size)  # 0: automatic
+        #: ``--region`` as (x, y, w, h), or None for the engine's own choice.
+        self.region_box = shake.parse_region(None if opts.region == "auto" else opts.region)
+        # Read and checked now, so a bad file is one error before any photo is touched.
+        self.kernel = None if opts.kernel is None else shake.load_kernel(opts.kernel)
+        self.deconv = opts.deconv
+        #: What the engine did to the last photo restored (None: it was not asked to do anything).
+        self.last_outcome: shake.Outcome | None = None
         if opts.scan_backend != "auto" and opts.scan_backend not in ssm.BACKENDS:
             raise OptionError("scan_backend", f"unknown scan backend; choose auto, {', '.join(ssm.BACKENDS)}",
                               value=opts.scan_backend)
@@ -186,6 +206,9 @@ class Deblurrer:
         self._note = on_note or (lambda msg: log.warning(msg))
         self._noted: set[str] = set()
         self._lock = threading.Lock()
+        if self.classical:
+            self._init_classical()
+            return
 
         if self.device.type == "cpu":  # the scan kernel gets ready while the weights and the photo load
             ssm.preload_in_background(self.scan_backend)
@@ -209,16 +232,73 @@ class Deblurrer:
                 if isinstance(self.tile, int) else None)
         if warn:
             self._say(warn)
+        is_default = self.resolved.entry is not None and self.resolved.entry.name == registry.DEFAULT_NAME
+        if not is_default and (opts.kernel is not None or self.kernel_size or self.region_box is not None):
+            given = "kernel" if opts.kernel is not None else "kernel_size" if self.kernel_size else "region"
+            raise UsageError(f"{{{given}}}: {self.name} is a network trained on GoPro-style blur and takes no blur "
+                             "kernel; use the default model or {model} shake", names=(given, "model"))
+        if is_default and self.deconv == "off" and (self.kernel_size or self.region_box is not None):
+            given = "kernel_size" if self.kernel_size else "region"
+            raise UsageError(f"{{{given}}} acts where the shake is estimated: add {{deconv}} auto, or use {{model}} "
+                             "shake", names=(given, "deconv", "model"))
+        #: The embedded default's hybrid path: estimate, deconvolve trusted shake, else the network
+        #: (a kernel of the user's own is deconvolved whatever --deconv says: that is what it asks for).
+        self.hybrid = is_default and (self.deconv == "auto" or self.kernel is not None)
+
+    def _check_shake_options(self, opts: EngineOptions) -> None:
+        """Refuse engine options that would silently do nothing the user asked for.
+
+        ``--model shake`` has no tiles, no scales, no ensemble, no scan and runs on the CPU in
+        float32 (``--deconv`` is its whole job, so either value is accepted there).
+        """
+        if opts.deconv not in shake.DECONV_CHOICES:
+            raise OptionError("deconv", f"choose {' or '.join(shake.DECONV_CHOICES)}", value=opts.deconv)
+        if opts.kernel_size and opts.kernel_size < 3:
+            raise OptionError("kernel_size", "must be 0 (automatic) or at least 3 px", value=opts.kernel_size)
+        if not self.classical:
+            return
+        refused = [name for name, unused in (
+            ("variant", opts.variant is not None),
+            ("tile", str(opts.tile) not in ("auto", "0")), ("tile_overlap", opts.tile_overlap != DEFAULT_OVERLAP),
+            ("scale", str(opts.scale) not in ("auto", "1")), ("ensemble", opts.ensemble != 1),
+            ("batch_size", opts.batch_size != 1), ("scan_backend", opts.scan_backend != "auto"),
+            ("precision", opts.precision not in ("auto", "fp32")), ("device", opts.device not in ("auto", "cpu")),
+        ) if unused]
+        if refused:
+            flags = ", ".join("{" + n + "}" for n in refused)
+            raise UsageError(f"{flags}: not used by {{model}} shake (classical deconvolution of the whole photo "
+                             "in float32 on the CPU); drop it", names=(*refused, "model"))
+
+    def _init_classical(self) -> None:
+        """``--model shake``: what the rest of the tool reads off a Deblurrer, without a network."""
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.tile, self.scale, self.ensemble = 0, 1, 1
+        self.resolved = None
+        self.path = None
+        self.spec = None
+        self.arch = None
+        self.model = None
+        self.trained_blur_px = None
+        self.hybrid = False
+        self.name = shake.SHAKE_MODEL
 
     # -- identity ---------------------------------------------------------------------------
     @property
-    def weights_sha256(self) -> str:
-        """The weights file's hash: batch journals key finished work on it."""
+    def weights_sha256(self) -> str | None:
+        """The weights file's hash: batch journals key finished work on it (None: ``shake`` has none)."""
+        if self.classical:
+            return None
         if getattr(self, "_sha", None) is None:
             self._sha = self.resolved.sha256 or sha256_file(self.path)
         return self._sha
 
     def describe(self) -> dict[str, Any]:
+        if self.classical:
+            return {"model": self.name, "arch": shake.SHAKE_MODEL, "variant": "", "config": {}, "weights": None,
+                    "weights_sha256": None, "device": "cpu", "precision": "fp32", "scan_backend": "none",
+                    "tile": 0, "tile_overlap": 0, "scale": 1, "ensemble": 1, "trained_blur_px": None,
+                    "kernel": self.options.kernel, "kernel_size": self.kernel_size, "region": self.region_box}
         return {
             "model": self.name,
             "arch": self.spec.arch,
@@ -234,12 +314,13 @@ class Deblurrer:
             "scale": self.scale,
             "ensemble": self.ensemble,
             "trained_blur_px": self.trained_blur_px,
+            "deconv": "auto (camera shake)" if self.hybrid else "off",
         }
 
     @property
     def variant(self) -> str:
         """The variant the model runs as (the one asked for, else the one stored with the weights)."""
-        return self.spec.variant
+        return "" if self.spec is None else self.spec.variant
 
     def settings_key(self) -> dict[str, Any]:
         """The settings that change the pixels written: work done with other ones is redone.
@@ -253,7 +334,10 @@ class Deblurrer:
         key: dict[str, Any] = {}
         for name in EngineOptions.output_fields():
             if name == "model":
-                key.update(arch=self.spec.arch, weights_sha256=self.weights_sha256)
+                key.update(arch=shake.SHAKE_MODEL if self.spec is None else self.spec.arch,
+                           weights_sha256=self.weights_sha256)
+            elif name == "kernel":  # the kernel's content decides, not the name of its file
+                key[name] = "none" if self.options.kernel is None else "sha256:" + sha256_file(self.options.kernel)
             else:
                 # as resolved onto self (precision "auto" -> "fp32") where it is, else as given
                 key[name] = getattr(self, name) if hasattr(self, name) else getattr(self.options, name)
@@ -328,7 +412,7 @@ class Deblurrer:
     # -- whole images ------------------------------------------------------------------------------
     def tile_for(self, h: int, w: int) -> int:
         """The tile side for an image: the user's, or `tiling.auto_tile`'s for this device (0 = whole image)."""
-        if isinstance(self.tile, int):
+        if self.spec is None or isinstance(self.tile, int):
             return self.tile
         # The architecture's own memory hint; full precision gets twice the half-precision estimate.
         bpp = self.arch.bytes_per_pixel(self.spec.config) * (2 if self.precision == "fp32" else 1)
@@ -340,7 +424,7 @@ class Deblurrer:
 
     def scale_for(self, h: int, w: int) -> int:
         """The reduction the model runs at for an image: the user's, or `multiscale.auto_scale`'s."""
-        if isinstance(self.scale, int):
+        if self.spec is None or isinstance(self.scale, int):
             return self.scale
         s = multiscale.auto_scale(h, w, self.trained_blur_px)
         # The shake estimate follows the long side; a strip (20000x20) must not shrink to a few rows,
@@ -349,18 +433,64 @@ class Deblurrer:
             s //= 2
         return s
 
+    # -- camera shake (deblurcli.shake) --------------------------------------------------------------
+    @property
+    def uses_engine(self) -> bool:
+        """Whether each photo goes through the deconvolution engine (shake, or the default's hybrid)."""
+        return self.classical or self.hybrid
+
+    def _engine(self, pixels: np.ndarray, progress: Callable[[int, int], None] | None,
+                label: str) -> np.ndarray | None:
+        """The engine on a whole photo (HxWx3 float in [0, 1]): the result, or None for "run the network".
+
+        What it did (path, note, kernel) is left in `last_outcome` for the caller to report.
+        """
+        h, w = pixels.shape[:2]
+        shake.check_region(self.region_box, w, h, label)
+        kernel = self.kernel
+        if kernel is not None:
+            from .deconv.kernels import check_fits
+
+            check_fits(kernel, pixels.shape, source=str(self.options.kernel))
+        tick = None if progress is None else (lambda f, _text: progress(int(round(100 * f)), 100))
+        common = dict(kernel=kernel, kernel_size=self.kernel_size or None, region=self.region_box, progress=tick)
+        if self.classical:
+            try:
+                out, outcome = shake.run_shake(pixels, **common)
+            except KernelError as exc:
+                if kernel is not None:
+                    raise
+                raise KernelError(f"{label}: {exc}; give the blur yourself with {{kernel}} FILE, or use the "
+                                  "default model", names=("kernel",)) from None
+        else:
+            res, outcome = shake.try_deconvolve(pixels, **common)
+            out = res
+        self.last_outcome = outcome
+        return out
+
     def restore(self, pixels: np.ndarray, *, strength: float | None = None,
-                progress: Callable[[int, int], None] | None = None, tile: int | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None, tile: int | None = None,
+                deconv: bool = True) -> np.ndarray:
         """Restore an HxWx3 float32 image in [0, 1]; returns the same shape, clamped to [0, 1].
 
         ``strength`` (default: this object's) < 1 blends the result back toward the input.
         ``tile`` (default: `tile_for` this image) holds the tile side for this call: a video's
         frames all use one, so seams do not move from frame to frame.
+        ``deconv=False`` keeps the default model's network alone for this call (video frames:
+        their blur is the scene's motion more often than the camera's, and estimating a kernel
+        per frame would multiply the time). What the engine did is in `last_outcome`.
         """
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
         strength = self.strength if strength is None else _check_strength(strength)
-        out = self._scaled(np.ascontiguousarray(pixels, dtype=np.float32), progress, tile=tile)
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        self.last_outcome = None
+        if self.classical and not deconv:
+            raise UsageError("{model} shake restores photos, not video frames; use the default model for videos",
+                             names=("model",))
+        out = self._engine(pixels, progress, "the image") if self.uses_engine and deconv else None
+        if out is None:
+            out = self._scaled(pixels, progress, tile=tile)
         assert out is not None
         np.clip(out, 0.0, 1.0, out=out)
         if strength < 1.0:
@@ -493,6 +623,7 @@ class Deblurrer:
         src = img.samples
         h, w = img.height, img.width
         name = label or img.name
+        self.last_outcome = None
         if layout is None:
             out = np.empty((h, w, 3), np.float32)
         else:
@@ -509,6 +640,12 @@ class Deblurrer:
                 rows = before + strength * (rows - before)
             out[band] = rows if layout is None else to_samples(rows, layout[0], layout[1], name)
 
+        if self.uses_engine:
+            # The engine needs the whole photo as floats (one copy; the network path streams strips).
+            done = self._engine(as_float_rgb(src), progress, str(img.source or name))
+            if done is not None:
+                finish(0, done)
+                return out
         self._scaled(src, progress, finish, reads_back=out is src)
         return out
 
@@ -516,12 +653,14 @@ class Deblurrer:
         self, src: str | os.PathLike[str] | bytes, dst: str | os.PathLike[str] | BinaryIO, *,
         overwrite: bool = False, quality: int = 95, strength: float | None = None, allow_large: bool = False,
         compare: str | os.PathLike[str] | None = None, format: str | None = None, tile_check: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None, save_kernel: str | os.PathLike[str] | None = None,
     ) -> RestoreResult:
         """Read, restore and write one photo; never writes over the input or, unasked, an existing file.
 
         ``src`` may be the bytes of a photo (stdin) and ``dst`` a binary stream (stdout); a stream
         gets ``format`` or else the input's format, since it has no extension to go by.
+        ``save_kernel`` writes the camera-shake kernel as a PNG picture (shake and the default
+        model; the kernel is also a panel of the ``compare`` image).
         """
         import time
 
@@ -537,6 +676,13 @@ class Deblurrer:
             img = read_image(src, allow_large=allow_large)
         if compare is not None:
             _check_destination(img.source, Path(compare), overwrite)
+        if save_kernel is not None:
+            if not self.uses_engine:
+                raise UsageError("{save_kernel} needs a kernel: use the default model (with {deconv} auto) or "
+                                 "{model} shake", names=("save_kernel", "deconv", "model"))
+            _check_destination(img.source, Path(save_kernel), overwrite)
+        if tile_check and self.classical:
+            raise UsageError("{tile_check}: {model} shake uses no tiles", names=("tile_check", "model"))
         report = self.tile_check(img.samples) if tile_check else None
         before = np.array(_comparison_crop(img.samples)) if compare is not None else None
         fmt = (format or img.format) if to_stream else format
@@ -555,12 +701,21 @@ class Deblurrer:
             where = str(dst)
             notes = list(write_image(img, out, where, quality=quality, format=format))
             size = Path(where).stat().st_size
+        outcome = self.last_outcome
+        kernel = outcome.kernel if outcome is not None else None
+        if outcome is not None:
+            notes.insert(0, outcome.note)
+        if save_kernel is not None:
+            if kernel is not None:
+                shake.save_kernel(kernel, save_kernel)
+            else:
+                notes.append(f"no kernel to save to {save_kernel}: none could be estimated")
         if compare is not None:
             assert before is not None
-            write_comparison(before, out, compare)
+            write_comparison(before, out, compare, kernel=kernel)
         return RestoreResult(
             input=label, output=where, seconds=time.perf_counter() - t0, width=img.width, height=img.height,
-            bytes=size, notes=notes, tile_check=report,
+            bytes=size, notes=notes, tile_check=report, shake=outcome.stats() if outcome is not None else None,
         )
 
 
@@ -583,17 +738,23 @@ def _comparison_crop(arr: np.ndarray) -> np.ndarray:
     return arr[y0:y0 + side, x0:x0 + side]
 
 
-def write_comparison(before: np.ndarray, after: np.ndarray, path: str | os.PathLike[str]) -> None:
+def write_comparison(before: np.ndarray, after: np.ndarray, path: str | os.PathLike[str], *,
+                     kernel: np.ndarray | None = None) -> None:
     """A side-by-side PNG (input | result), or a zoomed crop pair for large photos.
 
     Either side may be float HxWx3 in [0, 1] or stored samples, and `before` may already be
-    its `_comparison_crop` (taken before the result overwrote the photo).
+    its `_comparison_crop` (taken before the result overwrote the photo). With ``kernel``, the
+    camera-shake kernel is a third panel (white trail on black), so the result can be judged
+    against what was undone.
     """
     from .imageio import Image as _Image
 
     before, after = as_float_rgb(_comparison_crop(before)), as_float_rgb(_comparison_crop(after))
     gap = np.ones((before.shape[0], 8, 3), np.float32)
-    canvas = np.concatenate([before, gap, after], axis=1)
+    panels = [before, gap, after]
+    if kernel is not None:
+        panels += [gap, shake.kernel_panel(kernel, before.shape[0])]
+    canvas = np.concatenate(panels, axis=1)
     write_image(_Image(pixels=canvas, format="PNG"), canvas, path)
 
 
@@ -654,6 +815,15 @@ def _parse_scale(scale: int | str) -> int | str:
     if not 1 <= value <= multiscale.MAX_SCALE or value != float(scale):
         raise OptionError("scale", f"must be auto or a whole number from 1 to {multiscale.MAX_SCALE}", value=scale)
     return value
+
+
+def _names_shake(model: str | os.PathLike[str] | None) -> bool:
+    """Whether ``--model`` names the classical engine (an existing file of that name wins, as in `hub.resolve`)."""
+    text = "" if model is None else str(model).strip()
+    if not text or Path(text).expanduser().exists():
+        return False
+    entry = registry.find(text)
+    return entry is not None and entry.name == shake.SHAKE_MODEL
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -710,11 +710,11 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
             dst.parent.mkdir(parents=True, exist_ok=True)
             q = _compare(before, out)
             if q.get("worse") and opts.keep_original_if_worse:
-                res.notes = [f"less sharp than its input (edge width {q['edge_px_before']} -> {q['edge_px_after']} "
+                res.notes += [f"less sharp than its input (edge width {q['edge_px_before']} -> {q['edge_px_after']} "
                              "px): the original written instead", *_keep_original(in_dir / res.input, dst, opts)]
                 q["kept_original"] = True
             else:
-                res.notes = list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+                res.notes += list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
                 if q.get("worse"):
                     res.notes.insert(0, f"less sharp than its input (edge width {q['edge_px_before']} -> "
                                         f"{q['edge_px_after']} px); {spell('keep_original_if_worse')} keeps the "
@@ -802,6 +802,9 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
                 # Finished strip by strip into the stored layout, over the photo's own samples.
                 out = deblurrer.restore_image(item, progress=on_tile, in_place=True,
                                               layout=output_layout(item, dst, format=opts.format), label=str(dst))
+                if deblurrer.last_outcome is not None:  # what the shake engine did, for --json and --report
+                    res.notes.append(deblurrer.last_outcome.note)
+                    res.shake = deblurrer.last_outcome.stats()
             except DeblurError as exc:
                 res.status, res.error = "failed", exc.cli_message(spell)
                 # A video whose output could not be written (full disk): the input is fine, so the

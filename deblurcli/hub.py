@@ -130,6 +130,9 @@ def resolve(ref: str | None = None, *, offline: bool | None = None, progress: bo
         digest = sha256_file(inst.path, memo=True)
         installed.verify(inst, entry, digest)
         return Resolved(path=inst.path, ref=text, entry=entry, revision=None, sha256=digest, source="installed")
+    if entry.classical:
+        raise ModelNotAvailable(f"model {entry.name!r} is built in and has no weights: Deblurrer({entry.name!r}) "
+                                "runs it, there is nothing to load or download", exit_code=2)
     if not entry.hf_repo:
         raise ModelNotAvailable(f"model {entry.name!r} has no download location; choose another (deblur models)")
     return _resolve_hub(_entry_ref(entry), offline=off, progress=progress, console=con, force=force_download)
@@ -171,6 +174,8 @@ def where(entry: ModelEntry) -> str:
     fetched and converted by hand (``deblur models info NAME`` gives both steps). Saying so in the
     listing spares the user a failed download to find out.
     """
+    if entry.classical:
+        return "built-in"
     if registry.embedded_path(entry) is not None:
         return "embedded"
     if installed.find(entry) is not None:

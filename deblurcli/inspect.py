@@ -283,14 +283,14 @@ def video_frames(path: str | os.PathLike[str], count: int = VIDEO_FRAMES) -> lis
 
     The video's errors are `deblurcli.video`'s (missing, not a video, no stream, corrupt).
     """
-    from .video import _open_input, probe
+    from .video import open_input, probe
 
     p = Path(path)
     info = probe(p)
     dur = info.duration or 0.0
     times = [dur * (i + 0.5) / count for i in range(count)] if dur > 0 else [0.0]
     out: list[tuple[float, np.ndarray]] = []
-    with _open_input(p) as inp:
+    with open_input(p) as inp:
         vs = next(s for s in inp.streams.video if not (s.disposition & 0x400))
         for t in times:
             if t > 0:

@@ -127,6 +127,22 @@ class EngineOptions:
                            help="1 = full restoration, 0 = the input unchanged, between: a blend")
     offline: bool = _opt(False, "--offline", cli_type=bool, example=True,
                          help="Never use the network (HF cache and embedded models only)")
+    # Camera shake (deblurcli.deconv): for the embedded default and --model shake; the papers'
+    # networks refuse them (they learned GoPro's blur and take no kernel).
+    deconv: str = _opt("off", "--deconv", cli_type=str, decides_output=True, example="auto", before="off",
+                       help="auto: the default model measures each photo's camera shake and deconvolves it when "
+                            "the estimate is trustworthy, else runs the network alone; off (for now the "
+                            "default): the network alone")
+    kernel: str | None = _opt(None, "--kernel", cli_type=str, decides_output=True, example="kernel.npy",
+                              before="none", metavar="FILE",
+                              help="Your own blur kernel (grey PNG or 2-D NPY): deconvolve with it instead of "
+                                   "estimating one (default model and shake)")
+    kernel_size: int = _opt(0, "--kernel-size", cli_type=int, decides_output=True, example=31, before=0, min=0,
+                            help="Largest shake to look for, in px (0 = automatic)")
+    region: str = _opt("auto", "--region", cli_type=str, decides_output=True, example="0,0,64,64", before="auto",
+                       metavar="X,Y,W,H",
+                       help="Estimate the shake from this part of the photo (px, at least 48x48); auto = the most "
+                            "textured unclipped area")
 
     @classmethod
     def specs(cls) -> list[OptionSpec]:

@@ -37,6 +37,7 @@ class Planned:
     compare: str | None = None  # where the side-by-side PNG goes, when asked for
     video: bool = False  # restored frame by frame by deblurcli.video
     note: str | None = None  # said once with the result (e.g. a photo whose name says video)
+    kernel: str | None = None  # where the camera-shake kernel picture goes (--save-kernel)
 
     def failed_result(self) -> RestoreResult:
         """The JSON/summary record of an input refused at planning time."""
@@ -75,7 +76,8 @@ def compare_path(dst: str | os.PathLike[str]) -> str:
 
 def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblurred", fmt: str | None = None,
                  overwrite: bool = False, compare: bool = False, json_stdout: bool = False,
-                 stdin_tty: bool = False, stdout_tty: bool = False, preview: bool = False) -> list[Planned]:
+                 stdin_tty: bool = False, stdout_tty: bool = False, preview: bool = False,
+                 save_kernel: str | None = None) -> list[Planned]:
     """One `Planned` per input, in order; refused ones carry their one-line error.
 
     ``json_stdout`` says stdout already carries JSON lines, so it cannot also carry an image;
@@ -87,6 +89,9 @@ def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblu
         return [Planned(s, "", bad_format, True) for s in inputs]
     if STDIO in inputs and len(inputs) > 1:
         return [Planned(STDIO, "", "stdin (-) can only be used as the single input", True)]
+    if save_kernel is not None and len(inputs) > 1:
+        return [Planned(s, "", f"--save-kernel {save_kernel}: names one picture but {len(inputs)} inputs were "
+                        "given; run one input at a time (--compare shows each kernel too)", True) for s in inputs]
     if output == STDIO and len(inputs) > 1:
         return [Planned(s, STDIO, "-o - (stdout) takes a single input", True) for s in inputs]
     if not output and inputs == [STDIO]:
@@ -121,6 +126,8 @@ def plan_outputs(inputs: list[str], output: str | None, *, suffix: str = "_deblu
             p.error, p.usage = f"{s}: --compare is for photos; for a video use --preview SECONDS", True
         elif compare and not p.error and p.dst != STDIO:
             p = _plan_compare(p, overwrite, seen, sources)
+        if save_kernel is not None and not p.error:
+            p = _plan_kernel(p, save_kernel, overwrite, seen, sources)
         plans.append(p)
     return plans
 
@@ -255,11 +262,28 @@ def _plan_compare(p: Planned, overwrite: bool, seen: dict[str, str], sources: di
     return p
 
 
+def _plan_kernel(p: Planned, path: str, overwrite: bool, seen: dict[str, str], sources: dict[str, str]) -> Planned:
+    """``--save-kernel FILE``: a PNG of its own, never the output, the comparison or an input."""
+    dst = Path(path)
+    if p.video:
+        p.error, p.usage = f"{p.src}: --save-kernel is for photos", True
+    elif dst.suffix.lower() != ".png":
+        p.error, p.usage = f"--save-kernel {path}: the kernel picture is a PNG; end the name in .png", True
+    elif clash := _clashes(p.src, dst, seen, sources):
+        p.error, p.usage = f"--save-kernel: {clash}", True
+    elif dst.exists() and not overwrite:
+        p.error = f"{dst}: already exists (the --save-kernel picture); pass --overwrite to replace it"
+    else:
+        p.kernel = path
+    return p
+
+
 def execute(
     d: Deblurrer, p: Planned, *, read_stdin: Callable[[], bytes], stdout: BinaryIO, overwrite: bool = False,
     quality: int = 95, strength: float | None = None, allow_large: bool = False, fmt: str | None = None,
     tile_check: bool = False, progress: Callable[..., None] | None = None, debug: bool = False,
     video: VideoOptions | None = None, on_note: Callable[[str], None] | None = None,
+    save_kernel: str | None = None,
 ) -> RestoreResult:
     """Run one planned input; a failure becomes a failed result so the other inputs still run.
 
@@ -269,6 +293,7 @@ def execute(
     from .api import RestoreResult
 
     t0 = time.perf_counter()
+    usage = False
     try:
         if p.video:
             from dataclasses import replace
@@ -282,22 +307,24 @@ def execute(
         dst: str | BinaryIO = stdout if p.dst == STDIO else p.dst
         res = d.restore_file(src, dst, overwrite=overwrite, quality=quality, strength=strength,
                              allow_large=allow_large, compare=p.compare, format=fmt, tile_check=tile_check,
-                             progress=progress)
+                             progress=progress, save_kernel=save_kernel)
         if p.note:
             res.notes.insert(0, p.note)
         return res
     except DeblurError as exc:
         if debug:
             raise
+        from .errors import UsageError
         from .options import flag_for
 
         error = exc.cli_message(flag_for)
+        usage = isinstance(exc, UsageError)
     except Exception as exc:
         if debug or isinstance(exc, BrokenPipeError):
             raise
         error = f"{p.src}: {type(exc).__name__}: {exc} (run again with --debug for the traceback)"
     return RestoreResult(input=p.src, output=p.dst, status="failed", error=error,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, usage=usage)
 
 
 def summary_line(res: RestoreResult) -> str:

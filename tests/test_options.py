@@ -137,9 +137,13 @@ def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", EngineOptions.output_fields())
 def test_batch_redoes_a_finished_file_when_an_output_deciding_option_changes(
         name: str, tmp_path: Path, tiny_model: Path, other_model: Path) -> None:
-    _png(tmp_path / "in" / "a.png")
-    base = ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu",
-            "--tile", "0", "--json"]
+    # The camera-shake options act where a kernel is estimated (the default model, --deconv auto), on a photo
+    # large enough to hold a --region; --kernel's example must be a real kernel file.
+    shake_option = name in ("kernel", "kernel_size", "region")
+    _png(tmp_path / "in" / "a.png", size=64 if shake_option else 24)
+    base = ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
+            "default" if shake_option else str(tiny_model), "--device", "cpu", "--tile", "0", "--json",
+            *(["--deconv", "auto"] if shake_option else [])]
 
     def statuses(*extra: str) -> list[str]:
         res = runner.invoke(app, [*base, *extra])
@@ -150,6 +154,9 @@ def test_batch_redoes_a_finished_file_when_an_output_deciding_option_changes(
     assert statuses() == ["skipped"]  # nothing changed: nothing to do
     spec = SPECS[name]
     changed = ["--model", str(other_model)] if name == "model" else _example_args(spec)
+    if name == "kernel":
+        np.save(tmp_path / "kernel.npy", np.eye(5, dtype=np.float32))
+        changed = ["--kernel", str(tmp_path / "kernel.npy")]
     assert statuses(*changed) == ["ok"], f"{spec.flag} changed but batch kept the old result"
     assert statuses(*changed) == ["skipped"]
 
@@ -163,7 +170,7 @@ def test_every_output_option_added_later_says_what_reproduces_older_output() -> 
     assert later, "the list above is out of date"
     for spec in later:
         assert spec.before is not None, f"{spec.flag} decides the output but gives no before= value"
-        older_key = {s.name: s.default for s in EngineOptions.specs() if s.decides_output and s is not spec}
+        older_key = {s.name: s.default for s in EngineOptions.specs() if s.decides_output and s.name != spec.name}
         assert upgrade_settings(older_key)[spec.name] == spec.before
 
 

@@ -10,8 +10,9 @@ Adding an architecture: write ``deblurcli/models/NAME.py`` defining ``SPEC = Arc
 add ``"NAME"`` to :data:`ARCH_NAMES`. (The built-ins are folders instead, ``NAME/__init__.py`` for
 the torch-free ``SPEC`` and ``NAME/network.py`` for the code, which keeps ``deblur models`` and
 ``train --print-config`` from importing torch; ``variants.py`` beside them holds the variant
-table both read; setup.py discovers the folder, so no packaging file changes.) Code outside the package (a test, a script) calls :func:`register_arch` instead, and
-an installed package can declare its own under the entry-point group ``deblurcli.architectures``
+table both read; setup.py discovers the folder, so no packaging file changes.) Code outside the
+package (a test, a script) calls :func:`register_arch` instead, and an installed package can
+declare its own under the entry-point group ``deblurcli.architectures``
 (``NAME = "package.module:SPEC"`` in its pyproject's ``[project.entry-points."deblurcli.architectures"]``):
 those are registered the first time the architectures are listed or looked up, which is before
 the command line is built, so every command's ``--help`` and ``--arch`` know them. For that

@@ -89,6 +89,10 @@ class ModelEntry:
     #: How to turn the authors' checkpoint into our format.
     convert_command: str | None = None
     params: int | None = None
+    #: No network and no weights: the classical engine (``deblurcli.deconv``) runs instead.
+    classical: bool = False
+    #: Figures measured by this project (not a paper's), each with the benchmark file that holds them.
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def hf_repo_id(self) -> str | None:
         """``ORG/REPO`` with the organisation configured now (env, config file, default)."""
@@ -252,8 +256,28 @@ def _published() -> tuple[ModelEntry, ...]:
     return tuple(out)
 
 
+SHAKE_NAME = "shake"
+
+
+def _shake() -> ModelEntry:
+    """The classical engine as a model name, so ``--model shake`` works wherever a model does."""
+    return ModelEntry(
+        name=SHAKE_NAME, aliases=("deconv",), arch="classical", variant="", config={},
+        trained_on="no training",
+        description="classical blind deconvolution for uniform camera shake only: the kernel is estimated "
+                    "coarse to fine with an L0 gradient prior on the photo's luminance, then the whole photo is "
+                    "deconvolved per colour channel (masked TV, in linear light); CPU, no weights. Moving "
+                    "objects, defocus and other blur that varies across the photo are not what it models",
+        license="MIT (deblurcli)", classical=True,
+        # benchmarks/realshake: Levin et al. 2009's 32 photos, Levin's protocol, same flags for all,
+        # one thread of the project's 2-core machine.
+        measured={"levin": {"psnr": 32.12, "error_ratio_at_most_3": 0.969, "seconds_per_image": 1.68,
+                            "threads": 1, "source": "benchmarks/realshake/results/levin_shake.json"}},
+    )
+
+
 #: The fixed entries; tests may replace this tuple (entries() reads it on every call).
-_BUILTIN: tuple[ModelEntry, ...] = _published()
+_BUILTIN: tuple[ModelEntry, ...] = (*_published(), _shake())
 
 
 # --------------------------------------------------------------------------------------------- #

@@ -41,7 +41,16 @@ from .encode import (
     work_space,
 )
 from .pipeline import preview_path, restore_video
-from .probing import VIDEO_EXTENSIONS, VideoInfo, hdr_metadata, is_video, probe, sniff_video, video_stream_problem
+from .probing import (
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    hdr_metadata,
+    is_video,
+    open_input,
+    probe,
+    sniff_video,
+    video_stream_problem,
+)
 from .segments import work_dir
 
 __all__ = [
@@ -56,6 +65,7 @@ __all__ = [
     "container_for",
     "hdr_metadata",
     "is_video",
+    "open_input",
     "preview_path",
     "probe",
     "restore_video",

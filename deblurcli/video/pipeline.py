@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DeblurError, OptionError, OutputError, UsageError
 from ..fsutil import replace_durably
 from .encode import VIDEO_EXTENSIONS, EncoderChoice, VideoOptions, _check_disk, _depth_of, choose_encoder
-from .probing import VideoInfo, _av, _bad, _open_input, _short, probe
+from .probing import VideoInfo, _av, _bad, _short, open_input, probe
 from .segments import (
     _job_key,
     _load_segment,
@@ -261,7 +261,8 @@ def _restore_frames(d: Deblurrer, job: _Job, decoded: queue.Queue[Any], restored
                 opts.on_frame(item.index)
             if item.pixels is not None:
                 t1 = time.perf_counter()
-                out = d.restore(item.pixels, strength=opts.strength, tile=tile)  # blended once, by the Deblurrer
+                # blended once, by the Deblurrer; the network alone (no kernel per frame)
+                out = d.restore(item.pixels, strength=opts.strength, tile=tile, deconv=False)
                 if job.preview:
                     out = _side_by_side(item.pixels, out, info.rotation)
                 item.result = _quantise(out, job.depth)
@@ -329,7 +330,7 @@ def _rgb_format(depth: int) -> str:
 def _decode(av: Any, src: Path, info: VideoInfo, start: float, end: float | None, resumed: int,
             out: queue.Queue[Any], stop: threading.Event, *, whole: bool) -> None:
     """Demux and decode on this thread: frames (as float RGB) and the other streams' packets, in order."""
-    with _open_input(src) as inp:
+    with open_input(src) as inp:
         vs = next(s for s in inp.streams.video if not (s.disposition & 0x400))
         vs.thread_type = "AUTO"
         keep = [s for s in inp.streams if s is not vs and s.type in ("audio", "subtitle", "data")]
@@ -420,7 +421,7 @@ def _decoded(frame: Any, index: int, shift: float, tb: Fraction, resumed: int, f
 def _encode(av: Any, job: _Job, q: queue.Queue[Any], stop: threading.Event) -> int:
     """Encode restored frames segment by segment, mux the copied packets, keep each segment's packets to resume."""
     seg_n = job.opts.segment_frames
-    with _open_input(job.src) as inp, av.open(str(job.partial), "w") as out:
+    with open_input(job.src) as inp, av.open(str(job.partial), "w") as out:
         for k, v in inp.metadata.items():
             if k.lower() not in _STALE_CONTAINER_TAGS:
                 out.metadata[k] = v

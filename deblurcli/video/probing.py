@@ -141,7 +141,7 @@ def _bad(path: Path, what: str) -> DeblurError:
     return DeblurError(f"{path}: {what}")
 
 
-def _open_input(path: Path) -> Any:
+def open_input(path: Path) -> Any:
     av = _av()
     try:
         return av.open(str(path), "r")
@@ -170,7 +170,7 @@ def _short(exc: BaseException) -> str:
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """The input's facts, or the one-line error a user can act on (decodes the first frame)."""
     path = Path(path)
-    with _open_input(path) as inp:
+    with open_input(path) as inp:
         videos = [s for s in inp.streams.video if not (s.disposition & 0x400)]  # skip attached cover pictures
         if not videos:
             kinds = sorted({s.type for s in inp.streams})
