@@ -1,9 +1,9 @@
 """The ``deblur`` command: parse, call the library, print. No logic lives here that the library lacks.
 
-This module builds the app and registers every command in ``--help`` order; the commands of
-``deblurcli/commands/`` (download, convert, doctor, train, synth) are registered here too. What
-all commands share (consoles, one-line errors, shared options) is ``deblurcli/commands/common.py``,
-whose conventions hold here: results and ``--json`` on stdout; progress, notes and errors on stderr.
+This module registers every command on the app in ``--help`` order, those of ``deblurcli/commands/``
+(download, convert, doctor, train, synth) included. What all commands share (the app, consoles,
+one-line errors, shared options) is ``deblurcli/commands/common.py``, whose conventions hold here:
+results and ``--json`` on stdout; progress, notes and errors on stderr.
 """
 
 from __future__ import annotations
@@ -30,44 +30,20 @@ from .commands.common import (
     QualityOpt,
     QuietOpt,
     StartOpt,
+    app,
     err,
     handle_errors,
+    models_app,
     out,
 )
-from .commands.common import OneLineErrors as _OneLineErrors
 from .commands.common import error as _error
 from .commands.common import say as _say
 from .commands.common import second_interrupt_exits_now as _second_interrupt_exits_now
-from .commands.common import show_version as _version
 from .commands.common import stderr_is_tty as _stderr_is_tty
 from .errors import DeblurError
 from .options import EngineOptions, engine_options, flag_for
 from .progress import bar, frame_progress, tile_progress
 from .video.options import VideoOptions
-
-app = typer.Typer(
-    name="deblur",
-    help="Remove motion blur from photos with ALGNet, EVSSM and XYScanNet.",
-    cls=_OneLineErrors,
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    # Help is plain text: option help quotes syntax such as hf:OWNER/REPO[/FILE][@REV], which rich
-    # would read as markup tags (and crash on); plain click help also suits pipes, logs and screen readers.
-    rich_markup_mode=None,
-)
-models_app = typer.Typer(help="List the named models, or show one (deblur models info NAME).",
-                         invoke_without_command=True, rich_markup_mode=None)
-app.add_typer(models_app, name="models")
-
-
-@app.callback()
-def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
-) -> None:
-    """Remove motion blur from photos. Start with: deblur run photo.jpg"""
-
 
 # The options several commands share (engine, output, video) are declared once: EngineOptions in
 # deblurcli/options.py, VideoOptions in deblurcli/video/options.py, the rest in deblurcli/commands/common.py.

@@ -1,4 +1,4 @@
-"""What every ``deblur`` command shares: where it prints, how an error becomes one line, shared options.
+"""What every ``deblur`` command shares: the app, where it prints, how an error becomes one line, shared options.
 
 Conventions: results and ``--json`` go to stdout (`out`); progress, notes and errors to stderr
 (`err`). A user error is one line (``error: ...``) and exit code 1 (2 for wrong usage); ``--debug``
@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-class OneLineErrors(TyperGroup):
+class _OneLineErrors(TyperGroup):
     """Wrong usage (unknown option, value out of range, missing argument) as one ``error:`` line.
 
     Click's own report is a usage block and a boxed panel; a script's log and a person's
@@ -102,7 +102,7 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def show_version(value: bool) -> None:
+def _version(value: bool) -> None:
     """The ``--version`` callback: print it and stop before any command runs."""
     if value:
         out.print(f"deblur {__version__}")
@@ -135,6 +135,31 @@ def second_interrupt_exits_now() -> None:
             signal.signal(signal.SIGINT, first)
     except ValueError:  # not the main thread (embedded use): leave signals alone
         pass
+
+
+# -- the app: deblurcli/cli.py registers every command on it, in --help order -----------------------
+app = typer.Typer(
+    name="deblur",
+    help="Remove motion blur from photos with ALGNet, EVSSM and XYScanNet.",
+    cls=_OneLineErrors,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    # Help is plain text: option help quotes syntax such as hf:OWNER/REPO[/FILE][@REV], which rich
+    # would read as markup tags (and crash on); plain click help also suits pipes, logs and screen readers.
+    rich_markup_mode=None,
+)
+models_app = typer.Typer(help="List the named models, or show one (deblur models info NAME).",
+                         invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Remove motion blur from photos. Start with: deblur run photo.jpg"""
 
 
 # -- options several commands share -------------------------------------------------------------------
