@@ -512,6 +512,17 @@ def test_changed_video_fields_cover_every_output_deciding_field() -> None:
     assert set(_CHANGED_VIDEO) == set(output_settings(VideoOptions()))
 
 
+def test_every_name_the_package_exports_resolves_to_its_module() -> None:
+    """deblurcli.video imports its heavy modules on first use: a name missing from its table would fail only then."""
+    import importlib
+
+    import deblurcli.video as video
+
+    for name in video.__all__:
+        module = video._LAZY.get(name, "options")
+        assert getattr(video, name) is getattr(importlib.import_module(f"deblurcli.video.{module}"), name), name
+
+
 def test_run_and_batch_take_their_video_flags_from_one_declaration() -> None:
     """A flag's limits or help changed on VideoOptions changes both commands: they cannot drift apart."""
     import typer.main
