@@ -1,166 +1,58 @@
 """The ``deblur`` command: parse, call the library, print. No logic lives here that the library lacks.
 
-Conventions: results and ``--json`` go to stdout; progress, notes and errors to stderr. A user
-error is one line (``error: ...``) and exit code 1 (2 for wrong usage); ``--debug`` shows the
-traceback instead.
+This module registers every command on the app in ``--help`` order, those of ``deblurcli/commands/``
+(download, convert, doctor, train, synth) included. What all commands share (the app, consoles,
+one-line errors, shared options) is ``deblurcli/commands/common.py``, whose conventions hold here:
+results and ``--json`` on stdout; progress, notes and errors on stderr.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer.core import TyperGroup
 
-from . import __version__
+from .commands import make, tools
+from .commands.common import (
+    AllowLargeOpt,
+    CodecOpt,
+    CrfOpt,
+    DebugOpt,
+    DurationOpt,
+    FormatOpt,
+    LosslessOpt,
+    PreviewOpt,
+    QualityOpt,
+    QuietOpt,
+    StartOpt,
+    app,
+    err,
+    handle_errors,
+    models_app,
+    out,
+)
+from .commands.common import error as _error
+from .commands.common import say as _say
+from .commands.common import second_interrupt_exits_now as _second_interrupt_exits_now
+from .commands.common import stderr_is_tty as _stderr_is_tty
 from .errors import DeblurError
-from .models import arch_names
-from .options import RESUME_HELP, SET_HELP, TRAIN_FLAGS, EngineOptions, engine_options, flag_for, with_options
+from .options import EngineOptions, engine_options, flag_for
 from .progress import bar, frame_progress, tile_progress
+from .video.options import VideoOptions
 
-#: The architectures' names for help texts (deblurcli.models.ARCH_NAMES and any registered ones).
-_ARCH_CHOICES = " | ".join(arch_names())
 #: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated so that ``--help`` does not import numpy
 #: (tests/test_inspect.py checks that the two agree).
 DEFAULT_BLUR_THRESHOLD = 1.9
 
-
-class _OneLineErrors(TyperGroup):
-    """Wrong usage (unknown option, value out of range, missing argument) as one ``error:`` line.
-
-    Click's own report is a usage block and a boxed panel; a script's log and a person's
-    terminal are both better served by the single line every other error of ours uses.
-    """
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        try:
-            rv = super().main(args, prog_name or "deblur", complete_var, standalone_mode=False, **extra)
-        except _CLICK_ERROR as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # the help has been printed already
-                sys.exit(exc.exit_code)
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
-            message = " ".join(exc.format_message().split())
-            typer.echo(f"error: {message}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except typer.Abort:
-            typer.echo("aborted", err=True)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-# Typer ships its own copy of click in recent versions and uses the click package in older
-# ones; its BadParameter derives from whichever ClickException is really raised.
-_CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
-app = typer.Typer(
-    name="deblur",
-    help="Remove motion blur from photos with ALGNet, EVSSM and XYScanNet.",
-    cls=_OneLineErrors,
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    # Help is plain text: option help quotes syntax such as hf:OWNER/REPO[/FILE][@REV], which rich
-    # would read as markup tags (and crash on); plain click help also suits pipes, logs and screen readers.
-    rich_markup_mode=None,
-)
-models_app = typer.Typer(help="List the named models, or show one (deblur models info NAME).",
-                         invoke_without_command=True, rich_markup_mode=None)
-app.add_typer(models_app, name="models")
-
-# stderr is for people and logs: one message per line (never wrapped at 80 columns when it is a
-# file), no colour guessing from file names. stdout carries only results.
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-out = Console()
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _say(prefix: str, message: str) -> None:
-    """One line on stderr; the message is escaped because paths may contain [brackets]."""
-    err.print(f"{prefix}{escape(message)}")
-
-
-def _error(message: str) -> None:
-    _say("[bold red]error:[/] ", message)
-
-
-def _fail(message: str, code: int) -> None:
-    _error(message)
-    raise typer.Exit(code)
-
-
-def handle_errors(fn: F) -> F:
-    """Turn library errors into one line and an exit code (a traceback with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = kwargs.get("debug") or os.environ.get("DEBLUR_DEBUG") == "1"
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except DeblurError as exc:
-            if debug:
-                raise
-            _fail(exc.cli_message(flag_for), exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-        except BrokenPipeError:
-            raise  # the reader went away (| head): click exits quietly
-        except Exception as exc:
-            if debug:
-                raise
-            _fail(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"deblur {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
-) -> None:
-    """Remove motion blur from photos. Start with: deblur run photo.jpg"""
-
-
-# -- shared options ---------------------------------------------------------------------------------
-# The options of run/batch/eval/bench that say which model and how to run it are EngineOptions
-# (deblurcli/options.py), added to each command by @engine_options(): declared once, there.
-# --variant is also one of them; convert's reuses its declaration.
-VariantOpt = next(s for s in EngineOptions.specs() if s.name == "variant").typer_option()
-OfflineOpt = next(s for s in EngineOptions.specs() if s.name == "offline").typer_option()
-# Output encoding, shared by the commands that write images beside their inputs (run, batch).
-FormatOpt = typer.Option(None, "--format", help="Output format: png, jpg, tif, webp, ... (default: the output "
-                         "name's extension, else the input's)")
-QualityOpt = typer.Option(95, "--quality", min=1, max=100, help="JPEG/WebP quality")
-AllowLargeOpt = typer.Option(False, "--allow-large", help="Accept images over 179 megapixels")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --json)")
-DebugOpt = typer.Option(False, "--debug", envvar="DEBLUR_DEBUG", help="Show tracebacks and internal choices")
-
-
-def _stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
+# The options several commands share (engine, output, video) are declared once: EngineOptions in
+# deblurcli/options.py, VideoOptions in deblurcli/video/options.py, the rest in deblurcli/commands/common.py.
 
 
 def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
@@ -178,47 +70,6 @@ def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
     if debug:
         err.print(escape(json.dumps(d.describe(), indent=1)))
     return d
-
-
-CrfOpt = typer.Option(None, "--crf", min=0, max=63, help="Video: encoder quality (lower = better; default "
-                      "visually lossless: x264 18, x265 20, VP9 20, AV1 22)")
-CodecOpt = typer.Option(None, "--codec", help="Video: h264 | hevc | vp9 | av1 | ffv1 | prores | mpeg4 "
-                        "(default: the input's)")
-LosslessOpt = typer.Option(False, "--lossless", help="Video: write FFV1, losslessly (.mkv or .avi)")
-StartOpt = typer.Option(0.0, "--start", min=0.0, help="Video: restore from this second")
-DurationOpt = typer.Option(None, "--duration", min=0.0, help="Video: restore this many seconds")
-PreviewOpt = typer.Option(None, "--preview", min=0.0, metavar="SECONDS", help="Video: write only NAME_preview.EXT, "
-                          "SECONDS of input | result side by side")
-
-
-def _video_options(crf: int | None, codec: str | None, lossless: bool, start: float, duration: float | None,
-                   preview: float | None) -> Any:
-    """The video options, refused as a usage error when a number cannot mean a stretch of video.
-
-    0 is refused rather than read as "all": --duration 0 asks for nothing, not everything.
-    """
-    import math
-
-    from .errors import UsageError
-    from .video import VideoOptions
-
-    if not math.isfinite(start) or start > 1e9:
-        raise UsageError(f"--start {start:g}: not a usable time; give the second to start from, e.g. --start 12.5")
-    for flag, value in (("--duration", duration), ("--preview", preview)):
-        if value is not None and (not math.isfinite(value) or value <= 0 or value > 1e9):
-            raise UsageError(f"{flag} {value:g}: give a number of seconds above 0 (leave {flag} out for the "
-                             f"{'whole video' if flag == '--duration' else 'full result'})")
-    return VideoOptions(crf=crf, codec=codec, lossless=lossless, start=start, duration=duration, preview=preview)
-
-
-def _photo_only_video_flags(plan: list[Any], **given: bool) -> None:
-    """Video options on a run with no video would be silently ignored; say so as a usage error instead."""
-    from .errors import UsageError
-
-    flags = [f"--{name}" for name, on in given.items() if on]
-    if flags and plan and not any(p.video for p in plan):
-        raise UsageError(f"{', '.join(flags)}: video option{'s' if len(flags) > 1 else ''}, but no input is a "
-                         f"video; drop {'them' if len(flags) > 1 else 'it'} for photos")
 
 
 # -- run ----------------------------------------------------------------------------------------------
@@ -257,9 +108,9 @@ def run(
     plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite, compare=compare,
                         json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty(),
                         preview=bool(preview), save_kernel=save_kernel)
-    video = _video_options(crf, codec, lossless, start, duration, preview)
-    _photo_only_video_flags(plan, crf=crf is not None, codec=codec is not None, lossless=lossless, start=start != 0,
-                            duration=duration is not None, preview=preview is not None)
+    video = VideoOptions.checked(crf=crf, codec=codec, lossless=lossless, start=start, duration=duration,
+                                 preview=preview)
+    video.check_used([p.video for p in plan])
     failures = [p for p in plan if p.error]
     said: set[str] = set()
     for p in failures:
@@ -332,14 +183,11 @@ def _steps_progress(label: str, *, show: bool) -> Iterator[Callable[[int, int], 
 
 def _interrupted_video(p: Any) -> None:
     """After Ctrl-C on a video, say where its restored frames wait and how to pick them up."""
-    if not p.video:
-        return
-    from .video import work_dir
+    from .video import interrupted_message
 
-    work = work_dir(p.dst)
-    if work.is_dir():
-        err.print(escape(f"interrupted: the frames restored so far are kept in {work}; run the same command "
-                         "again to resume from there (or delete that folder)"))
+    message = interrupted_message(p.dst) if p.video else None
+    if message:
+        err.print(escape(message))
         raise typer.Exit(130)
 
 
@@ -383,7 +231,7 @@ def batch(
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
-                        video=_video_options(crf, codec, lossless, 0.0, None, None), only_blurry=only_blurry,
+                        video=VideoOptions.checked(crf=crf, codec=codec, lossless=lossless), only_blurry=only_blurry,
                         blur_threshold=blur_threshold, keep_original_if_worse=keep_original_if_worse)
     if json_out and report is not None and str(report) == "-":
         raise UsageError("--report - and --json both write to stdout; give --report a file name")
@@ -620,71 +468,11 @@ def _info_value(key: str, value: Any, info: dict[str, Any]) -> str:
     return "-"
 
 
-@app.command()
-@handle_errors
-def download(
-    names: list[str] = typer.Argument(..., help="Model names or hf: references"),
-    force: bool = typer.Option(False, "--force", help="Download again even if cached"),
-    quiet: bool = QuietOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Fetch models into the Hugging Face cache, for later offline use."""
-    from .hub import download as hub_download
-
-    for res in hub_download(names, force=force, progress=not quiet and _stderr_is_tty(),
-                            console=None if quiet else err):
-        # soft_wrap: a path is never folded at the console width (scripts read these lines)
-        out.print(escape(f"{res.ref}: {res.path}"), highlight=False, soft_wrap=True)
+app.command()(tools.download)
 
 
 # -- convert ------------------------------------------------------------------------------------------
-@app.command()
-@handle_errors
-def convert(
-    src: Path = typer.Argument(..., help="The authors' checkpoint (.pth/.pt/.safetensors)"),
-    dst: Path | None = typer.Argument(None, help="Output .safetensors (not with --install)"),
-    install: str | None = typer.Option(None, "--install", metavar="NAME",
-                                       help="Install as registry model NAME, for --model NAME (offline too)"),
-    arch: str | None = typer.Option(None, "--arch", help=f"{_ARCH_CHOICES} (default: detected)"),
-    variant: str | None = VariantOpt,
-    half: bool = typer.Option(False, "--fp16", help="Store weights in float16 (half the size)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file"),
-    json_out: bool = typer.Option(False, "--json", help='Print {"arch", "config", ...} on stdout'),
-    debug: bool = DebugOpt,
-) -> None:
-    """Convert a checkpoint to deblurcli's format: deblur convert SRC DST, or deblur convert SRC --install NAME."""
-    import torch
-
-    from .errors import UsageError
-
-    dtype = torch.float16 if half else None
-    if install is not None:
-        if dst is not None or arch or variant:
-            raise UsageError("--install NAME writes where --model NAME finds it and takes architecture and variant "
-                             "from the registry: drop DST, --arch and --variant")
-        from .installed import install as do_install
-
-        inst, spec = do_install(src, install, overwrite=overwrite, dtype=dtype)
-        if json_out:
-            print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
-                              "settings": spec.settings, "installed": inst.to_dict()}))
-        else:
-            _say("", f"{src} -> {inst.path} (sha256 {inst.sha256}): installed as {inst.name}; "
-                     f"run it with --model {inst.name}")
-        return
-    if dst is None:
-        raise UsageError("give an output file (deblur convert SRC DST) or a registry name (--install NAME)")
-
-    from .weights import convert as do_convert
-
-    if dst.exists() and not overwrite:
-        raise DeblurError(f"{dst}: already exists; pass --overwrite to replace it")
-    spec = do_convert(src, dst, arch=arch, variant=variant, dtype=dtype)
-    if json_out:
-        print(json.dumps({"arch": spec.arch, "config": spec.config, "variant": spec.variant,
-                          "settings": spec.settings}))
-    else:
-        _say("", f"{src} -> {dst}: {spec.arch} ({spec.variant}) {json.dumps(spec.config)}")
+app.command()(tools.convert)
 
 
 # -- eval ---------------------------------------------------------------------------------------------
@@ -828,70 +616,8 @@ def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
 
 
 # -- train, synth -------------------------------------------------------------------------------------
-@app.command()
-@handle_errors
-@with_options(TRAIN_FLAGS, dict, param="flags")  # the same declaration as python -m deblurcli.train
-def train(
-    flags: dict[str, Any] = {},  # noqa: B006 - replaced by the TRAIN_FLAGS options
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
-    print_cfg: str | None = typer.Option(None, "--print-config", metavar="ARCH",
-                                         help="Print a commented starting config for ARCH and exit"),
-    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
-    debug: bool = DebugOpt,
-) -> None:
-    """Train or fine-tune a model (multi-GPU: torchrun -m deblurcli.train with the same options)."""
-    from .train import load_config, print_config
-    from .train import run as run_training
-
-    if print_cfg:
-        sys.stdout.write(print_config(print_cfg))
-        return
-    cfg = load_config(flags.pop("config"), overrides, **flags)
-    from . import ssm
-
-    ssm.set_notice(lambda msg: _say("[yellow]note:[/] ", msg))  # the scan's first-run compile
-    try:
-        folder = run_training(cfg, resume=resume, console=err)
-    except KeyboardInterrupt:  # the workers are already stopped (Trainer.close); say how to go on
-        ckpt = Path(cfg["out"]).expanduser() / "last.pt"
-        how = (f"continue from its last checkpoint with --resume --out {ckpt.parent}" if ckpt.is_file()
-               else "no checkpoint was saved yet (train.checkpoint.every)")
-        err.print(escape(f"interrupted; {how}"), highlight=False)
-        raise typer.Exit(130) from None
-    out.print(escape(str(folder)), highlight=False, soft_wrap=True)
-
-
-@app.command()
-@handle_errors
-def synth(
-    sharp_dir: Path = typer.Argument(..., help="Folder of sharp photos (or of frame folders with --frames)"),
-    out_dir: Path = typer.Argument(..., help="Output folder (GoPro layout: <seq>/blur|sharp)"),
-    count: int = typer.Option(1, "--count", min=1, help="Blurred versions per photo"),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same pairs"),
-    frames: bool = typer.Option(False, "--frames", help="Subfolders are video frames: average 7-13 of them"),
-    crop: int | None = typer.Option(None, "--crop", help="Random crops of this size instead of whole photos"),
-    dead_leaves: int = typer.Option(0, "--dead-leaves-pairs", min=0, metavar="N",
-                                    help="Also write N dead-leaves pairs (train's --dead-leaves is a fraction)"),
-    old_dead_leaves: int | None = typer.Option(None, "--dead-leaves", hidden=True),  # its name before
-    quiet: bool = QuietOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Make blurred/sharp training pairs from sharp photos (or video frames)."""
-    from .synth import write_pairs
-
-    def progress(p: Any) -> None:
-        if p.error:
-            _say("[bold red]failed:[/] ", str(p.error))
-
-    dead_leaves = dead_leaves if old_dead_leaves is None else old_dead_leaves
-    n = write_pairs(sharp_dir, out_dir, count_per_image=count, seed=seed, frames=frames, crop=crop,
-                    progress=progress)
-    if dead_leaves:
-        from .synth import write_dead_leaves_pairs
-
-        n += write_dead_leaves_pairs(out_dir, dead_leaves, seed=seed, size=crop or 512)
-    if not quiet:
-        _say("", f"wrote {n} pairs to {out_dir}")
+app.command()(make.train)
+app.command()(make.synth)
 
 
 # -- bench --------------------------------------------------------------------------------------------
@@ -945,63 +671,7 @@ def bench(
         out.print(st)
 
 
-@app.command()
-@handle_errors
-def doctor(
-    json_out: bool = typer.Option(False, "--json", help="The report as JSON on stdout"),
-) -> None:
-    """What this installation can do (GPU, scan backends, image formats, video, models), and the fix
-    for each gap. Exit code 1 when something is broken (not for a missing optional extra)."""
-    from .doctor import report
-
-    r = report()
-    if json_out:
-        print(json.dumps(r, indent=1))
-    else:
-        print("\n".join(doctor_lines(r)))
-    if r["problems"]:
-        raise typer.Exit(1)
-
-
-def doctor_lines(r: dict[str, Any]) -> list[str]:
-    """The report as plain lines, one fact per line, for a terminal or a bug report."""
-    lines = [f"deblurcli {r['deblurcli']} (Python {r['python']}, {r['platform']}, {r['cpu_cores']} cores)",
-             f"  package: {r['package']}"]
-    t = r.get("torch")
-    if t:
-        gpus = ", ".join(f"cuda:{g['index']} {g['name']} ({g['memory_gb']} GB)" for g in t["cuda_gpus"])
-        build = f"CUDA {t['cuda_build']}" if t["cuda_build"] else "CPU build"
-        lines.append(f"torch {t['version']} ({build}; CPU {t['cpu_capability']}, {t['cpu_threads']} threads)")
-        if t["cpu_native_bf16"]:
-            lines.append("  this CPU computes bf16 natively: --precision bf16 runs about 1.5x faster "
-                         "(float32 is the CPU default)")
-        lines.append(f"  GPU: {gpus or ('Apple MPS' if t['mps'] else 'none')}")
-    sc = r.get("scan")
-    if sc:
-        where = f"CPU: {sc['cpu']}" + (f", GPU: {sc['cuda']}" if "cuda" in sc else "")
-        lines.append(f"scan backends: {', '.join(sc['available'])} (auto picks {where})")
-    fm = r.get("formats")
-    if fm:
-        lines.append("image formats: " + ", ".join(f["format"] + ("" if f["read"] else " (missing)") for f in fm))
-    v = r.get("video")
-    if v and v.get("pyav"):
-        enc = ", ".join(k for k, e in v["encoders"].items() if e)
-        lines.append(f"video: PyAV {v['pyav']} (libavcodec {v['libavcodec']}); writes {enc}")
-    m = r.get("models")
-    if m:
-        lines.append(f"default model: {m['default'] or 'MISSING'}")
-        lines.append(f"installed models: {', '.join(m['installed']) or 'none'} ({m['installed_dir']})")
-    st = r.get("settings")
-    if st:
-        lines.append(f"config file: {st['config_file'] or 'none'}; data: {st['data_dir']}")
-        lines.append(f"Hub: {st['hub']}; cache: {st['hf_cache']}" + (f"; offline ({st['offline']})" if st["offline"]
-                                                                     else ""))
-    lines.append("problems: none" if not r["problems"] else "problems:")
-    lines.extend(f"  - {p}" for p in r["problems"])
-    if r["optional"]:
-        lines.append("optional, not installed:")
-        lines.extend(f"  - {p}" for p in r["optional"])
-    return lines
+app.command()(tools.doctor)
 
 
 @app.command("inspect")
@@ -1067,28 +737,6 @@ def inspect_cmd(
         raise typer.Exit(1)
 
 
-def _second_interrupt_exits_now() -> None:
-    """First Ctrl-C: stop cleanly (the file being written is finished, exit 130). Second: leave at once.
-
-    Without this, a second Ctrl-C lands in the interpreter's exit-time join of worker threads
-    and prints an ``atexit`` traceback. Every output is written atomically, so leaving at once
-    loses only the file in progress, whose temporary file the next run removes.
-    """
-    import signal
-
-    def again(signum: int, frame: Any) -> None:
-        os.write(2, b"interrupted\n")
-        os._exit(130)
-
-    def first(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, again)
-        raise KeyboardInterrupt
-
-    try:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, first)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        pass
 
 
 def main() -> None:

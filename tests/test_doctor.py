@@ -29,6 +29,16 @@ def test_report_states_this_installation() -> None:
     assert r["torch"]["version"]
 
 
+def test_plain_report_has_one_line_per_fact_and_per_gap() -> None:
+    code, r, _ = doctor()
+    res = CliRunner().invoke(app, ["doctor"])
+    lines = res.stdout.splitlines()
+    assert res.exit_code == code and lines[0].startswith(f"deblurcli {r['deblurcli']} (Python {r['python']}")
+    assert f"default model: {r['models']['default']}" in lines
+    assert ("problems: none" in lines) == (not r["problems"])
+    assert all(f"  - {gap}" in lines for gap in r["problems"] + r["optional"])
+
+
 def test_missing_optional_plugin_is_named_but_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     heif = next(f for f in formats.FORMATS if f.name == "HEIF")
     without = tuple(replace(f, available=lambda: False) if f is heif else f for f in formats.FORMATS)

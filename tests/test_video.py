@@ -512,6 +512,55 @@ def test_changed_video_fields_cover_every_output_deciding_field() -> None:
     assert set(_CHANGED_VIDEO) == set(output_settings(VideoOptions()))
 
 
+def test_every_name_the_package_exports_resolves_to_its_module() -> None:
+    """deblurcli.video imports its heavy modules on first use: a name missing from its table would fail only then."""
+    import importlib
+
+    import deblurcli.video as video
+
+    for name in video.__all__:
+        module = video._LAZY.get(name, "options")
+        assert getattr(video, name) is getattr(importlib.import_module(f"deblurcli.video.{module}"), name), name
+
+
+def test_run_and_batch_take_their_video_flags_from_one_declaration() -> None:
+    """A flag's limits or help changed on VideoOptions changes both commands: they cannot drift apart."""
+    import typer.main
+
+    from deblurcli.cli import app
+
+    group = typer.main.get_command(app)
+    specs = {s.flag: s for s in VideoOptions.specs()}
+    for command, flags in (("run", list(specs)), ("batch", ["--crf", "--codec", "--lossless"])):
+        params = {p.opts[0]: p for p in group.commands[command].params if p.opts}  # type: ignore[attr-defined]
+        for flag in flags:
+            s = specs[flag]
+            assert params[flag].help == s.help and params[flag].default == s.default, (command, flag)
+        assert not set(specs) - set(flags) & set(params), command  # batch has no --start/--duration/--preview
+
+
+@pytest.mark.parametrize(("given", "flag"), [({"start": float("nan")}, "--start"), ({"start": 1e300}, "--start"),
+                                             ({"duration": 0.0}, "--duration"),
+                                             ({"preview": float("inf")}, "--preview")])
+def test_checked_refuses_numbers_that_mean_no_stretch_of_video(given: dict[str, float], flag: str) -> None:
+    from deblurcli.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"^{flag} "):
+        VideoOptions.checked(**given)
+    assert VideoOptions.checked(start=2.0, duration=1.0, preview=3.0).duration == 1.0
+
+
+def test_video_flags_on_photos_alone_are_a_usage_error_naming_them() -> None:
+    from deblurcli.errors import UsageError
+
+    opts = VideoOptions.checked(crf=20, lossless=True)
+    with pytest.raises(UsageError, match="^--crf, --lossless: video options, but no input is a video"):
+        opts.check_used([False, False])
+    opts.check_used([False, True])  # one video among photos: the flags act on it
+    opts.check_used([])  # nothing left to run: the inputs' own errors are the news
+    VideoOptions(strength=0.5).check_used([False])  # not a command-line flag
+
+
 @pytest.mark.parametrize("name", sorted(_CHANGED_VIDEO))
 def test_batch_redoes_a_finished_video_when_an_output_deciding_video_option_changes(
         name: str, deblurrer: Deblurrer, tmp_path: Path) -> None:

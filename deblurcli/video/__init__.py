@@ -25,33 +25,54 @@ lossless frames, keep the work folder about as large as the output (the partial 
 them makes it about twice); `work_space` estimates that before a job starts, and a job the disk
 cannot hold is refused with the numbers.
 
-The package has one job per module: `probing` (what the file holds), `encode` (encoder, pixel
-format, HDR10 and disk-space choices), `segments` (the resumable work folder) and `pipeline`
-(the threaded decode, model and encode). What other modules use is re-exported here.
+The package has one job per module: `options` (what a job is asked to do, and the command-line
+declaration of its flags), `probing` (what the file holds), `encode` (encoder, pixel format,
+HDR10 and disk-space choices), `segments` (the resumable work folder) and `pipeline` (the threaded
+decode, model and encode). What other modules use is re-exported here. `options` is imported at
+once and holds no numpy or PyAV; the rest on first use, so that the CLI, which builds its video
+flags from `VideoOptions` as it starts, stays as quick to start as before.
 """
 
-from .encode import (
-    CODEC_CHOICES,
-    DEFAULT_SEGMENT_FRAMES,
-    EncoderChoice,
-    VideoOptions,
-    capabilities,
-    choose_encoder,
-    container_for,
-    work_space,
-)
-from .pipeline import preview_path, restore_video
-from .probing import (
-    VIDEO_EXTENSIONS,
-    VideoInfo,
-    hdr_metadata,
-    is_video,
-    open_input,
-    probe,
-    sniff_video,
-    video_stream_problem,
-)
-from .segments import work_dir
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .options import CODEC_CHOICES, DEFAULT_SEGMENT_FRAMES, VideoOptions
+
+if TYPE_CHECKING:
+    from .encode import EncoderChoice, capabilities, choose_encoder, container_for, work_space
+    from .pipeline import preview_path, restore_video
+    from .probing import (
+        VIDEO_EXTENSIONS,
+        VideoInfo,
+        hdr_metadata,
+        is_video,
+        open_input,
+        probe,
+        sniff_video,
+        video_stream_problem,
+    )
+    from .segments import interrupted_message, work_dir
+
+#: Which submodule holds each re-exported name that is imported on first use.
+_LAZY = {
+    **dict.fromkeys(("EncoderChoice", "capabilities", "choose_encoder", "container_for", "work_space"), "encode"),
+    **dict.fromkeys(("preview_path", "restore_video"), "pipeline"),
+    **dict.fromkeys(("VIDEO_EXTENSIONS", "VideoInfo", "hdr_metadata", "is_video", "open_input", "probe",
+                     "sniff_video", "video_stream_problem"), "probing"),
+    **dict.fromkeys(("interrupted_message", "work_dir"), "segments"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "CODEC_CHOICES",
@@ -64,6 +85,7 @@ __all__ = [
     "choose_encoder",
     "container_for",
     "hdr_metadata",
+    "interrupted_message",
     "is_video",
     "open_input",
     "preview_path",

@@ -1,6 +1,6 @@
-"""How a restored video is written: the options a user gives, the encoder, pixel format and
-quality that keep what the input has (bit depth, HDR10 metadata, a codec the container can hold),
-and the disk space a job needs before it starts.
+"""How a restored video is written: the encoder, pixel format and quality that keep what the input
+has (bit depth, HDR10 metadata, a codec the container can hold), and the disk space a job needs
+before it starts. The options a user gives are `options.VideoOptions`.
 
 Nothing here decodes or encodes frames; `pipeline` does, with what `choose_encoder` returns.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DeblurError, OutputError, UsageError
+from .options import CODEC_CHOICES, VideoOptions
 from .probing import VIDEO_EXTENSIONS, VideoInfo, _av, _supported_decoders
 
 #: The video encoders each container we write (`VIDEO_EXTENSIONS`) can hold.
@@ -39,38 +39,6 @@ _FAMILIES: dict[str, tuple[str, int | None]] = {
     "prores": ("prores_ks", None),
     "ffv1": ("ffv1", None),
 }
-#: What ``--codec`` accepts.
-CODEC_CHOICES = ("h264", "hevc", "vp9", "av1", "ffv1", "prores", "mpeg4")
-#: Frames per segment: each starts a fresh encoder (so a keyframe) and is the unit of resuming. On a
-#: 640x360 H.264 pan each extra keyframe cost about 9 frames' worth of bits: 32-frame segments made
-#: the file about 25% larger than one encoder did, 96-frame ones about 10%.
-DEFAULT_SEGMENT_FRAMES = 96
-
-_DECIDES = {"decides_output": True}
-
-
-@dataclass
-class VideoOptions:
-    """How to write the restored video; the defaults keep everything the input has.
-
-    Fields marked ``decides_output`` are part of ``deblur batch``'s resume key for a video
-    (`deblurcli.options.output_settings`), so a new one cannot be left out of it.
-    """
-
-    crf: int | None = field(default=None, metadata=_DECIDES)
-    codec: str | None = field(default=None, metadata=_DECIDES)  # a family from CODEC_CHOICES; None = the input's
-    lossless: bool = field(default=False, metadata=_DECIDES)
-    start: float = field(default=0.0, metadata=_DECIDES)  # seconds from the start of the video stream
-    duration: float | None = field(default=None, metadata=_DECIDES)
-    #: Seconds of side-by-side (input | result) instead of the full result.
-    preview: float | None = field(default=None, metadata=_DECIDES)
-    #: None: the Deblurrer's own (its EngineOptions.strength, what --strength sets); a number overrides it.
-    strength: float | None = field(default=None, metadata=_DECIDES)
-    overwrite: bool = False
-    segment_frames: int = DEFAULT_SEGMENT_FRAMES
-    #: Called with each frame's index before the model sees it; raising from it stops the run (tests, GUIs).
-    on_frame: Callable[[int], None] | None = None
-
 
 
 def _hdr_encoder_options(hdr: dict[str, Any], encoder: str) -> tuple[str, str] | None:

@@ -29,6 +29,15 @@ def work_dir(dst: str | os.PathLike[str]) -> Path:
     return d.with_name(f".{d.name}.deblur-work")
 
 
+def interrupted_message(dst: str | os.PathLike[str]) -> str | None:
+    """After an interrupted job: where its restored frames wait and how to pick them up (None if nothing was kept)."""
+    work = work_dir(dst)
+    if not work.is_dir():
+        return None
+    return (f"interrupted: the frames restored so far are kept in {work}; run the same command again to resume "
+            "from there (or delete that folder)")
+
+
 def _job_key(src: Path, d: Deblurrer, opts: VideoOptions, enc: EncoderChoice) -> dict[str, Any]:
     st = src.stat()
     return {
