@@ -32,9 +32,9 @@ TRUST_RULE: dict[str, float] = {
     "min_extent_px": 4.0,  # shorter than this: nothing worth deconvolving
     "max_components": 3,  # a camera path is one stroke, or nearly
     "min_scale_agreement": 0.5,  # the kernel must persist from the coarser pyramid level
-    "max_residual": 0.5,  # share of gradient energy the estimate leaves unexplained
-    "max_reblur_gain": 0.6,  # `referee_features`, only when the network's output is given
-    "max_dec_vs_net": 2.0,
+    "max_residual": 0.7,  # share of gradient energy the estimate leaves unexplained
+    "max_reblur_gain": 0.55,  # `referee_features`, only when the network's output is given
+    "max_dec_vs_net": 1.5,
 }
 
 
