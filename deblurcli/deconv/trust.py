@@ -5,7 +5,13 @@ camera shake; everything else (moving objects, rotation, defocus, a sharp photo)
 network alone. `assess` decides from what the estimation itself measured, never from a ground
 truth, so it runs on any photo. The thresholds are set from measurements
 (`benchmarks/realshake/default_hybrid.py`, results in `benchmarks/realshake/results/`), see
-`TRUST_RULE`.
+`TRUST_RULE`. Measured with them (gain over the input, PSNR): on
+`benchmarks/default_model/evaluate.py`'s 60 shaken photos the hybrid gives +3.20 dB on
+linear-light blur and +2.17 dB on sRGB-applied blur (network alone +2.02 / +1.48), none worse
+than its input; on 20 non-shake cases (rotating camera with a moving object, blended kernels,
+defocus, sharp photos) it is never more than 0.1 dB below the network; on Levin's set it gives
+27.66 dB (the deconvolution alone 32.13), since the referee rejects 20 of 32 good kernels there.
+The thresholds were picked on these same images: no held-out set yet.
 """
 
 from __future__ import annotations
