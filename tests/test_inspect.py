@@ -20,7 +20,16 @@ from deblurcli import synth
 from deblurcli.batch import JOURNAL, BatchOptions, run_batch
 from deblurcli.cli import DEFAULT_BLUR_THRESHOLD, app
 from deblurcli.deconv import kernel_stats
-from deblurcli.inspect import DEFAULT_THRESHOLD, inspect, judge, suggested_scale
+from deblurcli.errors import KernelError
+from deblurcli.inspect import (
+    DEFAULT_THRESHOLD,
+    FIRST_SIZE,
+    _touches_border,
+    estimate_shake,
+    inspect,
+    judge,
+    suggested_scale,
+)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -77,6 +86,19 @@ def test_verdict_sharp_and_shaken() -> None:
     # A sharp photo gets no kernel (its estimate would be a meaningless blob) and no command.
     rec = inspect(sharp)
     assert rec.shake_px is None and rec.suggestion is None and rec.kernel is None
+
+
+def test_the_shake_ladder_grows_only_for_a_kernel_cut_by_its_window() -> None:
+    inside = np.zeros((49, 49))
+    inside[24, 5:44] = 1 / 39  # a 39 px stroke, centred, clear of the 2 px frame
+    cut = np.zeros((49, 49))
+    cut[24, :] = 1 / 49  # the same stroke running into the frame: 4 of 49 px in it
+    assert not _touches_border(inside) and _touches_border(cut)
+    # The estimate starts at the calibrated window, and a 256 px crop has room for it.
+    est = estimate_shake(shaken(crop("camera"), 15, 5)[0])
+    assert est.sizes_tried[0] == FIRST_SIZE and est.kernel.shape[0] == est.sizes_tried[-1]
+    with pytest.raises(KernelError, match="too flat"):
+        estimate_shake(np.full((256, 256), 0.5, np.float32))
 
 
 def test_suggested_scale_brings_the_shake_inside_training() -> None:

@@ -12,6 +12,11 @@ is not tuned on the cases it is judged by. Two modes:
     python benchmarks/inspect/calibrate.py --verdict [--out FILE.json]
     python benchmarks/inspect/calibrate.py --length /tmp/calib.npz
     python benchmarks/inspect/calibrate.py --rules /tmp/calib.npz [--out FILE.json]
+    python benchmarks/inspect/calibrate.py --sizes [--out FILE.json]
+
+``--sizes``: the same 36 cases, each estimated with kernel windows of 35, 49, 69 and 85 px, and
+how often each way of choosing the window (fixed, or the engine's grow-while-cut ladder from a
+given start) puts the length within 25% (`deblurcli.inspect.FIRST_SIZE` is chosen from it).
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ def load(name: str) -> np.ndarray:
     return img[: h * 3 // 4] if h > w else img[:, : w * 3 // 4]
 
 
+def _widths(img: np.ndarray) -> dict:
+    ew = edge_width(img)
+    return {"edge_px": ew.width_px, "ratio": max(ew.widths.values()) / min(ew.widths.values())}
+
+
 def verdict(out: Path | None) -> None:
     rng = np.random.default_rng(SEED)
     rows = []
@@ -55,20 +65,35 @@ def verdict(out: Path | None) -> None:
         forms = {"sharp": sharp, "sharp+noise": synth.add_noise(sharp, rng, sigma=(0.003, 0.01)),
                  "sharp+jpeg85": synth.jpeg(sharp, 85)}
         for form, img in forms.items():
-            rows.append({"photo": name, "form": form, "true_px": 0.0, "edge_px": edge_width(img).width_px})
+            rows.append({"photo": name, "form": form, "true_px": 0.0, **_widths(img)})
         for i, size in enumerate(VERDICT_SIZES):
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(sharp, k), rng, sigma=(0.002, 0.01))
             if i % 2:
                 b = synth.jpeg(b, 90)
             rows.append({"photo": name, "form": f"shake{size}", "true_px": float(kernel_stats(k).extent_px),
-                         "edge_px": edge_width(b).width_px})
+                         **_widths(b)})
     candidates = np.round(np.arange(1.5, 3.01, 0.05), 2)
     right = {float(t): sum((r["edge_px"] > t) == (r["true_px"] > 0) for r in rows) / len(rows) for t in candidates}
     best = max(right.values())
     chosen = [t for t, v in right.items() if v == best]
+    # A second measure tried for round 2: shake is directional, a soft texture is not, so the ratio of
+    # the widest to the narrowest direction's width might tell them apart near the threshold.
+    # The rule "width > T, or ratio > Q and width > T2" is searched on a grid.
+    grid = []
+    for t in candidates:
+        for t2 in np.round(np.arange(1.5, 2.51, 0.05), 2):
+            for q in np.round(np.arange(1.3, 2.51, 0.05), 2):
+                ok = sum(((r["edge_px"] > t) or (r["ratio"] > q and r["edge_px"] > t2)) == (r["true_px"] > 0)
+                         for r in rows)
+                grid.append((ok / len(rows), float(t), float(t2), float(q)))
+    top = max(g[0] for g in grid)
+    sharp_ratio = [r["ratio"] for r in rows if r["true_px"] == 0]
+    directional = {"best": top, "rules_at_best": len([g for g in grid if g[0] == top]),
+                   "example_rule_T_T2_Q": next(g[1:] for g in grid if g[0] == top),
+                   "sharp_ratio_range": [min(sharp_ratio), max(sharp_ratio)]}
     result = {"cases": len(rows), "right_by_threshold": right, "best": best, "best_thresholds": chosen,
-              "rows": rows}
+              "directional_ratio_rule": directional, "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,10 +112,10 @@ def length(out: str, region: int = REGION_SIDE) -> None:
         for size in LENGTH_SIZES:
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            e, factor = estimate_shake(b, region_side=region)
+            e = estimate_shake(b, region_side=region)
             true.append(k)
             est.append(e.kernel)
-            scale.append(factor)
+            scale.append(e.factor)
             print(name, size, e.stats.extent_px, flush=True)
     np.savez(out, true=np.array(true, dtype=object), est=np.array(est, dtype=object), scale=np.array(scale))
 
@@ -120,6 +145,57 @@ def length_rules(npz: str, out: Path | None) -> None:
         out.write_text(json.dumps(table, indent=1) + "\n")
 
 
+SIZE_WINDOWS = (35, 49, 69, 85)
+
+
+def sizes(out: Path | None) -> None:
+    from skimage import data
+
+    from deblurcli.deconv import choose_region
+    from deblurcli.deconv.estimate import EstimatorSettings, estimate_pyramid
+    from deblurcli.inspect import _touches_border, _working_gray, shake_length
+
+    rng = np.random.default_rng(SEED)
+    rows = []
+    for name in LENGTH_PHOTOS:
+        img = getattr(data, name)().astype(np.float32) / 255.0
+        h, w = img.shape[:2]
+        img = img[: h * 3 // 4] if h > w else img[:, : w * 3 // 4]
+        for size in LENGTH_SIZES:
+            k = synth.random_kernel(size, rng)
+            b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
+            gray, _ = _working_gray(b)
+            x0, y0, rw, rh = choose_region(gray, side=REGION_SIDE)
+            patch = np.ascontiguousarray(gray[y0:y0 + rh, x0:x0 + rw])
+            row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "est": {}}
+            for n in SIZE_WINDOWS:
+                kk = estimate_pyramid(patch, n, EstimatorSettings()).kernel
+                row["est"][str(n)] = {"length": shake_length(kk), "cut": _touches_border(kk)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    big = [r for r in rows if r["true"] >= 9]
+
+    def share(pick) -> float:
+        return round(float(np.mean([abs(r["est"][str(pick(r))]["length"] - r["true"]) <= 0.25 * r["true"]
+                                    for r in big])), 3)
+
+    def ladder(start: int):
+        def pick(r: dict) -> int:
+            i = SIZE_WINDOWS.index(start)
+            while i < len(SIZE_WINDOWS) - 1 and r["est"][str(SIZE_WINDOWS[i])]["cut"]:
+                i += 1
+            return SIZE_WINDOWS[i]
+        return pick
+
+    table = {f"fixed {n}": share(lambda r, n=n: n) for n in SIZE_WINDOWS}
+    table.update({f"ladder from {n}": share(ladder(n)) for n in SIZE_WINDOWS[:3]})
+    result = {"cases_ge_9px": len(big), "within_25pct": table, "rows": rows}
+    print(json.dumps(table, indent=1))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verdict", action="store_true")
@@ -127,15 +203,18 @@ def main() -> None:
     ap.add_argument("--length", metavar="OUT.npz")
     ap.add_argument("--region", type=int, default=REGION_SIDE, help="with --length: estimation window side")
     ap.add_argument("--rules", metavar="NPZ", help="score the ways of reading a length off --length's kernels")
+    ap.add_argument("--sizes", action="store_true", help="score the kernel windows' sizes on the length cases")
     args = ap.parse_args()
+    if args.sizes:
+        sizes(args.out)
     if args.verdict:
         verdict(args.out)
     if args.length:
         length(args.length, args.region)
     if args.rules:
         length_rules(args.rules, args.out)
-    if not (args.verdict or args.length or args.rules):
-        ap.error("give --verdict, --length OUT.npz or --rules NPZ")
+    if not (args.verdict or args.length or args.rules or args.sizes):
+        ap.error("give --verdict, --sizes, --length OUT.npz or --rules NPZ")
 
 
 if __name__ == "__main__":
