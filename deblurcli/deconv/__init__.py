@@ -2,7 +2,8 @@
 
 A classical engine, no network and no weights: coarse-to-fine kernel estimation with an L0
 gradient prior (`estimate_kernel`), robust non-blind deconvolution per colour channel
-(`deconvolve`), and both in one call (`deblur_shake`). Images are HxW or HxWx3 float32 sRGB in
+(`deconvolve`), and both in one call (`deblur_shake`; `restore_rgb` for colour photos).
+`assess` says whether an estimate is trustworthy uniform camera shake. Images are HxW or HxWx3 float32 sRGB in
 [0, 1]; kernels are convolution kernels (odd squares summing to 1). ``progress`` is an optional
 ``callable(fraction, text)`` for anything that takes seconds.
 
@@ -13,6 +14,8 @@ from .engine import Diagnostics, KernelEstimate, choose_region, deblur_shake, es
 from .estimate import EstimatorSettings
 from .kernels import KernelStats, kernel_image, kernel_stats, load_kernel
 from .nonblind import deconvolve
+from .trust import TRUST_RULE, Verdict, assess, restore_rgb, trust_features, verdict_from_features
 
-__all__ = ["Diagnostics", "EstimatorSettings", "KernelEstimate", "KernelStats", "choose_region", "deblur_shake",
-           "deconvolve", "estimate_kernel", "kernel_image", "kernel_similarity", "kernel_stats", "load_kernel"]
+__all__ = ["TRUST_RULE", "Diagnostics", "EstimatorSettings", "KernelEstimate", "KernelStats", "Verdict", "assess",
+           "choose_region", "deblur_shake", "deconvolve", "estimate_kernel", "kernel_image", "kernel_similarity",
+           "kernel_stats", "load_kernel", "restore_rgb", "trust_features", "verdict_from_features"]

@@ -58,7 +58,9 @@ class KernelEstimate:
 
     ``region``: (x, y, w, h) of the photo it was estimated from; ``scale``: working scale of the
     estimation (1 = full resolution); ``sizes_tried``: the kernel sizes of the ladder at working
-    scale, in order; ``seconds``: wall time.
+    scale, in the order tried (the chosen one is the kernel's); ``seconds``: wall time; ``linear_light``: whether the
+    blur was found to be made in linear light (`restore_rgb` sets it, ``light_fit_ratio`` and
+    ``halves_agreement``, see `deblurcli.deconv.trust`).
     """
 
     kernel: np.ndarray
@@ -69,10 +71,16 @@ class KernelEstimate:
     diagnostics: Diagnostics
     seconds: float
     latent: np.ndarray | None = field(default=None, repr=False)
+    linear_light: bool = True
+    light_fit_ratio: float | None = None
+    halves_agreement: float | None = None
 
     def as_dict(self) -> dict:
         d = self.diagnostics
         return {"kernel_size": int(self.kernel.shape[0]), "region": list(self.region), "scale": self.scale,
+                "linear_light": self.linear_light,
+                "light_fit_ratio": None if self.light_fit_ratio is None else round(self.light_fit_ratio, 4),
+                "halves_agreement": None if self.halves_agreement is None else round(self.halves_agreement, 4),
                 "sizes_tried": self.sizes_tried, "seconds": round(self.seconds, 3), "stats": self.stats.as_dict(),
                 "diagnostics": {"residual": round(d.residual, 4), "scale_agreement": round(d.scale_agreement, 4),
                                 "size_agreement": None if d.size_agreement is None else round(d.size_agreement, 4),
@@ -181,10 +189,11 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
                     settings: EstimatorSettings | None = None) -> KernelEstimate:
     """Estimate the camera-shake kernel of a grey (or RGB, reduced to luminance) image in [0, 1].
 
-    ``max_size``: largest kernel side in full-resolution pixels (default: a quarter of the
-    image's short side, at most 101 px). ``region``: (x, y, w, h) to estimate from instead of the
-    automatic choice (`choose_region`). Sizes are tried from 25 px (at working scale) upward by
-    x1.4 until the kernel is not cut by its window (`_touches_border`) or ``max_size`` is reached.
+    ``max_size``: largest kernel side in full-resolution pixels (default: a third of the
+    estimation region's short side, at most 101 px). ``region``: (x, y, w, h) to estimate from
+    instead of the automatic choice (`choose_region`). The size is chosen by a stated criterion:
+    from 35 px (at working scale) upward by x1.4 while the kernel is cut by its window (more than
+    3% of its mass in the outer 2 px, `_touches_border`), up to ``max_size``.
     Raises `KernelError` for an image too small or too flat to estimate from.
     """
     t0 = time.perf_counter()
@@ -226,18 +235,26 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
     size = min(_ops.odd(FIRST_SIZE), limit)
     tried: list[int] = []
     results: list[PyramidResult] = []
-    while True:
-        tried.append(size)
+
+    def run(n: int) -> PyramidResult:
+        tried.append(n)
 
         def sub(f: float, text: str, _n: int = len(tried)) -> None:
             if progress is not None:
                 progress(min(0.99, (_n - 1 + f) / (_n + 1)), text)
 
-        res = estimate_pyramid(patch, size, st, sub if progress else None)
-        results.append(res)
-        if size >= limit or not _touches_border(res.kernel):
-            break
+        r = estimate_pyramid(patch, n, st, sub if progress else None)
+        results.append(r)
+        return r
+
+    # Grow while the kernel is cut by its window (`_touches_border`). Shrinking was measured and
+    # dropped: re-estimating at the support's bounding box plus 25% + 4 px, kept when its gradient
+    # residual was no worse, changed 5 of Levin's 32 images and lowered the mean (32.04 against
+    # 32.12 dB) for 50% more time; a window larger than the path costs little once it holds it.
+    res = run(size)
+    while size < limit and _touches_border(res.kernel):
         size = min(_ops.odd(size * SIZE_STEP), limit)
+        res = run(size)
     res = results[-1]
     kernel = _upscale_kernel(res.kernel, 1.0 / scale)
     stats = kernel_stats(kernel)

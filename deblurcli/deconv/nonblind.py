@@ -93,11 +93,14 @@ def _div_adjoint(wx: Tensor, wy: Tensor) -> Tensor:
 
 def tv_deconvolve(y: Tensor, kernel: Tensor, lam: float, *, mask: Tensor | None = None,
                   rate: float = 2.0, rho_max: float = 100.0, mu: float = 1.0, rho0: float | None = None,
-                  progress: Callable[[float], None] | None = None) -> Tensor:
+                  inner: int = 2, progress: Callable[[float], None] | None = None) -> Tensor:
     """min_x ||M (k * x - y)||^2 + lam ||grad x||_1 on a periodic grid (``y``: C x H x W, padded).
 
     Without ``mask`` (M = 1) each step is one FFT solve; with it, u = k * x is split off so the
     masked pixels are fitted by nothing but the prior (weight ``mu`` on that coupling).
+    With holes in the mask the split pair (u, x) needs ``inner`` alternations per penalty value to
+    agree: with one, the doubling schedule leaves the data behind clipped highlights unfitted (a
+    lamp test scene: 26.2 dB far from the lamp with 1, 27.6 with 2).
     """
     shape = tuple(y.shape[-2:])
     otf = _ops.psf2otf(kernel, shape)
@@ -122,13 +125,14 @@ def tv_deconvolve(y: Tensor, kernel: Tensor, lam: float, *, mask: Tensor | None 
         return x
     my = mask * y
     while rho < rho_max:
-        kx = torch.fft.irfft2(otf * torch.fft.rfft2(x), s=shape)
-        u = (my + mu * kx) / (mask + mu)
-        gx, gy = _ops.grad(x)
         t = lam / (2.0 * rho)
-        div = _div_adjoint(_shrink(gx, t), _shrink(gy, t))
-        num = mu * otf.conj() * torch.fft.rfft2(u) + rho * torch.fft.rfft2(div)
-        x = torch.fft.irfft2(num / (mu * den_k + rho * den_d), s=shape)
+        for _ in range(inner):
+            kx = torch.fft.irfft2(otf * torch.fft.rfft2(x), s=shape)
+            u = (my + mu * kx) / (mask + mu)
+            gx, gy = _ops.grad(x)
+            div = _div_adjoint(_shrink(gx, t), _shrink(gy, t))
+            num = mu * otf.conj() * torch.fft.rfft2(u) + rho * torch.fft.rfft2(div)
+            x = torch.fft.irfft2(num / (mu * den_k + rho * den_d), s=shape)
         rho *= rate
         step += 1
         if progress is not None:
@@ -188,7 +192,11 @@ def deconvolve(rgb: np.ndarray, kernel: np.ndarray, *, noise_sigma: float | None
         if progress is not None:
             progress(f, "deconvolving")
 
-    x = tv_deconvolve(y, torch.from_numpy(np.ascontiguousarray(k)), weight, mask=mask, progress=tick)
+    # Holes inside the photo (clipped pixels) need two u/x alternations per penalty value to be
+    # filled; a mask over the FFT grid's extension alone converges with one (and blind results on
+    # Levin's set are 0.15 dB better with one: 32.12 against 31.97 dB).
+    x = tv_deconvolve(y, torch.from_numpy(np.ascontiguousarray(k)), weight, mask=mask, inner=2 if sat else 1,
+                      progress=tick)
     out = x[..., :h, :w].numpy()
     if linear:
         out = _ops.linear_to_srgb(out)

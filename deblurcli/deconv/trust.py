@@ -1,0 +1,194 @@
+"""When to believe a blind estimate, and the colour entry point the default model calls.
+
+The embedded default deconvolves a photo only when its estimated kernel is trustworthy uniform
+camera shake; everything else (moving objects, rotation, defocus, a sharp photo) goes to the
+network alone. `assess` decides from what the estimation itself measured, never from a ground
+truth, so it runs on any photo. The thresholds are set from measurements
+(`benchmarks/realshake/default_hybrid.py`, results in `benchmarks/realshake/results/`), see
+`TRUST_RULE`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import _ops
+from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel, kernel_similarity
+from .estimate import estimate_pyramid
+from .kernels import normalise
+from .nonblind import deconvolve
+
+#: Blur applied to sRGB values (as many phone pipelines and older datasets do) is recognised when
+#: the sRGB model re-blurs the region this much better than the linear-light one.
+SRGB_FIT_RATIO = 0.8
+
+#: Every threshold `assess` applies, by name, so a report can print the rule it used.
+TRUST_RULE: dict[str, float] = {
+    "min_extent_px": 4.0,  # shorter than this: nothing worth deconvolving (a sharp photo)
+    "max_fill": 0.55,  # share of the support's bounding box that carries weight: a disk fills ~0.8
+    "max_width_ratio": 0.9,  # across/along extent with a filled box is a blob, not a path
+    "max_support_fraction": 0.35,  # covers this much of its window: diffuse, not a path
+    "max_components": 3,  # a camera path is one stroke, or nearly
+    "min_scale_agreement": 0.5,  # the kernel must persist from the coarser pyramid level
+    "max_residual": 0.5,  # share of gradient energy the estimate leaves unexplained
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether to deconvolve with an estimate: ``trusted``, the first ``reason`` against (or why it
+    is trusted), and the ``features`` the decision read."""
+
+    trusted: bool
+    reason: str
+    features: dict[str, float] = field(default_factory=dict)
+
+
+def trust_features(estimate: KernelEstimate) -> dict[str, float]:
+    """The runtime measurements `assess` reads, as plain numbers (kept in benchmark results so
+    the rule can be re-checked without re-running estimation)."""
+    s, d = estimate.stats, estimate.diagnostics
+    k = np.asarray(estimate.kernel, dtype=np.float32)
+    peak = float(k.max()) if k.size else 0.0
+    support = k >= 0.05 * peak if peak > 0 else np.zeros(k.shape, bool)
+    ys, xs = np.nonzero(support)
+    box = float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) if ys.size else 1.0
+    return {"extent_px": float(s.extent_px), "width_px": float(s.width_px),
+            "width_ratio": float(s.width_px / max(s.extent_px, 1.0)), "fill": float(support.sum() / box),
+            "support_fraction": float(s.support_fraction), "components": float(s.components),
+            "border_mass": float(s.border_mass), "entropy_bits": float(s.entropy_bits),
+            "residual": float(d.residual), "scale_agreement": float(d.scale_agreement),
+            "size_agreement": -1.0 if d.size_agreement is None else float(d.size_agreement),
+            "noise_sigma": float(d.noise_sigma), "texture": float(d.texture),
+            "halves_agreement": -1.0 if estimate.halves_agreement is None else float(estimate.halves_agreement),
+            "light_fit_ratio": -1.0 if estimate.light_fit_ratio is None else float(estimate.light_fit_ratio)}
+
+
+def verdict_from_features(f: dict[str, float], rule: dict[str, float] | None = None) -> Verdict:
+    """`assess` on already measured features (``rule`` overrides `TRUST_RULE` for experiments)."""
+    r = {**TRUST_RULE, **(rule or {})}
+    checks = [
+        (f["extent_px"] < r["min_extent_px"], f"no shake to remove: the kernel spans {f['extent_px']:.0f} px"),
+        (f["components"] > r["max_components"], f"{f['components']:.0f} separate pieces, not one camera path"),
+        (f["support_fraction"] > r["max_support_fraction"],
+         f"diffuse: covers {f['support_fraction']:.0%} of its window"),
+        (f["fill"] > r["max_fill"] and f["width_ratio"] > r["max_width_ratio"],
+         f"a filled blob ({f['fill']:.0%} of its box), like defocus, not a path"),
+        (f["border_mass"] >= 0.05, "cut by its window"),
+        (f["scale_agreement"] < r["min_scale_agreement"],
+         f"unstable across scales (agreement {f['scale_agreement']:.2f})"),
+        (f["residual"] > r["max_residual"], f"explains too little of the blur (residual {f['residual']:.2f})"),
+    ]
+    for failed, why in checks:
+        if failed:
+            return Verdict(False, why, dict(f))
+    return Verdict(True, f"uniform camera shake of {f['extent_px']:.0f} px", dict(f))
+
+
+def assess(estimate: KernelEstimate, *, rule: dict[str, float] | None = None) -> Verdict:
+    """Is ``estimate`` trustworthy uniform camera shake? Decided from its runtime diagnostics only.
+
+    Rejects, in order: a kernel too short to matter (a sharp photo), several pieces, a diffuse
+    or filled blob (defocus), a kernel cut by its window, one that changes between pyramid
+    levels, and one that explains too little of the image's gradients. See `TRUST_RULE`.
+    """
+    return verdict_from_features(trust_features(estimate), rule)
+
+
+def _reblur_rms(region: np.ndarray, kernel: np.ndarray, linear: bool) -> float:
+    """RMS difference (sRGB units, inside a kernel-wide margin) between a grey region and its own
+    deconvolution blurred again in the chosen light: the blur model that re-blurs best is the one
+    the photo was made by."""
+    x = deconvolve(region, kernel, linear=linear)
+    src = _ops.srgb_to_linear(x) if linear else x
+    k = torch.from_numpy(np.ascontiguousarray(kernel[::-1, ::-1]))[None, None]
+    rb = F.conv2d(torch.from_numpy(np.ascontiguousarray(src))[None, None], k).numpy()[0, 0]
+    rb = _ops.linear_to_srgb(rb) if linear else rb
+    m = kernel.shape[0] // 2
+    d = rb - region[m:m + rb.shape[0], m:m + rb.shape[1]]
+    return float(np.sqrt(np.mean(d * d))) if d.size else 0.0
+
+
+def blur_light(gray: np.ndarray, estimate: KernelEstimate) -> tuple[bool, float]:
+    """Was the blur made in linear light (a camera) or on sRGB values? Returns (linear, ratio of
+    the sRGB model's re-blur error to the linear model's) on the estimation region, at the
+    estimate's working scale."""
+    x0, y0, w, h = estimate.region
+    region = np.asarray(gray[y0:y0 + h, x0:x0 + w], dtype=np.float32)
+    kernel = estimate.kernel
+    if estimate.scale != 1.0:
+        region = _ops.resize(torch.from_numpy(np.ascontiguousarray(region)),
+                             (max(round(h * estimate.scale), 8), max(round(w * estimate.scale), 8))).numpy()
+        n = _ops.odd(kernel.shape[0] * estimate.scale)
+        kernel = normalise(_ops.resize(torch.from_numpy(np.ascontiguousarray(kernel)), (n, n)).numpy())
+    if min(region.shape) <= 2 * kernel.shape[0]:
+        return True, 1.0
+    lin, srgb = _reblur_rms(region, kernel, True), _reblur_rms(region, kernel, False)
+    ratio = srgb / max(lin, 1e-8)
+    return ratio >= SRGB_FIT_RATIO, ratio
+
+
+def halves_agreement(work: np.ndarray, estimate: KernelEstimate) -> float | None:
+    """Shift-tolerant similarity (1 = same) of the kernels estimated, at the estimate's size, from
+    the two halves of its region. One camera shake blurs both halves alike; rotation, moving
+    objects and depth give each half its own blur, and a kernel invented from noise or from
+    defocus (which has no path to find) comes out different each time. None when the halves are
+    too small to estimate from (under 3 kernel widths)."""
+    x0, y0, w, h = estimate.region
+    n = _ops.odd(estimate.kernel.shape[0] * estimate.scale)
+    halves = ([(x0, y0, w // 2, h), (x0 + w // 2, y0, w - w // 2, h)] if w >= h
+              else [(x0, y0, w, h // 2), (x0, y0 + h // 2, w, h - h // 2)])
+    kernels = []
+    for hx, hy, hw, hh in halves:
+        patch = np.asarray(work[hy:hy + hh, hx:hx + hw], dtype=np.float32)
+        if estimate.scale != 1.0:
+            patch = _ops.resize(torch.from_numpy(np.ascontiguousarray(patch)),
+                                (max(round(hh * estimate.scale), 8), max(round(hw * estimate.scale), 8))).numpy()
+        if min(patch.shape) < 3 * n:
+            return None
+        kernels.append(estimate_pyramid(patch, n).kernel)
+    return kernel_similarity(kernels[0], kernels[1])
+
+
+def restore_rgb(pixels: np.ndarray, *, kernel: np.ndarray | str | os.PathLike[str] | None = None,
+                kernel_size: int | None = None, region: tuple[int, int, int, int] | None = None,
+                progress: Progress | None = None, noise_sigma: float | None = None,
+                check_halves: bool = True) -> tuple[np.ndarray, KernelEstimate | None]:
+    """Deconvolve a colour photo (HxWx3 float32 sRGB in [0, 1]) of uniform camera shake.
+
+    The kernel is estimated on the luminance in linear light, from an automatically chosen region
+    of at most 512x512 working pixels (photos over 1600 px are estimated at half scale), unless
+    ``kernel`` is given; ``kernel_size`` caps the kernel side in full-resolution pixels and
+    ``region`` (x, y, w, h) overrides the estimation region. Blur applied to sRGB values instead
+    of light (`blur_light`) is estimated again and undone on sRGB values; ``linear_light`` and
+    ``light_fit_ratio`` of the estimate say which. ``check_halves`` also measures
+    `halves_agreement` (two more estimates on half regions) for `assess`. Then the whole photo is
+    deconvolved per channel. Returns the restored photo and the estimate (None with ``kernel``). Raises
+    `KernelError` for an unusable kernel or an image with nothing to estimate from.
+    """
+    img = np.asarray(pixels, dtype=np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"restore_rgb takes HxWx3 pixels, got shape {img.shape}")
+    if kernel is not None:
+        return deblur_shake(img, kernel=kernel, progress=progress, linear=True, noise_sigma=noise_sigma)
+
+    def stage(lo: float, hi: float) -> Progress | None:
+        return None if progress is None else (lambda f, text: progress(lo + (hi - lo) * f, text))
+
+    lum = _ops.luminance(img)
+    est = estimate_kernel(_ops.srgb_to_linear(lum), max_size=kernel_size, region=region, progress=stage(0, 0.6))
+    linear, ratio = blur_light(lum, est)
+    if not linear:
+        # The blur was applied to sRGB values: a kernel estimated in linear light is distorted by
+        # the tone curve, so estimate again where the blur was made.
+        est = estimate_kernel(lum, max_size=kernel_size, region=est.region, progress=stage(0.6, 0.85))
+    est.linear_light, est.light_fit_ratio = linear, ratio
+    if check_halves:
+        est.halves_agreement = halves_agreement(_ops.srgb_to_linear(lum) if linear else lum, est)
+    out = deconvolve(img, est.kernel, linear=linear, noise_sigma=noise_sigma, progress=stage(0.85, 1.0))
+    return out, est
