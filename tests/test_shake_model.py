@@ -265,12 +265,23 @@ def test_default_leaves_a_sharp_photo_to_the_network(default_runs: dict[str, Any
     assert any("network only" in n for n in r["notes"])
 
 
-@pytest.mark.xfail(reason="telling defocus from shake needs deconv.assess (issue #26, engine side); the adapter's "
-                          "plausibility rule accepts a disk", strict=False)
+@pytest.mark.xfail(reason="deconv.assess trusts this 13 px disk as 25 px shake (fill 0.41, width ratio 0.71, "
+                          "residual 0.08); harmless here, the deconvolution scores 25.2 dB against the network's "
+                          "24.1 and the input's 21.2 (see the next test)", strict=False)
 def test_default_leaves_defocus_to_the_network(default_runs: dict[str, Any]) -> None:
     r = default_runs["defocused"]
     assert r["shake"]["path"] == "network"
     assert any("network only" in n for n in r["notes"])
+
+
+def test_default_on_defocus_is_no_worse_than_the_network_alone(photos: dict[str, Any],
+                                                               default_runs: dict[str, Any]) -> None:
+    """Whatever the verdict on a defocused photo, ``--deconv auto`` must not lose to today's network."""
+    off = photos["dir"] / "default_defocused_off.png"
+    res = deblur("run", photos["defocused"], "-o", off, "--deconv", "off")
+    assert res.exit_code == 0, res.stderr
+    sharp = _load(photos["sharp"])
+    assert _psnr(_load(default_runs["defocused"]["path"]), sharp) >= _psnr(_load(off), sharp) - 0.1
 
 
 def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: dict[str, Any],
@@ -284,6 +295,22 @@ def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: d
     assert "shake" not in _json_lines(res)[0]  # the earlier behaviour: the network alone, nothing estimated
     sharp = _load(photos["sharp"])
     assert _psnr(_load(r["path"]), sharp) > _psnr(_load(off), sharp) + 1.0
+
+
+def test_the_default_deconvolves_exactly_as_the_engine_does(photos: dict[str, Any]) -> None:
+    """The default model estimates, asks `assess`, then deconvolves (two steps, so a photo left to
+    the network costs no deconvolution); the pixels must be those of the engine's one-call
+    `restore_rgb`, or the benchmark figures of the engine would not be the default's."""
+    from deblurcli import shake
+    from deblurcli.deconv import restore_rgb
+
+    shaken = _load(photos["shaken"])
+    ours, outcome = shake.try_deconvolve(shaken)
+    assert ours is not None and outcome.path == "deconvolved"
+    engine, est = restore_rgb(shaken, check_halves=False)
+    np.testing.assert_array_equal(outcome.kernel, est.kernel)
+    assert outcome.estimate.linear_light == est.linear_light
+    np.testing.assert_allclose(ours, engine, atol=1e-5)
 
 
 def test_default_on_a_photo_too_small_to_estimate_falls_back_to_the_network(tmp_path: Path) -> None:
