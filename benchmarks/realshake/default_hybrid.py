@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from deblurcli.api import Deblurrer
-    from deblurcli.deconv import assess, restore_rgb, trust_features
+    from deblurcli.deconv import assess, referee_features, restore_rgb, trust_features
     from deblurcli.errors import KernelError
 
     torch.set_num_threads(1)
@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             try:
                 out_dec, est = restore_rgb(blurred)
                 feats = trust_features(est)
-                verdict = assess(est)
+                feats.update(referee_features(blurred, out_net, out_dec, est))
+                verdict = assess(est, blurred=blurred, network=out_net, deconvolved=out_dec)
                 trusted, reason = verdict.trusted, verdict.reason
             except KernelError as exc:
                 out_dec, feats, trusted, reason = blurred, {}, False, str(exc)
@@ -188,8 +189,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row["deconv_then_network"] = sc(net.restore(out_dec))
             row["hybrid"] = row["deconv"] if trusted else row["network"]
             rows.append(row)
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
-                              if k != "features"}), flush=True)
+            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     return rows
 
 
@@ -200,7 +200,8 @@ def summarise(rows: list[dict], rule: dict | None = None) -> dict:
 
     for r in rows:
         if rule is not None and r["features"]:
-            r["trusted"] = verdict_from_features(r["features"], rule).trusted
+            v = verdict_from_features(r["features"], rule)
+            r["trusted"], r["reason"] = v.trusted, v.reason
         r["hybrid"] = r["deconv"] if r["trusted"] else r["network"]
     out: dict = {}
     groups: dict[str, list[dict]] = {}
@@ -230,15 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--kernels", type=int, default=6)
     ap.add_argument("--refine", action="store_true", help="also score the network applied after deconvolution")
-    ap.add_argument("--rescore", type=Path, help="recompute verdicts and summary from a results JSON")
+    ap.add_argument("--rescore", type=Path, nargs="+",
+                    help="recompute verdicts (the current TRUST_RULE) and the summary from results JSONs; "
+                         "their rows are merged and written to --out")
     ap.add_argument("--out", type=Path, default=RESULTS / "default_hybrid.json")
     args = ap.parse_args(argv)
     from deblurcli.deconv import TRUST_RULE
     from deblurcli.fsutil import atomic_write
 
     if args.rescore:
-        rows = json.loads(args.rescore.read_text())["per_image"]
-        print(json.dumps(summarise(rows, TRUST_RULE), indent=1))
+        rows = [r for f in args.rescore for r in json.loads(f.read_text())["per_image"]]
+        s = summarise(rows, TRUST_RULE)
+        print(json.dumps(s, indent=1))
+        payload = {"rule": TRUST_RULE, "rescored_from": [f.name for f in args.rescore], "summary": s,
+                   "per_image": rows}
+        atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
         return 0
     if "levin" in args.sets and not (args.levin / "im01_ker01.mat").is_file():
         print(f"{args.levin}: no im01_ker01.mat here; give Levin_data/ of FWen/deblur-pmp, or drop 'levin' "

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-dir", type=Path, help="re-score PNG outputs tvmpr_im0I_ker0J.png from here instead")
     ap.add_argument("--only", help="comma-separated image_kernel pairs to run, e.g. 1_4,3_8 (no JSON written)")
     ap.add_argument("--true-kernel", action="store_true", help="deconvolve with the true kernel (no estimation)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "levin_shake.json")
+    ap.add_argument("--out", type=Path, help="results JSON (default: results/levin_shake.json, "
+                    "levin_true_kernel.json with --true-kernel, levin_pmp_rescored.json with --score-dir)")
     args = ap.parse_args(argv)
     if not (args.data_dir / "im01_ker01.mat").is_file():
         print(f"{args.data_dir}: no im01_ker01.mat here; give the folder Levin_data/ of FWen/deblur-pmp",
@@ -141,15 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
     s = summary(rows)
     print(json.dumps(s))
-    if not args.only and not args.score_dir:
+    if not args.only:
         from deblurcli.fsutil import atomic_write
 
+        name = "levin_pmp_rescored" if args.score_dir else "levin_true_kernel" if args.true_kernel else "levin_shake"
+        out = args.out or RESULTS / f"{name}.json"
         payload = {"protocol": "Levin 2009 comp_upto_shift: 15 px crop, +-5 px in 0.25 px steps, bilinear, "
                                "each pair's own x; PSNR peak 1; ratio vs published true-kernel SSDs",
-                   "engine": "deblurcli.deconv.deblur_shake(y, linear=False), identical settings for all 32",
-                   "mode": "true_kernel" if args.true_kernel else "blind",
+                   "engine": ("PMP's shipped outputs (tvmpr_*.png), re-scored" if args.score_dir else
+                              "deblurcli.deconv.deblur_shake(y, linear=False), identical settings for all 32"),
+                   "mode": "rescored" if args.score_dir else "true_kernel" if args.true_kernel else "blind",
                    "threads": os.environ.get("OMP_NUM_THREADS"), "summary": s, "per_image": rows}
-        atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
+        atomic_write(out, json.dumps(payload, indent=1) + "\n", make_parents=True)
     return 0
 
 

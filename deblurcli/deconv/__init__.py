@@ -14,8 +14,16 @@ from .engine import Diagnostics, KernelEstimate, choose_region, deblur_shake, es
 from .estimate import EstimatorSettings
 from .kernels import KernelStats, kernel_image, kernel_stats, load_kernel
 from .nonblind import deconvolve
-from .trust import TRUST_RULE, Verdict, assess, restore_rgb, trust_features, verdict_from_features
+from .trust import (
+    TRUST_RULE,
+    Verdict,
+    assess,
+    referee_features,
+    restore_rgb,
+    trust_features,
+    verdict_from_features,
+)
 
 __all__ = ["TRUST_RULE", "Diagnostics", "EstimatorSettings", "KernelEstimate", "KernelStats", "Verdict", "assess",
            "choose_region", "deblur_shake", "deconvolve", "estimate_kernel", "kernel_image", "kernel_similarity",
-           "kernel_stats", "load_kernel", "restore_rgb", "trust_features", "verdict_from_features"]
+           "kernel_stats", "load_kernel", "referee_features", "restore_rgb", "trust_features", "verdict_from_features"]
