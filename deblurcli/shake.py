@@ -93,11 +93,13 @@ def _deconvolve(pixels: np.ndarray, est: Any, *, progress: Progress | None) -> n
     return deconvolve(np.asarray(pixels, dtype=np.float32), est.kernel, linear=est.linear_light, progress=progress)
 
 
-def _assess(estimate: Any) -> Verdict:
-    """The engine's measured trust rule (`deblurcli.deconv.assess`): uniform camera shake or not."""
+def _assess(estimate: Any, **referee: np.ndarray) -> Verdict:
+    """The engine's measured trust rule (`deblurcli.deconv.assess`): uniform camera shake or not.
+    With ``blurred``, ``network`` and ``deconvolved`` it also asks the network's output as a
+    referee (the kernel's own checks do not tell moving objects or defocus from shake)."""
     from .deconv import assess
 
-    return assess(estimate)
+    return assess(estimate, **referee)
 
 
 def _load_kernel(path: str | os.PathLike[str], image_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -168,13 +170,24 @@ def run_shake(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_si
     return out, _outcome("shake", note, est, verdict)
 
 
-def try_deconvolve(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_size: int | None = None,
+#: Above this many pixels the referee reads the estimation region only: the network and the re-blur
+#: run on the whole photo would cost more than the estimate itself (12 MP: tens of seconds).
+REFEREE_WHOLE_MAX_PIXELS = 1_100_000
+
+
+def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.ndarray],
+                   kernel: np.ndarray | None = None, kernel_size: int | None = None,
                    region: tuple[int, int, int, int] | None = None, progress: Progress | None = None
                    ) -> tuple[np.ndarray | None, Outcome]:
-    """The default model's decision: the deconvolved photo when the shake is trusted, else None.
+    """The default model's decision: the photo deconvolved when the shake is trusted, else the
+    network's output, or None for "run the network yourself".
 
-    ``None`` means the caller runs its network as if nothing had happened. A photo with nothing
-    to estimate from (flat, tiny) is no error here: it goes to the network, and the note says why.
+    First the kernel's own checks (`assess` on the estimate); only if they pass is the photo
+    deconvolved and ``network`` (the caller's network, sRGB in, sRGB out) run, so that `assess`
+    can hold the deconvolution against the network's output. On photos over
+    `REFEREE_WHOLE_MAX_PIXELS` the referee reads the estimation region only, and a rejected
+    photo goes back to the caller's own (streamed) network run. A photo with nothing to estimate
+    from (flat, tiny) is no error here: it goes to the network, and the note says why.
     """
     if kernel is not None:
         out, _ = _restore(pixels, kernel=kernel, progress=progress)
@@ -191,6 +204,18 @@ def try_deconvolve(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kern
     if not verdict.trusted:
         return None, _outcome("network", f"{verdict.reason}: network only", est, verdict)
     out = _deconvolve(pixels, est, progress=stage(0.5, 1.0))
+    whole = pixels.shape[0] * pixels.shape[1] <= REFEREE_WHOLE_MAX_PIXELS
+    if whole:
+        net = network(pixels)
+        verdict = _assess(est, blurred=pixels, network=net, deconvolved=out)
+    else:
+        x, y, w, h = est.region
+        box = (slice(y, y + h), slice(x, x + w))
+        net = None
+        verdict = _assess(est, blurred=pixels[box], network=network(np.ascontiguousarray(pixels[box])),
+                          deconvolved=out[box])
+    if not verdict.trusted:
+        return net, _outcome("network", f"{verdict.reason}: network only", est, verdict)
     return out, _outcome("deconvolved", f"{_shake_words(est)}: deconvolved", est, verdict)
 
 
