@@ -220,11 +220,7 @@ def test_assess_accepts_real_looking_shake(referee_cases: dict) -> None:
     assert verdict.trusted, verdict.reason
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("defocus", marks=pytest.mark.xfail(
-        strict=True, reason="known gap: the trust rule lets this 13 px defocus disk through (its 30 px blob kernel "
-                            "re-blurs the network's output with gain 0.57) and the hybrid is 3 dB below the network")),
-    "sharp"])
+@pytest.mark.parametrize("name", ["defocus", "sharp"])
 def test_hybrid_is_never_worse_than_the_network_on_blur_that_is_not_shake(referee_cases: dict, name: str) -> None:
     """What the default relies on: where the blur is not camera shake, either assess refuses the
     kernel or the deconvolution it lets through is at least as good as the network alone."""

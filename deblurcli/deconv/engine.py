@@ -59,8 +59,7 @@ class KernelEstimate:
     ``region``: (x, y, w, h) of the photo it was estimated from; ``scale``: working scale of the
     estimation (1 = full resolution); ``sizes_tried``: the kernel sizes of the ladder at working
     scale, in the order tried (the chosen one is the kernel's); ``seconds``: wall time; ``linear_light``: whether the
-    blur was found to be made in linear light (`restore_rgb` sets it, ``light_fit_ratio`` and
-    ``halves_agreement``, see `deblurcli.deconv.trust`).
+    blur was found to be made in linear light (`restore_rgb` sets it and ``light_fit_ratio``).
     """
 
     kernel: np.ndarray
@@ -73,14 +72,12 @@ class KernelEstimate:
     latent: np.ndarray | None = field(default=None, repr=False)
     linear_light: bool = True
     light_fit_ratio: float | None = None
-    halves_agreement: float | None = None
 
     def as_dict(self) -> dict:
         d = self.diagnostics
         return {"kernel_size": int(self.kernel.shape[0]), "region": list(self.region), "scale": self.scale,
                 "linear_light": self.linear_light,
                 "light_fit_ratio": None if self.light_fit_ratio is None else round(self.light_fit_ratio, 4),
-                "halves_agreement": None if self.halves_agreement is None else round(self.halves_agreement, 4),
                 "sizes_tried": self.sizes_tried, "seconds": round(self.seconds, 3), "stats": self.stats.as_dict(),
                 "diagnostics": {"residual": round(d.residual, 4), "scale_agreement": round(d.scale_agreement, 4),
                                 "size_agreement": None if d.size_agreement is None else round(d.size_agreement, 4),

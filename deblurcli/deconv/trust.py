@@ -5,7 +5,13 @@ camera shake; everything else (moving objects, rotation, defocus, a sharp photo)
 network alone. `assess` decides from what the estimation itself measured, never from a ground
 truth, so it runs on any photo. The thresholds are set from measurements
 (`benchmarks/realshake/default_hybrid.py`, results in `benchmarks/realshake/results/`), see
-`TRUST_RULE`.
+`TRUST_RULE`. Measured with them (gain over the input, PSNR): on
+`benchmarks/default_model/evaluate.py`'s 60 shaken photos the hybrid gives +3.20 dB on
+linear-light blur and +2.17 dB on sRGB-applied blur (network alone +2.02 / +1.48), none worse
+than its input; on 20 non-shake cases (rotating camera with a moving object, blended kernels,
+defocus, sharp photos) it is never more than 0.1 dB below the network; on Levin's set it gives
+27.66 dB (the deconvolution alone 32.13), since the referee rejects 20 of 32 good kernels there.
+The thresholds were picked on these same images: no held-out set yet.
 """
 
 from __future__ import annotations
@@ -18,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel, kernel_similarity
-from .estimate import estimate_pyramid
+from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel
 from .kernels import normalise
 from .nonblind import deconvolve
 
@@ -32,9 +37,9 @@ TRUST_RULE: dict[str, float] = {
     "min_extent_px": 4.0,  # shorter than this: nothing worth deconvolving
     "max_components": 3,  # a camera path is one stroke, or nearly
     "min_scale_agreement": 0.5,  # the kernel must persist from the coarser pyramid level
-    "max_residual": 0.5,  # share of gradient energy the estimate leaves unexplained
-    "max_reblur_gain": 0.6,  # `referee_features`, only when the network's output is given
-    "max_dec_vs_net": 2.0,
+    "max_residual": 0.7,  # share of gradient energy the estimate leaves unexplained
+    "max_reblur_gain": 0.55,  # `referee_features`, only when the network's output is given
+    "max_dec_vs_net": 1.5,
 }
 
 
@@ -64,7 +69,6 @@ def trust_features(estimate: KernelEstimate) -> dict[str, float]:
             "residual": float(d.residual), "scale_agreement": float(d.scale_agreement),
             "size_agreement": -1.0 if d.size_agreement is None else float(d.size_agreement),
             "noise_sigma": float(d.noise_sigma), "texture": float(d.texture),
-            "halves_agreement": -1.0 if estimate.halves_agreement is None else float(estimate.halves_agreement),
             "light_fit_ratio": -1.0 if estimate.light_fit_ratio is None else float(estimate.light_fit_ratio)}
 
 
@@ -171,32 +175,10 @@ def blur_light(gray: np.ndarray, estimate: KernelEstimate) -> tuple[bool, float]
     return ratio >= SRGB_FIT_RATIO, ratio
 
 
-def halves_agreement(work: np.ndarray, estimate: KernelEstimate) -> float | None:
-    """Shift-tolerant similarity (1 = same) of the kernels estimated, at the estimate's size, from
-    the two halves of its region. One camera shake blurs both halves alike; rotation, moving
-    objects and depth give each half its own blur, and a kernel invented from noise or from
-    defocus (which has no path to find) comes out different each time. None when the halves are
-    too small to estimate from (under 3 kernel widths)."""
-    x0, y0, w, h = estimate.region
-    n = _ops.odd(estimate.kernel.shape[0] * estimate.scale)
-    halves = ([(x0, y0, w // 2, h), (x0 + w // 2, y0, w - w // 2, h)] if w >= h
-              else [(x0, y0, w, h // 2), (x0, y0 + h // 2, w, h - h // 2)])
-    kernels = []
-    for hx, hy, hw, hh in halves:
-        patch = np.asarray(work[hy:hy + hh, hx:hx + hw], dtype=np.float32)
-        if estimate.scale != 1.0:
-            patch = _ops.resize(torch.from_numpy(np.ascontiguousarray(patch)),
-                                (max(round(hh * estimate.scale), 8), max(round(hw * estimate.scale), 8))).numpy()
-        if min(patch.shape) < 3 * n:
-            return None
-        kernels.append(estimate_pyramid(patch, n).kernel)
-    return kernel_similarity(kernels[0], kernels[1])
-
-
 def restore_rgb(pixels: np.ndarray, *, kernel: np.ndarray | str | os.PathLike[str] | None = None,
                 kernel_size: int | None = None, region: tuple[int, int, int, int] | None = None,
-                progress: Progress | None = None, noise_sigma: float | None = None,
-                check_halves: bool = False) -> tuple[np.ndarray, KernelEstimate | None]:
+                progress: Progress | None = None,
+                noise_sigma: float | None = None) -> tuple[np.ndarray, KernelEstimate | None]:
     """Deconvolve a colour photo (HxWx3 float32 sRGB in [0, 1]) of uniform camera shake.
 
     The kernel is estimated on the luminance in linear light, from an automatically chosen region
@@ -204,9 +186,8 @@ def restore_rgb(pixels: np.ndarray, *, kernel: np.ndarray | str | os.PathLike[st
     ``kernel`` is given; ``kernel_size`` caps the kernel side in full-resolution pixels and
     ``region`` (x, y, w, h) overrides the estimation region. Blur applied to sRGB values instead
     of light (`blur_light`) is estimated again and undone on sRGB values; ``linear_light`` and
-    ``light_fit_ratio`` of the estimate say which. ``check_halves`` also measures
-    `halves_agreement` (two more estimates on half regions) for `assess`. Then the whole photo is
-    deconvolved per channel. Returns the restored photo and the estimate (None with ``kernel``). Raises
+    ``light_fit_ratio`` of the estimate say which. Then the whole photo is deconvolved per
+    channel. Returns the restored photo and the estimate (None with ``kernel``). Raises
     `KernelError` for an unusable kernel or an image with nothing to estimate from.
     """
     img = np.asarray(pixels, dtype=np.float32)
@@ -226,7 +207,5 @@ def restore_rgb(pixels: np.ndarray, *, kernel: np.ndarray | str | os.PathLike[st
         # the tone curve, so estimate again where the blur was made.
         est = estimate_kernel(lum, max_size=kernel_size, region=est.region, progress=stage(0.6, 0.85))
     est.linear_light, est.light_fit_ratio = linear, ratio
-    if check_halves:
-        est.halves_agreement = halves_agreement(_ops.srgb_to_linear(lum) if linear else lum, est)
     out = deconvolve(img, est.kernel, linear=linear, noise_sigma=noise_sigma, progress=stage(0.85, 1.0))
     return out, est
