@@ -43,14 +43,6 @@ Progress = Callable[[float, str], None]
 # --------------------------------------------------------------------------------------------
 
 
-def _halves_needed() -> bool:
-    """The halves check is two more estimates (a fifth of the time of a 1 MP photo, measured):
-    worth it only while the trust rule reads it."""
-    from .deconv import TRUST_RULE
-
-    return any("halves" in name for name in TRUST_RULE)
-
-
 def _restore(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_size: int | None = None,
              region: tuple[int, int, int, int] | None = None, progress: Progress | None = None
              ) -> tuple[np.ndarray, Any]:
@@ -60,8 +52,7 @@ def _restore(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_siz
     and deconvolves the whole photo per channel (`deblurcli.deconv.restore_rgb`)."""
     from .deconv import restore_rgb
 
-    return restore_rgb(pixels, kernel=kernel, kernel_size=kernel_size, region=region, progress=progress,
-                       check_halves=_halves_needed())
+    return restore_rgb(pixels, kernel=kernel, kernel_size=kernel_size, region=region, progress=progress)
 
 
 def _estimate(pixels: np.ndarray, *, kernel_size: int | None, region: tuple[int, int, int, int] | None,
@@ -72,7 +63,7 @@ def _estimate(pixels: np.ndarray, *, kernel_size: int | None, region: tuple[int,
     test holds this to: estimate in linear light; if the blur re-fits better on sRGB values,
     estimate again there."""
     from .deconv import _ops, estimate_kernel
-    from .deconv.trust import blur_light, halves_agreement
+    from .deconv.trust import blur_light
 
     lum = _ops.luminance(np.asarray(pixels, dtype=np.float32))
     work = _ops.srgb_to_linear(lum)
@@ -81,8 +72,6 @@ def _estimate(pixels: np.ndarray, *, kernel_size: int | None, region: tuple[int,
     if not linear:
         est = estimate_kernel(lum, max_size=kernel_size, region=est.region)
     est.linear_light, est.light_fit_ratio = linear, ratio
-    if _halves_needed():
-        est.halves_agreement = halves_agreement(work if linear else lum, est)
     return est
 
 

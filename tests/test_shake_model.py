@@ -105,8 +105,10 @@ def test_measured_levin_figure_matches_the_benchmark_file_when_present() -> None
     if not path.is_file():
         pytest.skip(f"{measured['source']} not committed yet")
     data = json.loads(path.read_text())
-    summary = data.get("summary", data)
-    assert round(float(summary["psnr"]), 2) == measured["psnr"]
+    summary = data["summary"]
+    assert round(float(summary["mean_psnr"]), 2) == measured["psnr"]
+    assert round(float(summary["success_rate"]["3.0"]), 3) == measured["error_ratio_at_most_3"]
+    assert round(float(summary["mean_cpu_seconds"]), 2) == measured["seconds_per_image"]
 
 
 # -- --model shake ------------------------------------------------------------------------------------------
@@ -266,7 +268,7 @@ def test_default_leaves_a_sharp_photo_to_the_network(default_runs: dict[str, Any
 
 
 @pytest.mark.xfail(reason="deconv.assess trusts this 13 px disk as 25 px shake (residual 0.08, referee: re-blur "
-                          "gain 0.38 < 0.6, distance from the network 1.04 < 2.0); harmless here, the deconvolution "
+                          "gain 0.38 < 0.55, distance from the network 1.04 < 1.5); harmless here, the deconvolution "
                           "scores 25.2 dB against the network's 24.1 and the input's 21.2 (see the next test)",
                    strict=False)
 def test_default_leaves_defocus_to_the_network(default_runs: dict[str, Any]) -> None:
@@ -291,7 +293,7 @@ def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: d
     assert r["shake"]["path"] == "deconvolved" and r["shake"]["trusted"] is True
     assert any(n.startswith("camera shake") and n.endswith(": deconvolved") for n in r["notes"])
     off = photos["dir"] / "default_off.png"
-    res = deblur("run", photos["shaken"], "-o", off, "--json")  # --deconv off, for now the default
+    res = deblur("run", photos["shaken"], "-o", off, "--json", "--deconv", "off")
     assert res.exit_code == 0, res.stderr
     assert "shake" not in _json_lines(res)[0]  # the earlier behaviour: the network alone, nothing estimated
     sharp = _load(photos["sharp"])

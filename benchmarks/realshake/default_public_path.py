@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from deblurcli.fsutil import atomic_write
 
     if args.from_log:
-        rows = [json.loads(line) for line in args.from_log.read_text().splitlines() if line.startswith("{")]
+        rows = [json.loads(line) for line in args.from_log.read_text().splitlines() if line.startswith("{\"set\"")]
     else:
         if "levin" in args.sets and not (args.levin / "im01_ker01.mat").is_file():
             print(f"{args.levin}: no im01_ker01.mat here; give Levin_data/ of FWen/deblur-pmp, or drop 'levin' "
