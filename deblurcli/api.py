@@ -7,7 +7,7 @@ users share, so that every front end behaves the same.
     d.restore_file("in.jpg", "out.jpg")  # metadata, bit depth and alpha kept, written atomically
 
 ``Deblurrer("shake")`` is the classical camera-shake engine (`deblurcli.shake`, no network), and
-``Deblurrer(deconv="auto")`` lets the embedded default deconvolve shake it measured and trusts;
+``Deblurrer(deconv="auto")`` (the default) lets the embedded default deconvolve shake it measured and trusts;
 what the engine did to the last photo is in ``last_outcome`` (and ``RestoreResult.shake``).
 
 The options (device, precision, tiles, strength, ...) are `deblurcli.options.EngineOptions`, the
@@ -463,8 +463,13 @@ class Deblurrer:
                 raise KernelError(f"{label}: {exc}; give the blur yourself with {{kernel}} FILE, or use the "
                                   "default model", names=("kernel",)) from None
         else:
-            res, outcome = shake.try_deconvolve(pixels, **common)
-            out = res
+            def network(img: np.ndarray) -> np.ndarray:
+                """The network alone on the photo (or its estimation region), as `restore` runs it."""
+                res = self._scaled(img, progress)
+                assert res is not None
+                return np.clip(res, 0.0, 1.0, out=res)
+
+            out, outcome = shake.try_deconvolve(pixels, network=network, **common)
         self.last_outcome = outcome
         return out
 

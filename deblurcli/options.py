@@ -129,10 +129,10 @@ class EngineOptions:
                          help="Never use the network (HF cache and embedded models only)")
     # Camera shake (deblurcli.deconv): for the embedded default and --model shake; the papers'
     # networks refuse them (they learned GoPro's blur and take no kernel).
-    deconv: str = _opt("off", "--deconv", cli_type=str, decides_output=True, example="auto", before="off",
-                       help="auto: the default model measures each photo's camera shake and deconvolves it when "
-                            "the estimate is trustworthy, else runs the network alone; off (for now the "
-                            "default): the network alone")
+    deconv: str = _opt("auto", "--deconv", cli_type=str, decides_output=True, example="off", before="off",
+                       help="auto (default): the default model measures each photo's camera shake and deconvolves "
+                            "it when the estimate is trustworthy, else runs the network alone; off: the network "
+                            "alone, as before the engine")
     kernel: str | None = _opt(None, "--kernel", cli_type=str, decides_output=True, example="kernel.npy",
                               before="none", metavar="FILE",
                               help="Your own blur kernel (grey PNG or 2-D NPY): deconvolve with it instead of "

@@ -6,10 +6,9 @@ default's hybrid path (estimate; if the estimate is trustworthy uniform shake, d
 otherwise the network alone, exactly as before). What happened to each photo is an `Outcome`:
 which path ran, why, and the kernel's statistics for JSON output.
 
-The engine's own colour entry points (``restore_rgb``, ``assess``) are being added in
-``deblurcli/deconv`` at the same time as this module; until they land, the four functions under
-"Engine adapter" below do the same with today's engine functions. They are the only place that
-calls the engine, so switching to the real ones is a change there alone.
+The functions under "The engine" below are the only calls into the engine's restoring functions
+(`deblurcli.deconv.restore_rgb` and `deblurcli.deconv.assess`; the default model runs
+``restore_rgb``'s estimation and deconvolution as two steps, so it deconvolves only what it trusts).
 """
 
 from __future__ import annotations
@@ -19,11 +18,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DeblurError, KernelError, OptionError
+
+if TYPE_CHECKING:
+    from .deconv import Verdict
 
 #: The registry name of the classical engine (``--model shake``).
 SHAKE_MODEL = "shake"
@@ -36,48 +38,57 @@ MIN_REGION = 48
 Progress = Callable[[float, str], None]
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Whether an estimate is trustworthy uniform camera shake, and the reason in words."""
-
-    trusted: bool
-    reason: str
-
-
 # --------------------------------------------------------------------------------------------
-# Engine adapter: until deconv.restore_rgb / deconv.assess land, today's functions do the same.
+# The engine: the only calls into deblurcli.deconv's restoring functions
 # --------------------------------------------------------------------------------------------
 
-#: Below this length (px) the adapter leaves the photo to the network: an estimate on a sharp
-#: photo comes out as a 7-9 px blob (measured on scikit-image's astronaut and coffee), and the
-#: default network was trained on 9-41 px shake, so it handles short shake itself.
-_MIN_TRUSTED_PX = 10.0
+
+def _restore(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_size: int | None = None,
+             region: tuple[int, int, int, int] | None = None, progress: Progress | None = None
+             ) -> tuple[np.ndarray, Any]:
+    """Deconvolve an sRGB photo with ``kernel``, or with the kernel the engine estimates from it.
+
+    The engine estimates on the luminance, recognises blur made on sRGB values rather than light,
+    and deconvolves the whole photo per channel (`deblurcli.deconv.restore_rgb`)."""
+    from .deconv import restore_rgb
+
+    return restore_rgb(pixels, kernel=kernel, kernel_size=kernel_size, region=region, progress=progress)
 
 
 def _estimate(pixels: np.ndarray, *, kernel_size: int | None, region: tuple[int, int, int, int] | None,
               progress: Progress | None) -> Any:
-    """The camera-shake kernel of an sRGB photo, estimated on its luminance in linear light."""
+    """`restore_rgb`'s estimation without its deconvolution, for the default model, which asks
+    `assess` first: on a photo it leaves to the network, deconvolving the whole photo would be
+    wasted (about half the engine's time on a 1 MP photo, measured). The same steps as `restore_rgb`, which a
+    test holds this to: estimate in linear light; if the blur re-fits better on sRGB values,
+    estimate again there."""
     from .deconv import _ops, estimate_kernel
+    from .deconv.trust import blur_light
 
-    work = _ops.srgb_to_linear(_ops.luminance(pixels))
-    return estimate_kernel(work, max_size=kernel_size, region=region, progress=progress)
+    lum = _ops.luminance(np.asarray(pixels, dtype=np.float32))
+    work = _ops.srgb_to_linear(lum)
+    est = estimate_kernel(work, max_size=kernel_size, region=region, progress=progress)
+    linear, ratio = blur_light(lum, est)
+    if not linear:
+        est = estimate_kernel(lum, max_size=kernel_size, region=est.region)
+    est.linear_light, est.light_fit_ratio = linear, ratio
+    return est
 
 
-def _deconvolve(pixels: np.ndarray, kernel: np.ndarray, *, progress: Progress | None) -> np.ndarray:
-    """Non-blind deconvolution of every colour channel, in linear light."""
+def _deconvolve(pixels: np.ndarray, est: Any, *, progress: Progress | None) -> np.ndarray:
+    """The whole photo deconvolved per channel with an estimate, in the light its blur was made in."""
     from .deconv import deconvolve
 
-    return deconvolve(pixels, kernel, linear=True, progress=progress)
+    return deconvolve(np.asarray(pixels, dtype=np.float32), est.kernel, linear=est.linear_light, progress=progress)
 
 
-def _assess(estimate: Any) -> Verdict:
-    """The engine's stated plausibility rule, plus a floor on the shake length (see above)."""
-    d, s = estimate.diagnostics, estimate.stats
-    if not d.plausible:
-        return Verdict(False, "no uniform shake found (" + "; ".join(d.reasons) + ")")
-    if s.extent_px < _MIN_TRUSTED_PX:
-        return Verdict(False, f"shake of {s.extent_px:.0f} px at most, too short to deconvolve")
-    return Verdict(True, f"camera shake {s.extent_px:.0f} px at {s.direction_deg:.0f}°")
+def _assess(estimate: Any, **referee: np.ndarray) -> Verdict:
+    """The engine's measured trust rule (`deblurcli.deconv.assess`): uniform camera shake or not.
+    With ``blurred``, ``network`` and ``deconvolved`` it also asks the network's output as a
+    referee (the kernel's own checks do not tell moving objects or defocus from shake)."""
+    from .deconv import assess
+
+    return assess(estimate, **referee)
 
 
 def _load_kernel(path: str | os.PathLike[str], image_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -121,18 +132,14 @@ class Outcome:
         return out
 
 
-def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda f, text: progress(lo + (hi - lo) * f, text)
+def _shake_words(est: Any) -> str:
+    """The shake in a user's words, for notes: its length and direction."""
+    return f"camera shake {est.stats.extent_px:.0f} px at {est.stats.direction_deg:.0f}°"
 
 
-def estimate(pixels: np.ndarray, *, kernel_size: int | None = None,
-             region: tuple[int, int, int, int] | None = None, progress: Progress | None = None
-             ) -> tuple[Any, Verdict]:
-    """Estimate the kernel of an HxWx3 sRGB photo in [0, 1] and judge it."""
-    est = _estimate(pixels, kernel_size=kernel_size, region=region, progress=progress)
-    return est, _assess(est)
+def _outcome(path: str, note: str, est: Any = None, verdict: Verdict | None = None,
+             kernel: np.ndarray | None = None) -> Outcome:
+    return Outcome(path, note, kernel=est.kernel if est is not None else kernel, estimate=est, verdict=verdict)
 
 
 def run_shake(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_size: int | None = None,
@@ -143,39 +150,62 @@ def run_shake(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_si
     An untrusted estimate is still used (there is nothing else to fall back on) but the note says
     what was wrong with it, so the user knows to try ``--kernel-size`` or ``--region``.
     """
-    if kernel is not None:
-        out = _deconvolve(pixels, kernel, progress=progress)
-        return out, Outcome("kernel", f"deconvolved with the given kernel ({kernel.shape[0]} px)", kernel=kernel)
-    est, verdict = estimate(pixels, kernel_size=kernel_size, region=region, progress=_stage(progress, 0.0, 0.6))
-    out = _deconvolve(pixels, est.kernel, progress=_stage(progress, 0.6, 1.0))
-    note = f"{verdict.reason}: deconvolved" if verdict.trusted else \
+    out, est = _restore(pixels, kernel=kernel, kernel_size=kernel_size, region=region, progress=progress)
+    if est is None:
+        return out, _outcome("kernel", f"deconvolved with the given kernel ({kernel.shape[0]} px)", kernel=kernel)
+    verdict = _assess(est)
+    note = f"{_shake_words(est)}: deconvolved" if verdict.trusted else \
         f"deconvolved, but the kernel is doubtful: {verdict.reason}"
-    return out, Outcome("shake", note, kernel=est.kernel, estimate=est, verdict=verdict)
+    return out, _outcome("shake", note, est, verdict)
 
 
-def try_deconvolve(pixels: np.ndarray, *, kernel: np.ndarray | None = None, kernel_size: int | None = None,
+#: Above this many pixels the referee reads the estimation region only: the network and the re-blur
+#: run on the whole photo would cost more than the estimate itself (12 MP: tens of seconds).
+REFEREE_WHOLE_MAX_PIXELS = 1_100_000
+
+
+def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.ndarray],
+                   kernel: np.ndarray | None = None, kernel_size: int | None = None,
                    region: tuple[int, int, int, int] | None = None, progress: Progress | None = None
                    ) -> tuple[np.ndarray | None, Outcome]:
-    """The default model's decision: the deconvolved photo when the shake is trusted, else None.
+    """The default model's decision: the photo deconvolved when the shake is trusted, else the
+    network's output, or None for "run the network yourself".
 
-    ``None`` means the caller runs its network as if nothing had happened. A photo with nothing
-    to estimate from (flat, tiny) is no error here: it goes to the network, and the note says why.
+    First the kernel's own checks (`assess` on the estimate); only if they pass is the photo
+    deconvolved and ``network`` (the caller's network, sRGB in, sRGB out) run, so that `assess`
+    can hold the deconvolution against the network's output. On photos over
+    `REFEREE_WHOLE_MAX_PIXELS` the referee reads the estimation region only, and a rejected
+    photo goes back to the caller's own (streamed) network run. A photo with nothing to estimate
+    from (flat, tiny) is no error here: it goes to the network, and the note says why.
     """
     if kernel is not None:
-        out = _deconvolve(pixels, kernel, progress=progress)
-        return out, Outcome("kernel", f"deconvolved with the given kernel ({kernel.shape[0]} px)", kernel=kernel)
+        out, _ = _restore(pixels, kernel=kernel, progress=progress)
+        return out, _outcome("kernel", f"deconvolved with the given kernel ({kernel.shape[0]} px)", kernel=kernel)
+    stage = (lambda lo, hi: None) if progress is None else \
+        (lambda lo, hi: lambda f, text: progress(lo + (hi - lo) * f, text))
     try:
-        est, verdict = estimate(pixels, kernel_size=kernel_size, region=region, progress=_stage(progress, 0.0, 0.6))
+        est = _estimate(pixels, kernel_size=kernel_size, region=region, progress=stage(0.0, 0.5))
     except KernelError as exc:
-        if region is not None:  # the user's own region: that is their mistake to hear about
+        if region is not None:  # the user's own region: theirs to hear about
             raise
         return None, Outcome("network", f"no shake estimate ({exc}): network only")
+    verdict = _assess(est)
     if not verdict.trusted:
-        return None, Outcome("network", f"{verdict.reason}: network only", kernel=est.kernel, estimate=est,
-                             verdict=verdict)
-    out = _deconvolve(pixels, est.kernel, progress=_stage(progress, 0.6, 1.0))
-    return out, Outcome("deconvolved", f"{verdict.reason}: deconvolved", kernel=est.kernel, estimate=est,
-                        verdict=verdict)
+        return None, _outcome("network", f"{verdict.reason}: network only", est, verdict)
+    out = _deconvolve(pixels, est, progress=stage(0.5, 1.0))
+    whole = pixels.shape[0] * pixels.shape[1] <= REFEREE_WHOLE_MAX_PIXELS
+    if whole:
+        net = network(pixels)
+        verdict = _assess(est, blurred=pixels, network=net, deconvolved=out)
+    else:
+        x, y, w, h = est.region
+        box = (slice(y, y + h), slice(x, x + w))
+        net = None
+        verdict = _assess(est, blurred=pixels[box], network=network(np.ascontiguousarray(pixels[box])),
+                          deconvolved=out[box])
+    if not verdict.trusted:
+        return net, _outcome("network", f"{verdict.reason}: network only", est, verdict)
+    return out, _outcome("deconvolved", f"{_shake_words(est)}: deconvolved", est, verdict)
 
 
 def load_kernel(path: str | os.PathLike[str], image_shape: tuple[int, ...] | None = None) -> np.ndarray:

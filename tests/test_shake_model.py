@@ -105,8 +105,10 @@ def test_measured_levin_figure_matches_the_benchmark_file_when_present() -> None
     if not path.is_file():
         pytest.skip(f"{measured['source']} not committed yet")
     data = json.loads(path.read_text())
-    summary = data.get("summary", data)
-    assert round(float(summary["psnr"]), 2) == measured["psnr"]
+    summary = data["summary"]
+    assert round(float(summary["mean_psnr"]), 2) == measured["psnr"]
+    assert round(float(summary["success_rate"]["3.0"]), 3) == measured["error_ratio_at_most_3"]
+    assert round(float(summary["mean_cpu_seconds"]), 2) == measured["seconds_per_image"]
 
 
 # -- --model shake ------------------------------------------------------------------------------------------
@@ -265,12 +267,24 @@ def test_default_leaves_a_sharp_photo_to_the_network(default_runs: dict[str, Any
     assert any("network only" in n for n in r["notes"])
 
 
-@pytest.mark.xfail(reason="telling defocus from shake needs deconv.assess (issue #26, engine side); the adapter's "
-                          "plausibility rule accepts a disk", strict=False)
+@pytest.mark.xfail(reason="deconv.assess trusts this 13 px disk as 25 px shake (residual 0.08, referee: re-blur "
+                          "gain 0.38 < 0.55, distance from the network 1.04 < 1.5); harmless here, the deconvolution "
+                          "scores 25.2 dB against the network's 24.1 and the input's 21.2 (see the next test)",
+                   strict=False)
 def test_default_leaves_defocus_to_the_network(default_runs: dict[str, Any]) -> None:
     r = default_runs["defocused"]
     assert r["shake"]["path"] == "network"
     assert any("network only" in n for n in r["notes"])
+
+
+def test_default_on_defocus_is_no_worse_than_the_network_alone(photos: dict[str, Any],
+                                                               default_runs: dict[str, Any]) -> None:
+    """Whatever the verdict on a defocused photo, ``--deconv auto`` must not lose to today's network."""
+    off = photos["dir"] / "default_defocused_off.png"
+    res = deblur("run", photos["defocused"], "-o", off, "--deconv", "off")
+    assert res.exit_code == 0, res.stderr
+    sharp = _load(photos["sharp"])
+    assert _psnr(_load(default_runs["defocused"]["path"]), sharp) >= _psnr(_load(off), sharp) - 0.1
 
 
 def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: dict[str, Any],
@@ -279,11 +293,28 @@ def test_default_deconvolves_trusted_shake_and_beats_the_network_alone(photos: d
     assert r["shake"]["path"] == "deconvolved" and r["shake"]["trusted"] is True
     assert any(n.startswith("camera shake") and n.endswith(": deconvolved") for n in r["notes"])
     off = photos["dir"] / "default_off.png"
-    res = deblur("run", photos["shaken"], "-o", off, "--json")  # --deconv off, for now the default
+    res = deblur("run", photos["shaken"], "-o", off, "--json", "--deconv", "off")
     assert res.exit_code == 0, res.stderr
     assert "shake" not in _json_lines(res)[0]  # the earlier behaviour: the network alone, nothing estimated
     sharp = _load(photos["sharp"])
     assert _psnr(_load(r["path"]), sharp) > _psnr(_load(off), sharp) + 1.0
+
+
+def test_the_default_deconvolves_exactly_as_the_engine_does(photos: dict[str, Any]) -> None:
+    """The default model estimates, asks `assess`, then deconvolves (two steps, so a photo left to
+    the network costs no deconvolution); the pixels must be those of the engine's one-call
+    `restore_rgb`, or the benchmark figures of the engine would not be the default's."""
+    from deblurcli.api import Deblurrer
+    from deblurcli.deconv import restore_rgb
+
+    shaken = _load(photos["shaken"])
+    d = Deblurrer("default", device="cpu", progress=False, deconv="auto")
+    ours, outcome = d.restore(shaken), d.last_outcome
+    assert outcome is not None and outcome.path == "deconvolved", outcome
+    engine, est = restore_rgb(shaken)
+    np.testing.assert_array_equal(outcome.kernel, est.kernel)
+    assert outcome.estimate.linear_light == est.linear_light
+    np.testing.assert_allclose(ours, np.clip(engine, 0, 1), atol=1e-5)
 
 
 def test_default_on_a_photo_too_small_to_estimate_falls_back_to_the_network(tmp_path: Path) -> None:
