@@ -7,8 +7,9 @@ users share, so that every front end behaves the same.
     d.restore_file("in.jpg", "out.jpg")  # metadata, bit depth and alpha kept, written atomically
 
 ``Deblurrer("shake")`` is the classical camera-shake engine (`deblurcli.shake`, no network), and
-``Deblurrer(deconv="auto")`` (the default) lets the embedded default deconvolve shake it measured and trusts;
-what the engine did to the last photo is in ``last_outcome`` (and ``RestoreResult.shake``).
+``Deblurrer(deconv="auto")`` (opt-in; "off" is the default) lets the embedded default deconvolve
+shake it measured and trusts; what the engine did to the last photo is in ``last_outcome`` (and
+``RestoreResult.shake``).
 
 The options (device, precision, tiles, strength, ...) are `deblurcli.options.EngineOptions`, the
 same object the ``deblur`` commands build from their flags: ``Deblurrer(options=opts)`` or keyword
