@@ -159,6 +159,21 @@ class BatchSummary:
     def failed(self) -> int:
         return self.count("failed")
 
+    def table(self) -> tuple[list[str], list[str]]:
+        """The summary table's columns and its one row: ``not done`` appears only after a Ctrl-C."""
+        cols = ["done", "skipped", "failed", *(["not done"] if self.interrupted else []), "seconds"]
+        cells = [str(self.count("ok")), str(self.count("skipped")), str(self.failed),
+                 *([str(self.count("pending"))] if self.interrupted else []), f"{self.seconds:.1f}"]
+        return cols, cells
+
+    def worse_note(self) -> str:
+        """The note under the summary: which outputs measure less sharp, and what was or can be done."""
+        all_kept = all(self.quality[name].get("kept_original") for name in self.worse)
+        kept = "the original written instead" if all_kept else "--keep-original-if-worse keeps the original " \
+            "for such files"
+        return (f"{len(self.worse)} output(s) measure less sharp than their input: "
+                f"{', '.join(self.worse[:5])}{', ...' if len(self.worse) > 5 else ''} ({kept})")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.count("ok"), "skipped": self.count("skipped"), "failed": self.failed,
