@@ -70,7 +70,6 @@ from .imageio import (
     write_image,
 )
 from .imageio.formats import format_for_path
-from .inspect import DEFAULT_THRESHOLD, inspect_video
 from .options import output_settings, upgrade_settings
 from .quality import EdgeWidth, edge_width
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
@@ -90,6 +89,15 @@ INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_EXTENSIONS)
 
 
 _DECIDES = {"decides_output": True}  # part of the resume key, with the Deblurrer's own settings
+
+
+#: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated: batch imports nothing from inspect (which lists
+#: folders with batch's own listing), so the two modules form no cycle; tests/test_batch.py checks they agree.
+DEFAULT_BLUR_THRESHOLD = 1.9
+
+#: Judges one video for ``only_blurry``: ``(path, threshold)`` -> an object with ``blurred``,
+#: ``edge_px`` and ``sharpness`` (what `deblurcli.inspect.inspect_video` returns).
+VideoJudge = Callable[[Path, float], Any]
 
 
 @dataclass
@@ -112,7 +120,7 @@ class BatchOptions:
     #: Restore only the files judged blurred; the others are reported as skipped, with no output.
     only_blurry: bool = False
     #: Edge width (px) above which a file counts as blurred for ``only_blurry``.
-    blur_threshold: float = DEFAULT_THRESHOLD
+    blur_threshold: float = DEFAULT_BLUR_THRESHOLD
     #: Where the output measures less sharp than its input, write the input instead.
     keep_original_if_worse: bool = False
 
@@ -578,11 +586,14 @@ def run_batch(
     on_tile: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     spell_option: Callable[[str], str] = str,
+    judge_video: VideoJudge | None = None,
 ) -> BatchSummary:
     """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring.
 
     ``spell_option`` names options in the per-file errors (``overwrite``; the CLI passes
-    `deblurcli.options.flag_for` for ``--overwrite``).
+    `deblurcli.options.flag_for` for ``--overwrite``). ``judge_video`` judges a video's blur for
+    ``opts.only_blurry`` (``deblur batch`` passes `deblurcli.inspect`'s); without it such a video fails
+    with a message saying so, while photos are judged here.
 
     Every listed file ends in the summary as ok, skipped or failed with its reason, whatever
     happens (a full disk fails each file it hits; nothing is dropped silently).
@@ -603,9 +614,11 @@ def run_batch(
     try:
         remove_stale_files(out_dir)
         journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
-        _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile, spell_option)
+        job = _Job(deblurrer, in_dir, out_dir, opts, journal, summary, on_result, on_tile, spell_option, len(files))
+        job.judge_video = judge_video
+        job.run(files)
     except KeyboardInterrupt:
-        # _process has let the file being written finish and be recorded; the rest is pending.
+        # the job has let the file being written finish and be recorded; the rest is pending.
         summary.interrupted = True
         reached = {r.input for r in summary.results}
         for rel in files:
@@ -619,12 +632,6 @@ def run_batch(
         lock.close()
     summary.seconds = time.perf_counter() - t_start
     return summary
-
-
-def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptions, files: list[Path],
-             journal: Journal, summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
-             on_tile: Callable[[int, int], None] | None, spell: Callable[[str], str] = str) -> None:
-    _Job(deblurrer, in_dir, out_dir, opts, journal, summary, on_result, on_tile, spell, len(files)).run(files)
 
 
 class _Job:
@@ -646,6 +653,7 @@ class _Job:
         # Kept apart so that adding video options never makes a finished photo batch redo its photos.
         self.video_settings = _without_quality(self.settings) | {"video": output_settings(self.vopts)}
         self.writer: ThreadPoolExecutor  # started by `run`
+        self.judge_video: VideoJudge | None = None
         self.pending: list[Future[Any]] = []
 
     def key_for(self, rel: Path, video: bool) -> dict[str, Any]:
@@ -684,7 +692,10 @@ class _Job:
         if video:
             if self.opts.only_blurry:
                 try:
-                    judged = inspect_video(src, threshold=self.opts.blur_threshold, kernel=False)
+                    if self.judge_video is None:
+                        raise UsageError(f"{src}: only_blurry needs run_batch(judge_video=...) to judge a video "
+                                         "(deblurcli.inspect.inspect_video, as deblur batch passes)")
+                    judged = self.judge_video(src, self.opts.blur_threshold)
                 except DeblurError as exc:
                     return rel, digest, exc
                 if not judged.blurred:

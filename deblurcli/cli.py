@@ -222,10 +222,16 @@ def batch(
     try:
         with progress:
             summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
-                                spell_option=flag_for)
+                                spell_option=flag_for, judge_video=_judge_video)
     except BatchInterrupted as stop:  # Ctrl-C: the report still says what is done and what is left
         summary = stop.summary
     _finish_batch(summary, report, quiet=quiet)
+
+
+def _judge_video(src: Path, threshold: float) -> Any:
+    from .inspect import inspect_video
+
+    return inspect_video(src, threshold=threshold, kernel=False)
 
 
 def _batch_progress(progress: Any, *, json_out: bool, quiet: bool, live: bool) -> tuple[Callable, Callable]:
