@@ -95,9 +95,9 @@ _DECIDES = {"decides_output": True}  # part of the resume key, with the Deblurre
 #: folders with batch's own listing), so the two modules form no cycle; tests/test_batch.py checks they agree.
 DEFAULT_BLUR_THRESHOLD = 1.9
 
-#: Judges one video for ``only_blurry``: ``(path, threshold)`` -> an object with ``blurred``,
+#: Judges one video for ``only_blurry``: ``(path, threshold=...)`` -> an object with ``blurred``,
 #: ``edge_px`` and ``sharpness`` (what `deblurcli.inspect.inspect_video` returns).
-VideoJudge = Callable[[Path, float], Any]
+VideoJudge = Callable[..., Any]
 
 
 @dataclass
@@ -695,7 +695,7 @@ class _Job:
                     if self.judge_video is None:
                         raise UsageError(f"{src}: only_blurry needs run_batch(judge_video=...) to judge a video "
                                          "(deblurcli.inspect.inspect_video, as deblur batch passes)")
-                    judged = self.judge_video(src, self.opts.blur_threshold)
+                    judged = self.judge_video(src, threshold=self.opts.blur_threshold)
                 except DeblurError as exc:
                     return rel, digest, exc
                 if not judged.blurred:

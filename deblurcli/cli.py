@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,11 @@ from .commands.common import (
     err,
     handle_errors,
     models_app,
+    note_printer,
     out,
 )
 from .commands.common import error as _error
-from .commands.common import (
-    make_deblurrer as _make_deblurrer,
-)
+from .commands.common import make_deblurrer as _make_deblurrer
 from .commands.common import say as _say
 from .commands.common import second_interrupt_exits_now as _second_interrupt_exits_now
 from .commands.common import stderr_is_tty as _stderr_is_tty
@@ -88,7 +88,7 @@ def run(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur images or videos: deblur run photo.jpg [-o out.jpg], deblur run clip.mp4 [-o sharp.mp4]."""
-    from .runplan import execute, plan_outputs, summary_line, tile_check_line
+    from .runplan import execute, plan_outputs
 
     plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite, compare=compare,
                         json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty(),
@@ -97,13 +97,7 @@ def run(
                                  preview=preview)
     video.check_used([p.video for p in plan])
     failures = [p for p in plan if p.error]
-    said: set[str] = set()
-    for p in failures:
-        if p.error not in said:  # one mistake that concerns every input (-o - with two) is said once
-            said.add(p.error or "")
-            _error(p.error or "")
-        if json_out:
-            print(json.dumps(p.failed_result().as_dict()), flush=True)
+    _say_plan_errors(failures, json_out=json_out)
     todo = [p for p in plan if not p.error]
     if not todo:
         raise typer.Exit(2 if any(p.usage for p in failures) else 1)
@@ -120,11 +114,7 @@ def run(
     failed = len(failures)
     usage_only = not failures  # exit 2 when every failure is an option that cannot apply (--region off the photo)
     live = not quiet and _stderr_is_tty()
-
-    def note(msg: str) -> None:
-        if not quiet:
-            _say("[yellow]note:[/] ", msg)
-
+    note = note_printer(quiet)
     for p in todo:
         bar = (frame_progress(err, Path(p.src).name, show=live, log=None if quiet else lambda m: _say("", m))
                if p.video else tile_progress(err, Path(p.src).name, show=live, steps=d.uses_engine))
@@ -142,15 +132,33 @@ def run(
             usage_only = usage_only and res.usage
             _error(res.error or "failed")
         elif not quiet:
-            if res.tile_check:
-                _say("", tile_check_line(p.src, res.tile_check))
-            for n in [] if p.video else res.notes:  # a video's notes were said as it started
-                _say("[yellow]note:[/] ", f"{res.output}: {n}")
-            _say("", summary_line(res))
+            _say_done(p, res)
         if json_out:
             print(json.dumps(res.as_dict()), flush=True)
     if failed:
         raise typer.Exit(2 if usage_only else 1)
+
+
+def _say_plan_errors(failures: list[Any], *, json_out: bool) -> None:
+    """Each planning error once (-o - with two inputs concerns both), and its JSON result per input."""
+    said: set[str] = set()
+    for p in failures:
+        if p.error not in said:
+            said.add(p.error or "")
+            _error(p.error or "")
+        if json_out:
+            print(json.dumps(p.failed_result().as_dict()), flush=True)
+
+
+def _say_done(p: Any, res: Any) -> None:
+    """A restored input's lines: the tile check, its notes (a video's were said as it started), the summary."""
+    from .runplan import summary_line, tile_check_line
+
+    if res.tile_check:
+        _say("", tile_check_line(p.src, res.tile_check))
+    for n in [] if p.video else res.notes:
+        _say("[yellow]note:[/] ", f"{res.output}: {n}")
+    _say("", summary_line(res))
 
 
 def _interrupted_video(p: Any) -> None:
@@ -200,6 +208,7 @@ def batch(
     """Deblur a folder of photos and videos into another, resumably: deblur batch in/ out/."""
     from .batch import BatchInterrupted, BatchOptions, parse_shard, prepare, run_batch
     from .errors import UsageError
+    from .inspect import inspect_video
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
@@ -222,16 +231,10 @@ def batch(
     try:
         with progress:
             summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
-                                spell_option=flag_for, judge_video=_judge_video)
+                                spell_option=flag_for, judge_video=partial(inspect_video, kernel=False))
     except BatchInterrupted as stop:  # Ctrl-C: the report still says what is done and what is left
         summary = stop.summary
     _finish_batch(summary, report, quiet=quiet)
-
-
-def _judge_video(src: Path, threshold: float) -> Any:
-    from .inspect import inspect_video
-
-    return inspect_video(src, threshold=threshold, kernel=False)
 
 
 def _batch_progress(progress: Any, *, json_out: bool, quiet: bool, live: bool) -> tuple[Callable, Callable]:

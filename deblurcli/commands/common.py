@@ -110,16 +110,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
-    """The Deblurrer every command uses: notes on stderr unless quiet, bars on a terminal, --debug's JSON."""
-    from ..api import Deblurrer
+def note_printer(quiet: bool) -> Callable[[str], None]:
+    """What the library's ``on_note`` callbacks get: a yellow ``note:`` line on stderr, none when quiet."""
 
     def note(msg: str) -> None:
         if not quiet:
             say("[yellow]note:[/] ", msg)
 
-    from .. import ssm
+    return note
 
+
+def make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
+    """The Deblurrer every command uses: notes on stderr unless quiet, bars on a terminal, --debug's JSON."""
+    from .. import ssm
+    from ..api import Deblurrer
+
+    note = note_printer(quiet)
     ssm.set_notice(note)  # e.g. the numba scan compiling on a first run, which would look like a hang
     d = Deblurrer(options=engine, progress=not quiet and stderr_is_tty(), console=None if quiet else err,
                   on_note=note)
