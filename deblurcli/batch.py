@@ -70,7 +70,6 @@ from .imageio import (
     write_image,
 )
 from .imageio.formats import format_for_path
-from .inspect import DEFAULT_THRESHOLD, inspect_video
 from .options import output_settings, upgrade_settings
 from .quality import EdgeWidth, edge_width
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
@@ -90,6 +89,15 @@ INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_EXTENSIONS)
 
 
 _DECIDES = {"decides_output": True}  # part of the resume key, with the Deblurrer's own settings
+
+
+#: `deblurcli.inspect.DEFAULT_THRESHOLD`, restated: batch imports nothing from inspect (which lists
+#: folders with batch's own listing), so the two modules form no cycle; tests/test_batch.py checks they agree.
+DEFAULT_BLUR_THRESHOLD = 1.9
+
+#: Judges one video for ``only_blurry``: ``(path, threshold=...)`` -> an object with ``blurred``,
+#: ``edge_px`` and ``sharpness`` (what `deblurcli.inspect.inspect_video` returns).
+VideoJudge = Callable[..., Any]
 
 
 @dataclass
@@ -112,7 +120,7 @@ class BatchOptions:
     #: Restore only the files judged blurred; the others are reported as skipped, with no output.
     only_blurry: bool = False
     #: Edge width (px) above which a file counts as blurred for ``only_blurry``.
-    blur_threshold: float = DEFAULT_THRESHOLD
+    blur_threshold: float = DEFAULT_BLUR_THRESHOLD
     #: Where the output measures less sharp than its input, write the input instead.
     keep_original_if_worse: bool = False
 
@@ -158,6 +166,21 @@ class BatchSummary:
     @property
     def failed(self) -> int:
         return self.count("failed")
+
+    def table(self) -> tuple[list[str], list[str]]:
+        """The summary table's columns and its one row: ``not done`` appears only after a Ctrl-C."""
+        cols = ["done", "skipped", "failed", *(["not done"] if self.interrupted else []), "seconds"]
+        cells = [str(self.count("ok")), str(self.count("skipped")), str(self.failed),
+                 *([str(self.count("pending"))] if self.interrupted else []), f"{self.seconds:.1f}"]
+        return cols, cells
+
+    def worse_note(self) -> str:
+        """The note under the summary: which outputs measure less sharp, and what was or can be done."""
+        all_kept = all(self.quality[name].get("kept_original") for name in self.worse)
+        kept = "the original written instead" if all_kept else "--keep-original-if-worse keeps the original " \
+            "for such files"
+        return (f"{len(self.worse)} output(s) measure less sharp than their input: "
+                f"{', '.join(self.worse[:5])}{', ...' if len(self.worse) > 5 else ''} ({kept})")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -563,11 +586,14 @@ def run_batch(
     on_tile: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     spell_option: Callable[[str], str] = str,
+    judge_video: VideoJudge | None = None,
 ) -> BatchSummary:
     """Restore every matching image of ``in_dir`` into ``out_dir``; see the module docstring.
 
     ``spell_option`` names options in the per-file errors (``overwrite``; the CLI passes
-    `deblurcli.options.flag_for` for ``--overwrite``).
+    `deblurcli.options.flag_for` for ``--overwrite``). ``judge_video`` judges a video's blur for
+    ``opts.only_blurry`` (``deblur batch`` passes `deblurcli.inspect`'s); without it such a video fails
+    with a message saying so, while photos are judged here.
 
     Every listed file ends in the summary as ok, skipped or failed with its reason, whatever
     happens (a full disk fails each file it hits; nothing is dropped silently).
@@ -588,9 +614,11 @@ def run_batch(
     try:
         remove_stale_files(out_dir)
         journal = Journal(out_dir / JOURNAL, lock.run_id, on_note)
-        _process(deblurrer, in_dir, out_dir, opts, files, journal, summary, on_result, on_tile, spell_option)
+        job = _Job(deblurrer, in_dir, out_dir, opts, journal, summary, on_result, on_tile, spell_option, len(files))
+        job.judge_video = judge_video
+        job.run(files)
     except KeyboardInterrupt:
-        # _process has let the file being written finish and be recorded; the rest is pending.
+        # the job has let the file being written finish and be recorded; the rest is pending.
         summary.interrupted = True
         reached = {r.input for r in summary.results}
         for rel in files:
@@ -606,87 +634,107 @@ def run_batch(
     return summary
 
 
-def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptions, files: list[Path],
-             journal: Journal, summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
-             on_tile: Callable[[int, int], None] | None, spell: Callable[[str], str] = str) -> None:
-    settings = deblurrer.settings_key() | output_settings(opts)
-    vopts = opts.video or VideoOptions()
-    # Kept apart so that adding video options never makes a finished photo batch redo its photos.
-    video_settings = _without_quality(settings) | {"video": output_settings(vopts)}
-    total = len(files)
+class _Job:
+    """One run over the listed files: what every step shares (journal, summary, resume keys, threads).
 
-    def key_for(rel: Path, video: bool) -> dict[str, Any]:
+    The steps are methods, not closures inside one long function, so that each can be read, and
+    changed, on its own; the reader and writer threads call `load`, `write`, `record` and
+    `record_sharp`, the main thread `step` and `restore`.
+    """
+
+    def __init__(self, deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptions, journal: Journal,
+                 summary: BatchSummary, on_result: Callable[[RestoreResult, int, int], None] | None,
+                 on_tile: Callable[[int, int], None] | None, spell: Callable[[str], str], total: int) -> None:
+        self.deblurrer, self.in_dir, self.out_dir, self.opts = deblurrer, in_dir, out_dir, opts
+        self.journal, self.summary, self.on_result, self.on_tile = journal, summary, on_result, on_tile
+        self.spell, self.total = spell, total
+        self.settings = deblurrer.settings_key() | output_settings(opts)
+        self.vopts = opts.video or VideoOptions()
+        # Kept apart so that adding video options never makes a finished photo batch redo its photos.
+        self.video_settings = _without_quality(self.settings) | {"video": output_settings(self.vopts)}
+        self.writer: ThreadPoolExecutor  # started by `run`
+        self.judge_video: VideoJudge | None = None
+        self.pending: list[Future[Any]] = []
+
+    def key_for(self, rel: Path, video: bool) -> dict[str, Any]:
         """The resume key of one file: --quality belongs to it only where the writer uses it."""
         if video:
-            return video_settings
-        return settings if _uses_quality(output_path(out_dir, rel, opts), opts.format) else _without_quality(settings)
+            return self.video_settings
+        if _uses_quality(output_path(self.out_dir, rel, self.opts), self.opts.format):
+            return self.settings
+        return _without_quality(self.settings)
 
-    def still_done(rec: dict[str, Any]) -> bool:
+    def still_done(self, rec: dict[str, Any]) -> bool:
         """Whether a finished journal record means nothing is left to do for its file in this run."""
         status = rec.get("status")
         if status == "failed":
-            return not opts.retry_failed
+            return not self.opts.retry_failed
         if status == "sharp":  # judged sharp: holds only for a run that skips sharp files the same way
-            return opts.only_blurry and rec.get("blur_threshold") == opts.blur_threshold
+            return self.opts.only_blurry and rec.get("blur_threshold") == self.opts.blur_threshold
         # written as restored, measured worse, and now the original is wanted for such files
-        return not (rec.get("worse") and opts.keep_original_if_worse and not rec.get("kept_original"))
+        return not (rec.get("worse") and self.opts.keep_original_if_worse and not rec.get("kept_original"))
 
-    def load(rel: Path) -> tuple[Path, str, _Measured | _Sharp | DeblurError | dict[str, Any] | Path]:
+    def load(self, rel: Path) -> tuple[Path, str, _Measured | _Sharp | DeblurError | dict[str, Any] | Path]:
         """Hash, decode and measure on the reader thread; a finished record instead means: nothing to do.
 
         A video is only recognised here (a Path back); it is decoded frame by frame later.
         """
-        src = in_dir / rel
+        src = self.in_dir / rel
         try:
             digest = file_hash(src)
         except OSError as exc:
             return rel, "", DeblurError(f"{src}: cannot read ({exc.strerror})")
         video = is_video(src)
-        if not opts.overwrite:
-            rec = journal.lookup(rel.as_posix(), digest, key_for(rel, video), out_dir)
-            if rec is not None and still_done(rec):
+        if not self.opts.overwrite:
+            rec = self.journal.lookup(rel.as_posix(), digest, self.key_for(rel, video), self.out_dir)
+            if rec is not None and self.still_done(rec):
                 return rel, digest, rec
         if video:
-            if opts.only_blurry:
+            if self.opts.only_blurry:
                 try:
-                    judged = inspect_video(src, threshold=opts.blur_threshold, kernel=False)
+                    if self.judge_video is None:
+                        raise UsageError(f"{src}: only_blurry needs run_batch(judge_video=...) to judge a video "
+                                         "(deblurcli.inspect.inspect_video, as deblur batch passes)")
+                    judged = self.judge_video(src, threshold=self.opts.blur_threshold)
                 except DeblurError as exc:
                     return rel, digest, exc
                 if not judged.blurred:
                     return rel, digest, _Sharp(judged.edge_px, judged.sharpness)
             return rel, digest, src
         try:
-            img = read_image(src, allow_large=opts.allow_large)
+            img = read_image(src, allow_large=self.opts.allow_large)
         except DeblurError as exc:
             return rel, digest, exc
         before = _measure(img)
-        if opts.only_blurry and before is not None and before.width_px <= opts.blur_threshold:
+        if self.opts.only_blurry and before is not None and before.width_px <= self.opts.blur_threshold:
             return rel, digest, _Sharp(before.width_px, before.sharpness)
         return rel, digest, _Measured(img, before)
 
-    def journal_line(res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
+    def journal_line(self, res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
         video = dst.suffix.lower() in VIDEO_EXTENSIONS and Path(res.input).suffix.lower() in VIDEO_EXTENSIONS
         return {
-            "input": res.input, "sha256": digest, "output": dst.relative_to(out_dir).as_posix(),
-            "status": res.status, "error": res.error, "settings": key_for(Path(res.input), video),
-            "model": deblurrer.name,
+            "input": res.input, "sha256": digest, "output": dst.relative_to(self.out_dir).as_posix(),
+            "status": res.status, "error": res.error, "settings": self.key_for(Path(res.input), video),
+            "model": self.deblurrer.name,
             "seconds": round(res.seconds, 3), "width": res.width, "height": res.height, "bytes": res.bytes,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        } | summary.quality.get(res.input, {})
+        } | self.summary.quality.get(res.input, {})
 
-    def record_sharp(res: RestoreResult, digest: str, judged: _Sharp, index: int) -> None:
+    def record_sharp(self, res: RestoreResult, digest: str, judged: _Sharp, index: int) -> None:
         """The journal line of a file judged sharp: a rerun with the same threshold skips it unread."""
         try:
-            journal.add({"input": res.input, "sha256": digest, "output": None, "status": "sharp", "error": None,
-                         "settings": key_for(Path(res.input), is_video(in_dir / res.input)),
-                         "blur_threshold": opts.blur_threshold, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-                        | summary.quality.get(res.input, {}))
+            self.journal.add({"input": res.input, "sha256": digest, "output": None, "status": "sharp", "error": None,
+                              "settings": self.key_for(Path(res.input), is_video(self.in_dir / res.input)),
+                              "blur_threshold": self.opts.blur_threshold,
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                             | self.summary.quality.get(res.input, {}))
         except OSError as exc:
-            res.notes.append(f"not recorded in {journal.path.name} ({_why(exc)}): the next run judges it again")
+            res.notes.append(f"not recorded in {self.journal.path.name} ({_why(exc)}): the next run judges it again")
         finally:
-            _finish(summary, res, index, total, on_result)
+            _finish(self.summary, res, index, self.total, self.on_result)
 
-    def record(res: RestoreResult, digest: str, dst: Path, t0: float, index: int, transient: bool = False) -> None:
+    def record(self, res: RestoreResult, digest: str, dst: Path, t0: float, index: int,
+               transient: bool = False) -> None:
         """The final journal line, then the result; a journal that cannot be written fails the file.
 
         ``transient``: the output could not be written (full disk, permissions), which says nothing
@@ -694,137 +742,156 @@ def _process(deblurrer: Deblurrer, in_dir: Path, out_dir: Path, opts: BatchOptio
         """
         res.seconds = time.perf_counter() - t0
         try:
-            journal.add(journal_line(res, digest, dst) | ({"transient": True} if transient else {}))
+            self.journal.add(self.journal_line(res, digest, dst) | ({"transient": True} if transient else {}))
         except OSError as exc:
             if res.status == "ok":  # the output is whole, but unrecorded: a rerun redoes it
                 res.status = "failed"
-                res.error = f"{dst}: written, but {journal.path.name} could not record it ({_why(exc)})"
+                res.error = f"{dst}: written, but {self.journal.path.name} could not record it ({_why(exc)})"
         finally:
-            _finish(summary, res, index, total, on_result)
+            _finish(self.summary, res, index, self.total, self.on_result)
 
-    def write(item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int,
+    def write(self, item: Image, out: Any, dst: Path, res: RestoreResult, digest: str, t0: float, index: int,
               before: EdgeWidth | None = None) -> None:
         # Runs on the writer thread while the model works on the next image; the journal line is
         # added only once the file is completely on disk.
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
             q = _compare(before, out)
-            if q.get("worse") and opts.keep_original_if_worse:
+            if q.get("worse") and self.opts.keep_original_if_worse:
                 res.notes += [f"less sharp than its input (edge width {q['edge_px_before']} -> {q['edge_px_after']} "
-                             "px): the original written instead", *_keep_original(in_dir / res.input, dst, opts)]
+                             "px): the original written instead",
+                             *_keep_original(self.in_dir / res.input, dst, self.opts)]
                 q["kept_original"] = True
             else:
-                res.notes += list(write_image(item, out, dst, quality=opts.quality, format=opts.format))
+                res.notes += list(write_image(item, out, dst, quality=self.opts.quality, format=self.opts.format))
                 if q.get("worse"):
                     res.notes.insert(0, f"less sharp than its input (edge width {q['edge_px_before']} -> "
-                                        f"{q['edge_px_after']} px); {spell('keep_original_if_worse')} keeps the "
+                                        f"{q['edge_px_after']} px); {self.spell('keep_original_if_worse')} keeps the "
                                         "original for such files")
             if q:
-                summary.quality[res.input] = q
+                self.summary.quality[res.input] = q
             res.bytes = dst.stat().st_size
         except DeblurError as exc:
-            res.status, res.error = "failed", exc.cli_message(spell)
+            res.status, res.error = "failed", exc.cli_message(self.spell)
         except OSError as exc:
             res.status, res.error = "failed", f"{dst}: cannot write ({_why(exc)})"
         except Exception as exc:  # never lose a file's result on the writer thread
             res.status, res.error = "failed", f"{dst}: {type(exc).__name__}: {exc}"
-        record(res, digest, dst, t0, index, transient=res.status == "failed")
+        self.record(res, digest, dst, t0, index, transient=res.status == "failed")
 
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-read")
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-write")
-    pending: list[Future[Any]] = []
-    try:
-        for index, fut in enumerate(_prefetch(reader, load, files)):
-            rel, digest, item = fut.result()
-            before = None
-            if isinstance(item, _Measured):
-                item, before = item.image, item.before
-            src, dst = in_dir / rel, output_path(out_dir, rel, opts)
-            res = RestoreResult(input=rel.as_posix(), output=str(dst))
-            t0 = time.perf_counter()
-            transient = False  # a failure on the output side (full disk), retried by the next run
-            if not isinstance(item, dict):
-                journal.refresh()  # another run may have finished this file since it was read
-                if not opts.overwrite:
-                    key = key_for(rel, isinstance(item, Path))
-                    rec = journal.lookup(rel.as_posix(), digest, key, out_dir)
-                    if rec is not None and still_done(rec):
-                        item = rec
-            if isinstance(item, dict):
-                quality = _from_journal(res, item, spell)
-                if quality:
-                    summary.quality[res.input] = quality
-                pending.append(writer.submit(_finish, summary, res, index, total, on_result))  # in order
-                continue
-            if isinstance(item, _Sharp):
-                res.status, res.output = "skipped", None
-                res.notes = [f"judged sharp (edge width {item.edge_px:.2f} px <= {opts.blur_threshold:g}): "
-                             "not restored, no output"]
-                summary.quality[res.input] = {"judged_sharp": True, "edge_px_before": round(item.edge_px, 3),
-                                              "sharpness_before": round(item.sharpness, 4)}
-                pending.append(writer.submit(record_sharp, res, digest, item, index))  # in journal order
-                continue
+    def run(self, files: list[Path]) -> None:
+        """Read ahead on one thread, restore here, write and journal on another, in the files' order."""
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-read")
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblur-write")
+        try:
+            for index, fut in enumerate(_prefetch(reader, self.load, files)):
+                self.step(index, *fut.result())
+        except BaseException:
+            # Ctrl-C or a crash: finish the file being written (atomic anyway), drop the queued ones.
+            reader.shutdown(wait=False, cancel_futures=True)
+            self.writer.shutdown(wait=True, cancel_futures=True)
+            raise
+        reader.shutdown(wait=True)
+        self.writer.shutdown(wait=True)
+        for f in self.pending:
+            f.result()  # a bug on the writer thread surfaces here instead of vanishing
+
+    def _then(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue on the writer thread, so results, journal lines and callbacks keep the files' order."""
+        self.pending.append(self.writer.submit(fn, *args))
+
+    def _report(self, res: RestoreResult, index: int) -> None:
+        self._then(_finish, self.summary, res, index, self.total, self.on_result)
+
+    def step(self, index: int, rel: Path, digest: str, item: Any) -> None:
+        """One file as `load` left it: already done, judged sharp, or to restore."""
+        before = None
+        if isinstance(item, _Measured):
+            item, before = item.image, item.before
+        dst = output_path(self.out_dir, rel, self.opts)
+        res = RestoreResult(input=rel.as_posix(), output=str(dst))
+        t0 = time.perf_counter()
+        if not isinstance(item, dict):
+            self.journal.refresh()  # another run may have finished this file since it was read
+            if not self.opts.overwrite:
+                key = self.key_for(rel, isinstance(item, Path))
+                rec = self.journal.lookup(rel.as_posix(), digest, key, self.out_dir)
+                if rec is not None and self.still_done(rec):
+                    item = rec
+        if isinstance(item, dict):
+            quality = _from_journal(res, item, self.spell)
+            if quality:
+                self.summary.quality[res.input] = quality
+            self._report(res, index)  # in order
+            return
+        if isinstance(item, _Sharp):
+            res.status, res.output = "skipped", None
+            res.notes = [f"judged sharp (edge width {item.edge_px:.2f} px <= {self.opts.blur_threshold:g}): "
+                         "not restored, no output"]
+            self.summary.quality[res.input] = {"judged_sharp": True, "edge_px_before": round(item.edge_px, 3),
+                                               "sharpness_before": round(item.sharpness, 4)}
+            self._then(self.record_sharp, res, digest, item, index)  # in journal order
+            return
+        self.restore(item, self.in_dir / rel, res, digest, dst, t0, index, before)
+
+    def restore(self, item: Any, src: Path, res: RestoreResult, digest: str, dst: Path, t0: float, index: int,
+                before: EdgeWidth | None) -> None:
+        """Claim the file in the journal, restore it, and queue its writing (or its failure) in order."""
+        transient = False  # a failure on the output side (full disk), retried by the next run
+        try:
+            if isinstance(item, DeblurError):
+                raise item
+            owner = self.journal.owner(res.input, self.out_dir)
+            if owner is not None:
+                _in_progress(res, owner)
+                self._report(res, index)
+                return
+            earlier = self.journal.entries.get(res.input)
+            if dst.exists() and not self.opts.overwrite and (earlier is None or earlier.get("status") == "sharp"):
+                raise DeblurError(f"{dst}: already exists and is not from an earlier run; replace it with "
+                                  "{overwrite}", names=("overwrite",))
+            # Claim the file before writing it: if this run dies between the write and the final
+            # journal line, the next run knows it may replace that output; and of two live runs
+            # the earlier claim wins, the other reports the file as in progress.
             try:
-                if isinstance(item, DeblurError):
-                    raise item
-                owner = journal.owner(res.input, out_dir)
-                if owner is not None:
-                    _in_progress(res, owner)
-                    pending.append(writer.submit(_finish, summary, res, index, total, on_result))
-                    continue
-                earlier = journal.entries.get(res.input)
-                if dst.exists() and not opts.overwrite and (earlier is None or earlier.get("status") == "sharp"):
-                    raise DeblurError(f"{dst}: already exists and is not from an earlier run; replace it with "
-                                      "{overwrite}", names=("overwrite",))
-                # Claim the file before writing it: if this run dies between the write and the final
-                # journal line, the next run knows it may replace that output; and of two live runs
-                # the earlier claim wins, the other reports the file as in progress.
-                try:
-                    journal.add(journal_line(RestoreResult(res.input, res.output, status="started"), digest, dst))
-                except OSError as exc:
-                    transient = True
-                    raise DeblurError(f"{dst}: not started, {journal.path.name} cannot be written ({_why(exc)})"
-                                      ) from None
-                journal.refresh()
-                owner = journal.owner(res.input, out_dir)
-                if owner is not None and owner != journal.run_id:
-                    journal.release(res.input)
-                    _in_progress(res, owner)
-                    pending.append(writer.submit(_finish, summary, res, index, total, on_result))
-                    continue
-                if isinstance(item, Path):  # a video: written (atomically, resumably) here, then journalled
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    done = restore_video(deblurrer, item, dst, replace(vopts, overwrite=True))
-                    res.width, res.height, res.bytes, res.notes = done.width, done.height, done.bytes, done.notes
-                    pending.append(writer.submit(record, res, digest, dst, t0, index))
-                    continue
-                res.width, res.height = item.width, item.height
-                # Finished strip by strip into the stored layout, over the photo's own samples.
-                out = deblurrer.restore_image(item, progress=on_tile, in_place=True,
-                                              layout=output_layout(item, dst, format=opts.format), label=str(dst))
-                if deblurrer.last_outcome is not None:  # what the shake engine did, for --json and --report
-                    res.notes.append(deblurrer.last_outcome.note)
-                    res.shake = deblurrer.last_outcome.stats()
-            except DeblurError as exc:
-                res.status, res.error = "failed", exc.cli_message(spell)
-                # A video whose output could not be written (full disk): the input is fine, so the
-                # next run tries again by itself, as for photos written on the writer thread.
-                transient = transient or isinstance(exc, OutputError)
-            except Exception as exc:  # an unexpected failure on one file must not lose the others
-                res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
-            if res.status == "failed":
-                pending.append(writer.submit(record, res, digest, dst, t0, index, transient))  # in journal order
-            else:
-                pending.append(writer.submit(write, item, out, dst, res, digest, t0, index, before))
-    except BaseException:
-        # Ctrl-C or a crash: finish the file being written (atomic anyway), drop the queued ones.
-        reader.shutdown(wait=False, cancel_futures=True)
-        writer.shutdown(wait=True, cancel_futures=True)
-        raise
-    reader.shutdown(wait=True)
-    writer.shutdown(wait=True)
-    for f in pending:
-        f.result()  # a bug on the writer thread surfaces here instead of vanishing
+                self.journal.add(self.journal_line(RestoreResult(res.input, res.output, status="started"), digest,
+                                                   dst))
+            except OSError as exc:
+                transient = True
+                raise DeblurError(f"{dst}: not started, {self.journal.path.name} cannot be written ({_why(exc)})"
+                                  ) from None
+            self.journal.refresh()
+            owner = self.journal.owner(res.input, self.out_dir)
+            if owner is not None and owner != self.journal.run_id:
+                self.journal.release(res.input)
+                _in_progress(res, owner)
+                self._report(res, index)
+                return
+            if isinstance(item, Path):  # a video: written (atomically, resumably) here, then journalled
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                done = restore_video(self.deblurrer, item, dst, replace(self.vopts, overwrite=True))
+                res.width, res.height, res.bytes, res.notes = done.width, done.height, done.bytes, done.notes
+                self._then(self.record, res, digest, dst, t0, index)
+                return
+            res.width, res.height = item.width, item.height
+            # Finished strip by strip into the stored layout, over the photo's own samples.
+            out = self.deblurrer.restore_image(item, progress=self.on_tile, in_place=True,
+                                               layout=output_layout(item, dst, format=self.opts.format),
+                                               label=str(dst))
+            if self.deblurrer.last_outcome is not None:  # what the shake engine did, for --json and --report
+                res.notes.append(self.deblurrer.last_outcome.note)
+                res.shake = self.deblurrer.last_outcome.stats()
+        except DeblurError as exc:
+            res.status, res.error = "failed", exc.cli_message(self.spell)
+            # A video whose output could not be written (full disk): the input is fine, so the
+            # next run tries again by itself, as for photos written on the writer thread.
+            transient = transient or isinstance(exc, OutputError)
+        except Exception as exc:  # an unexpected failure on one file must not lose the others
+            res.status, res.error = "failed", f"{src}: {type(exc).__name__}: {exc}"
+        if res.status == "failed":
+            self._then(self.record, res, digest, dst, t0, index, transient)  # in journal order
+        else:
+            self._then(self.write, item, out, dst, res, digest, t0, index, before)
 
 
 #: The formats whose writer ignores --quality: changing it must not redo their outputs.

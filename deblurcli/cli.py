@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,11 @@ from .commands.common import (
     err,
     handle_errors,
     models_app,
+    note_printer,
     out,
 )
 from .commands.common import error as _error
+from .commands.common import make_deblurrer as _make_deblurrer
 from .commands.common import say as _say
 from .commands.common import second_interrupt_exits_now as _second_interrupt_exits_now
 from .commands.common import stderr_is_tty as _stderr_is_tty
@@ -53,23 +55,6 @@ DEFAULT_BLUR_THRESHOLD = 1.9
 
 # The options several commands share (engine, output, video) are declared once: EngineOptions in
 # deblurcli/options.py, VideoOptions in deblurcli/video/options.py, the rest in deblurcli/commands/common.py.
-
-
-def _make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
-    from .api import Deblurrer
-
-    def note(msg: str) -> None:
-        if not quiet:
-            _say("[yellow]note:[/] ", msg)
-
-    from . import ssm
-
-    ssm.set_notice(note)  # e.g. the numba scan compiling on a first run, which would look like a hang
-    d = Deblurrer(options=engine, progress=not quiet and _stderr_is_tty(), console=None if quiet else err,
-                  on_note=note)
-    if debug:
-        err.print(escape(json.dumps(d.describe(), indent=1)))
-    return d
 
 
 # -- run ----------------------------------------------------------------------------------------------
@@ -103,7 +88,7 @@ def run(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur images or videos: deblur run photo.jpg [-o out.jpg], deblur run clip.mp4 [-o sharp.mp4]."""
-    from .runplan import execute, plan_outputs, summary_line, tile_check_line
+    from .runplan import execute, plan_outputs
 
     plan = plan_outputs(inputs, output, suffix=suffix, fmt=fmt, overwrite=overwrite, compare=compare,
                         json_stdout=json_out, stdin_tty=sys.stdin.isatty(), stdout_tty=sys.stdout.isatty(),
@@ -112,13 +97,7 @@ def run(
                                  preview=preview)
     video.check_used([p.video for p in plan])
     failures = [p for p in plan if p.error]
-    said: set[str] = set()
-    for p in failures:
-        if p.error not in said:  # one mistake that concerns every input (-o - with two) is said once
-            said.add(p.error or "")
-            _error(p.error or "")
-        if json_out:
-            print(json.dumps(p.failed_result().as_dict()), flush=True)
+    _say_plan_errors(failures, json_out=json_out)
     todo = [p for p in plan if not p.error]
     if not todo:
         raise typer.Exit(2 if any(p.usage for p in failures) else 1)
@@ -135,15 +114,10 @@ def run(
     failed = len(failures)
     usage_only = not failures  # exit 2 when every failure is an option that cannot apply (--region off the photo)
     live = not quiet and _stderr_is_tty()
-
-    def note(msg: str) -> None:
-        if not quiet:
-            _say("[yellow]note:[/] ", msg)
-
+    note = note_printer(quiet)
     for p in todo:
         bar = (frame_progress(err, Path(p.src).name, show=live, log=None if quiet else lambda m: _say("", m))
-               if p.video else _steps_progress(Path(p.src).name, show=live) if d.uses_engine
-               else tile_progress(err, Path(p.src).name, show=live))
+               if p.video else tile_progress(err, Path(p.src).name, show=live, steps=d.uses_engine))
         try:
             with bar as prog:
                 res = execute(d, p, read_stdin=sys.stdin.buffer.read, stdout=sys.stdout.buffer, overwrite=overwrite,
@@ -158,27 +132,33 @@ def run(
             usage_only = usage_only and res.usage
             _error(res.error or "failed")
         elif not quiet:
-            if res.tile_check:
-                _say("", tile_check_line(p.src, res.tile_check))
-            for n in [] if p.video else res.notes:  # a video's notes were said as it started
-                _say("[yellow]note:[/] ", f"{res.output}: {n}")
-            _say("", summary_line(res))
+            _say_done(p, res)
         if json_out:
             print(json.dumps(res.as_dict()), flush=True)
     if failed:
         raise typer.Exit(2 if usage_only else 1)
 
 
-@contextmanager
-def _steps_progress(label: str, *, show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A per-photo bar for the deconvolution engine, whose steps are hundredths of the work (then,
-    when the default model falls back to its network, tiles): a count, never called tiles."""
-    if not show:
-        yield None
-        return
-    with bar(err, "items", transient=True) as prog:
-        task = prog.add_task(label, total=None)
-        yield lambda done, total: prog.update(task, completed=done, total=total)
+def _say_plan_errors(failures: list[Any], *, json_out: bool) -> None:
+    """Each planning error once (-o - with two inputs concerns both), and its JSON result per input."""
+    said: set[str] = set()
+    for p in failures:
+        if p.error not in said:
+            said.add(p.error or "")
+            _error(p.error or "")
+        if json_out:
+            print(json.dumps(p.failed_result().as_dict()), flush=True)
+
+
+def _say_done(p: Any, res: Any) -> None:
+    """A restored input's lines: the tile check, its notes (a video's were said as it started), the summary."""
+    from .runplan import summary_line, tile_check_line
+
+    if res.tile_check:
+        _say("", tile_check_line(p.src, res.tile_check))
+    for n in [] if p.video else res.notes:
+        _say("[yellow]note:[/] ", f"{res.output}: {n}")
+    _say("", summary_line(res))
 
 
 def _interrupted_video(p: Any) -> None:
@@ -226,8 +206,9 @@ def batch(
     debug: bool = DebugOpt,
 ) -> None:
     """Deblur a folder of photos and videos into another, resumably: deblur batch in/ out/."""
-    from .batch import BatchInterrupted, BatchOptions, parse_shard, prepare, run_batch, write_report
+    from .batch import BatchInterrupted, BatchOptions, parse_shard, prepare, run_batch
     from .errors import UsageError
+    from .inspect import inspect_video
 
     opts = BatchOptions(recursive=recursive, glob=glob, overwrite=overwrite, retry_failed=retry_failed,
                         shard=parse_shard(shard), suffix=suffix, format=fmt, quality=quality, allow_large=allow_large,
@@ -241,6 +222,23 @@ def batch(
     d = _make_deblurrer(engine, quiet=quiet, debug=debug)
     live = not quiet and _stderr_is_tty()
     progress = bar(err, "items", show=live)
+    on_start, on_result = _batch_progress(progress, json_out=json_out, quiet=quiet, live=live)
+
+    def on_note(msg: str) -> None:
+        if not quiet:
+            _say("[yellow]warning:[/] ", msg)
+
+    try:
+        with progress:
+            summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
+                                spell_option=flag_for, judge_video=partial(inspect_video, kernel=False))
+    except BatchInterrupted as stop:  # Ctrl-C: the report still says what is done and what is left
+        summary = stop.summary
+    _finish_batch(summary, report, quiet=quiet)
+
+
+def _batch_progress(progress: Any, *, json_out: bool, quiet: bool, live: bool) -> tuple[Callable, Callable]:
+    """The bar's callbacks: its total once the files are counted, and a line per file (always for a failure)."""
     task = progress.add_task("images", total=None)
 
     def on_start(total: int) -> None:
@@ -256,16 +254,13 @@ def batch(
             why = f": {'; '.join(res.notes)}" if res.status == "skipped" and res.notes else ""
             _say("", f"{res.status} {res.input} ({res.seconds:.1f} s){why}")
 
-    def on_note(msg: str) -> None:
-        if not quiet:
-            _say("[yellow]warning:[/] ", msg)
+    return on_start, on_result
 
-    try:
-        with progress:
-            summary = run_batch(d, in_dir, out_dir, opts, on_result=on_result, on_start=on_start, on_note=on_note,
-                                spell_option=flag_for)
-    except BatchInterrupted as stop:  # Ctrl-C: the report still says what is done and what is left
-        summary = stop.summary
+
+def _finish_batch(summary: Any, report: Path | None, *, quiet: bool) -> None:
+    """Write the report, show the summary even when the report failed, and exit 130, 1 or 0."""
+    from .batch import write_report
+
     report_error = None
     if report:
         try:
@@ -275,11 +270,7 @@ def batch(
     if not quiet:
         _print_batch_summary(summary)
         if summary.worse:
-            all_kept = all(summary.quality[name].get("kept_original") for name in summary.worse)
-            kept = "the original written instead" if all_kept else "--keep-original-if-worse keeps the original " \
-                "for such files"
-            _say("[yellow]note:[/] ", f"{len(summary.worse)} output(s) measure less sharp than their input: "
-                 f"{', '.join(summary.worse[:5])}{', ...' if len(summary.worse) > 5 else ''} ({kept})")
+            _say("[yellow]note:[/] ", summary.worse_note())
     if report_error:
         _error(report_error)
     if summary.interrupted:
@@ -291,11 +282,10 @@ def batch(
 
 def _print_batch_summary(summary: Any) -> None:
     t = Table(title="deblur batch", show_edge=False)
-    cols = ["done", "skipped", "failed", *(["not done"] if summary.interrupted else []), "seconds"]
+    cols, cells = summary.table()
     for col in cols:
         t.add_column(col, justify="right")
-    cells = [str(summary.count("ok")), str(summary.count("skipped")), str(summary.failed)]
-    t.add_row(*cells, *([str(summary.count("pending"))] if summary.interrupted else []), f"{summary.seconds:.1f}")
+    t.add_row(*cells)
     err.print(t)  # each failure has had its own line as it happened
 
 
@@ -310,106 +300,13 @@ def models(
     if ctx.invoked_subcommand is not None:
         return
     from .catalog import models_table_rows
+    from .catalog_text import models_lines
 
     rows = models_table_rows()
     if json_out:
         print(json.dumps(rows, indent=1))
         return
     print("\n".join(models_lines(rows)))
-
-
-#: How ``deblur models`` and ``deblur eval`` spell the test sets and the papers' metrics.
-TEST_SET_NAMES = {"gopro": "GoPro", "hide": "HIDE", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "kid": "KID", "fid": "FID", "lpips": "LPIPS", "niqe": "NIQE",
-                "lpips_shift_tolerant": "shift-tolerant LPIPS"}
-
-
-def models_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """One plain line per model, at most 80 characters (tests hold it to that), whatever the terminal.
-
-    A person chooses a model here, so each line holds only what a choice turns on; a table that
-    wraps cells over several lines in a narrow terminal is unreadable, and descriptions, licences
-    and links have ``deblur models info NAME``.
-    """
-    header = ("name", "arch", "params", "trained on", "GoPro dB", "weights")
-    body = []
-    marked = False
-    for r in rows:
-        psnr = (r.get("paper_psnr") or {}).get("gopro")
-        mark = "*" if r.get("paper_note") and isinstance(psnr, (int, float)) else ""
-        marked = marked or bool(mark)
-        body.append((r["name"], r.get("arch") or "", _fmt_params(r.get("params")), _short_trained_on(r),
-                     f"{psnr:.2f}{mark}" if isinstance(psnr, (int, float)) else "-", r.get("where") or ""))
-    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
-    right = {2, 4}
-
-    def line(cells: tuple[str, ...]) -> str:
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(parts).rstrip()
-
-    lines = [line(header), *(line(row) for row in body)]
-    lines.append("GoPro dB: PSNR in the model's paper (all its figures: deblur models info NAME)")
-    if marked:
-        lines.append("* the paper's XYScanNet; the released XYScanNetP itself was not measured there")
-    if any(r.get("where") == "manual" for r in rows):
-        lines.append("manual: not on the Hub yet; deblur models info NAME says how to install it")
-    if any(r.get("where") == "built-in" for r in rows):
-        lines.append("built-in: no weights (shake: classical deconvolution of camera shake)")
-    return lines
-
-
-def _short_trained_on(row: dict[str, Any]) -> str:
-    """The training data in a word or two: a dataset name, or the first word of a long description."""
-    text = str(row.get("trained_on") or "").strip()
-    if len(text) <= 12:
-        return text
-    return text.split()[0].strip(",;:()")[:12]
-
-
-def _fmt_params(n: Any) -> str:
-    return f"{n / 1e6:.1f}M" if isinstance(n, (int, float)) and n else ""
-
-
-def describe_figures(test_set: str, nums: dict[str, Any]) -> str:
-    """``GoPro (trained on GoPro): PSNR 33.49 dB, SSIM 0.964``, metrics as the paper prints them."""
-    parts = []
-    for key, value in nums.items():
-        if key == "trained_on" or not isinstance(value, (int, float)):
-            continue
-        parts.append(f"{METRIC_NAMES.get(key, key)} {value:.2f} dB" if key == "psnr"
-                     else f"{METRIC_NAMES.get(key, key)} {value:g}")
-    where = TEST_SET_NAMES.get(test_set, test_set)
-    trained = f" (trained on {nums['trained_on']})" if nums.get("trained_on") else ""
-    return f"{where}{trained}: {', '.join(parts)}"
-
-
-#: How ``models info`` names the benchmarks this project measured itself.
-MEASURED_NAMES = {"levin": "Levin et al. 2009 (32 photos of real camera shake, Levin's protocol)"}
-
-
-def describe_measured(test_set: str, nums: dict[str, Any]) -> str:
-    """``Levin ...: PSNR 32.12 dB, error ratio <= 3 on 96.9%, 2.03 s per image (1 thread); FILE``."""
-    parts = [f"PSNR {nums['psnr']:.2f} dB"] if isinstance(nums.get("psnr"), (int, float)) else []
-    if isinstance(nums.get("error_ratio_at_most_3"), (int, float)):
-        parts.append(f"error ratio <= 3 on {nums['error_ratio_at_most_3']:.1%}")
-    if isinstance(nums.get("seconds_per_image"), (int, float)):
-        threads = f" ({nums['threads']} thread{'s' if nums.get('threads', 1) != 1 else ''})" \
-            if nums.get("threads") else ""
-        parts.append(f"{nums['seconds_per_image']:g} s per image{threads}")
-    source = f"; {nums['source']}" if nums.get("source") else ""
-    return f"{MEASURED_NAMES.get(test_set, test_set)}: {', '.join(parts)}{source}"
-
-
-def describe_cost(cost: dict[str, Any]) -> str:
-    if not cost:
-        return ""
-    text = f"{cost['seconds_per_image']} s per {cost['image']}"
-    text += f" on an {cost['gpu']}" if cost.get("gpu") else " (GPU not named in the paper)"
-    if cost.get("memory_gb"):
-        text += f", {cost['memory_gb']} GB"
-    if cost.get("gflops"):
-        text += f"; {cost['gflops']} GFLOPs on a {cost.get('gflops_input', '?')} input"
-    return text
 
 
 @models_app.command("info")
@@ -420,52 +317,13 @@ def models_info(
 ) -> None:
     """Show one model: description, licence, paper and its figures, weights file and its sha256."""
     from .catalog import model_details
+    from .catalog_text import info_lines
 
     info = model_details(name)
     if json_out:
         print(json.dumps(info, indent=1, default=str))
         return
-    # Plain "key: value" lines, never a boxed table: links, hashes and commands are copied from
-    # here, and a table would fold them and mix border characters into what is copied.
-    width = max(len(k) for k in info)
-    lines = []
-    for k, v in info.items():
-        first, *rest = _info_value(k, v, info).split("\n")
-        lines.append(f"{k.ljust(width)}  {first}")
-        lines.extend(f"{'':{width}}  {more}" for more in rest)
-    print("\n".join(lines))
-
-
-def _info_value(key: str, value: Any, info: dict[str, Any]) -> str:
-    """A person reads '{}' or 'null' as a bug; say what an empty field means instead."""
-    if key == "paper_numbers" and value:
-        lines = [describe_figures(ds, nums) for ds, nums in value.items()]
-        return "\n".join(lines + ([f"({info['paper_note']})"] if info.get("paper_note") else []))
-    if key == "paper_cost" and value:
-        return describe_cost(value) + (f" ({info['paper_note']})" if info.get("paper_note") else "")
-    if key == "measured" and value:
-        return "\n".join(describe_measured(test_set, nums) for test_set, nums in value.items())
-    if key == "paper" and value:
-        return f"{value.get('title')} ({value.get('venue')}) {value.get('url') or ''}".strip()
-    if key == "installed":
-        if value:
-            src = f"\nfrom {value.get('source_name')} (sha256 {value.get('source_sha256')})" \
-                if value.get("source_name") else ""
-            return f"{value.get('path')}\nsha256 {value.get('sha256') or 'unknown (no install record)'}{src}"
-        if info.get("convert_command"):
-            return f"no (to install: {info['convert_command']})"
-        return "-"
-    if value not in (None, {}, [], ""):
-        return value if isinstance(value, str) else json.dumps(value, default=str)
-    if key == "paper_numbers":
-        return "none (no paper)" if not info.get("paper") else "none stated in the paper"
-    if key == "paper_cost" and info.get("paper"):
-        return "not stated in the paper"
-    if key == "download_command" and info.get("where") == "manual":
-        return "none yet (not published on the Hub; see installed for the convert command)"
-    if key in ("revision", "sha256", "size_bytes") and info.get("hf_repo") and not info.get("embedded"):
-        return "not pinned yet (the converted weights are not published on the Hub; use source_url + convert_command)"
-    return "-"
+    print("\n".join(info_lines(info)))
 
 
 app.command()(tools.download)
@@ -500,6 +358,7 @@ def eval_cmd(
     from .errors import UsageError
     from .eval.datasets import find_pairs
     from .eval.runner import evaluate, write_csv, write_json
+    from .eval.summary import paper_comparison
 
     if ctx.args:
         # `--json FILE` was this command's way to write the JSON result before --json became the
@@ -540,81 +399,22 @@ def eval_cmd(
     if csv_path:
         write_csv(result, csv_path)
     if not quiet and not json_out:
-        _print_eval_summary(result, d)
+        _print_eval_summary(result)
     if result["summary"].get("failed"):
         raise typer.Exit(1)
 
 
-def paper_comparison(result: dict[str, Any], entry: Any) -> dict[str, Any]:
-    """The paper's figures for this model on this test set, the measured minus published, and why none.
+def _print_eval_summary(result: dict[str, Any]) -> None:
+    from .eval.summary import SUMMARY_COLUMNS, summary_notes, summary_rows, summary_title
 
-    Only the figures of the same trained network on the same test set are comparable; anything
-    else (a local file, a test set the paper does not report) says so instead of showing a number.
-    """
-    dataset = result["dataset"]
-    where = TEST_SET_NAMES.get(dataset, dataset)
-    if entry is None:
-        return {"figures": None, "why_none": "the weights are not a registry model, so no paper figure applies"}
-    if entry.paper is None:
-        return {"figures": None, "why_none": f"{entry.name} has no paper to compare with"}
-    figures = dict(entry.paper_numbers.get(dataset) or {})
-    cmp: dict[str, Any] = {"model": entry.paper_model, "note": entry.paper_note or None, "figures": figures or None}
-    if not figures:
-        stated = ", ".join(TEST_SET_NAMES.get(k, k) for k in entry.paper_numbers) or "none"
-        cmp["why_none"] = (f"the paper states no figure for {entry.paper_model} trained on {entry.trained_on} "
-                           f"on {where} (it states: {stated})")
-        return cmp
-    s = result["summary"]
-    cmp["difference"] = {k: round(s[k] - figures[k], 4) for k in ("psnr", "ssim", "lpips")
-                         if isinstance(s.get(k), (int, float)) and isinstance(figures.get(k), (int, float))}
-    if "psnr" not in figures:
-        cmp["why_none"] = (f"the paper gives no PSNR/SSIM for {entry.paper_model} on {where}, only: "
-                           + describe_figures(dataset, figures).split(": ", 1)[1])
-    return cmp
-
-
-def _print_eval_summary(result: dict[str, Any], d: Any) -> None:
-    s = result["summary"]
-    cmp = result.get("paper") or {}
-    paper = cmp.get("figures") or {}
-    diff = cmp.get("difference") or {}
-    t = Table(title=f"{result['model']} on {result['dataset']} "
-                    f"({result['protocol']} protocol, {s.get('count')} images)")
-    for col in ("metric", "measured", "paper", "difference"):
+    t = Table(title=summary_title(result))
+    for col in SUMMARY_COLUMNS:
         t.add_column(col, justify="right" if col != "metric" else "left")
-
-    def num(v: Any, digits: int) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "-"
-
-    def signed(v: Any, digits: int) -> str:
-        return f"{v:+.{digits}f}" if isinstance(v, (int, float)) else "-"
-
-    t.add_row("PSNR (dB)", num(s.get("psnr"), 2), num(paper.get("psnr"), 2), signed(diff.get("psnr"), 2))
-    t.add_row("SSIM", num(s.get("ssim"), 4), f"{paper['ssim']:g}" if "ssim" in paper else "-",
-              signed(diff.get("ssim"), 4))
-    if s.get("ssim_2d") is not None:
-        t.add_row("SSIM 2-D per channel (not the papers')", num(s.get("ssim_2d"), 4), "-", "")
-    if s.get("lpips") is not None:
-        t.add_row("LPIPS", num(s.get("lpips"), 4), num(paper.get("lpips"), 3), signed(diff.get("lpips"), 4))
-    if s.get("edge_px_after") is not None:  # no ground truth: the no-reference measure, before -> after
-        t.add_row("edge width, px (input -> output)", f"{num(s.get('edge_px_before'), 2)} -> "
-                  f"{num(s.get('edge_px_after'), 2)}", "", "")
-        t.add_row("images sharper than their input", f"{s.get('sharper')} of {s.get('count')}", "", "")
-    t.add_row("seconds / image", num(s.get("seconds_per_image"), 2), "", "")
-    t.add_row("megapixels / s", num(s.get("megapixels_per_second"), 3), "", "")
-    t.add_row("peak memory (MB)", num(s.get("peak_memory_mb"), 0), "", "")
-    if s.get("failed"):
-        t.add_row("failed images", str(s["failed"]), "", "")
+    for row in summary_rows(result):
+        t.add_row(*row)
     out.print(t)
-    if paper and "psnr" in paper:
-        trained = f", trained on {paper['trained_on']}" if paper.get("trained_on") else ""
-        out.print(escape(f"paper: {cmp.get('model')}'s published figures{trained}"), highlight=False)
-    if cmp.get("why_none"):
-        out.print(escape(f"paper: {cmp['why_none']}"), highlight=False)
-    if cmp.get("note"):
-        out.print(escape(f"note: {cmp['note']}"), highlight=False)
-
-
+    for line in summary_notes(result):
+        out.print(escape(line), highlight=False)
 # -- train, synth -------------------------------------------------------------------------------------
 app.command()(make.train)
 app.command()(make.synth)

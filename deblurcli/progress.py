@@ -64,12 +64,17 @@ def _count_column(noun: str) -> Any:
 
 
 @contextmanager
-def tile_progress(console: Console, label: str, *, show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A per-image bar of tiles done, as the ``progress(done, total)`` callback `Deblurrer.restore` takes."""
+def tile_progress(console: Console, label: str, *, show: bool, steps: bool = False,
+                  ) -> Iterator[Callable[[int, int], None] | None]:
+    """A per-image bar of tiles done, as the ``progress(done, total)`` callback `Deblurrer.restore` takes.
+
+    ``steps``: for the deconvolution engine, whose steps are hundredths of the work (then, when the
+    default model falls back to its network, tiles): a count, never called tiles, gone when done.
+    """
     if not show:
         yield None
         return
-    with bar(console, "tiles") as prog:
+    with bar(console, "items", transient=True) if steps else bar(console, "tiles") as prog:
         task = prog.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -296,3 +296,11 @@ def test_json_reaches_stdout_while_progress_is_live(batch, tree: Path, tmp_path:
     assert res.exit_code == 0, res.stderr
     assert statuses(res) == dict.fromkeys(["a.png", "b.jpg", "c.tif"], "ok")
     assert "3/3" in ANSI.sub("", res.stderr)  # the bar itself went to stderr
+
+
+def test_batch_blur_threshold_default_is_inspects() -> None:
+    """batch restates inspect's threshold (importing it would make a cycle); a change to one must reach both."""
+    from deblurcli import batch, inspect
+
+    assert batch.DEFAULT_BLUR_THRESHOLD == inspect.DEFAULT_THRESHOLD
+    assert batch.BatchOptions().blur_threshold == inspect.DEFAULT_THRESHOLD

@@ -26,7 +26,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from deblurcli import hub
-from deblurcli.cli import app, paper_comparison
+from deblurcli.cli import app
+from deblurcli.eval.summary import paper_comparison
 from deblurcli.models import create, registry
 
 TINY = {"img_channel": 3, "width": 4, "middle_blk_num": 1, "enc_blk_nums": [1, 1, 1, 1],

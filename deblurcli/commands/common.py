@@ -8,6 +8,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import DeblurError
-from ..options import flag_for
+from ..options import EngineOptions, flag_for
 from ..video.options import VideoOptions
 
 # stderr is for people and logs: one message per line (never wrapped at 80 columns when it is a
@@ -107,6 +108,30 @@ def _version(value: bool) -> None:
     if value:
         out.print(f"deblur {__version__}")
         raise typer.Exit()
+
+
+def note_printer(quiet: bool) -> Callable[[str], None]:
+    """What the library's ``on_note`` callbacks get: a yellow ``note:`` line on stderr, none when quiet."""
+
+    def note(msg: str) -> None:
+        if not quiet:
+            say("[yellow]note:[/] ", msg)
+
+    return note
+
+
+def make_deblurrer(engine: EngineOptions, *, quiet: bool, debug: bool) -> Any:
+    """The Deblurrer every command uses: notes on stderr unless quiet, bars on a terminal, --debug's JSON."""
+    from .. import ssm
+    from ..api import Deblurrer
+
+    note = note_printer(quiet)
+    ssm.set_notice(note)  # e.g. the numba scan compiling on a first run, which would look like a hang
+    d = Deblurrer(options=engine, progress=not quiet and stderr_is_tty(), console=None if quiet else err,
+                  on_note=note)
+    if debug:
+        err.print(escape(json.dumps(d.describe(), indent=1)))
+    return d
 
 
 def stderr_is_tty() -> bool:

@@ -147,7 +147,8 @@ _XYSCAN_DRIVE = {
     "realblur-j": "https://drive.google.com/drive/folders/1LEBIHQpqZAzudPwkHVQiVkrTwI4jtJOq?usp=drive_link",
     "realblur-r": "https://drive.google.com/drive/folders/10TXboH85HMfp_9TjBLm3Xw-jN1Q-Z9Bi?usp=drive_link",
 }
-_DATASET_NAMES = {"gopro": "GoPro", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
+#: How the catalogue, ``deblur models`` and ``deblur eval`` spell the test sets the papers report on.
+TEST_SET_NAMES = {"gopro": "GoPro", "hide": "HIDE", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
 _SHORT = {"gopro": "gopro", "realblur-j": "realj", "realblur-r": "realr"}
 
 # The papers' published figures, from their own tables (shared/docs/PAPERS.md): model as the paper
@@ -233,10 +234,10 @@ def _published() -> tuple[ModelEntry, ...]:
         out.append(ModelEntry(
             name=name, aliases=("evssm",) if ds == "gopro" else (f"evssm-{_SHORT[ds]}",),
             arch="evssm", variant="windowed", config=_EVSSM_CONFIG, settings=_EVSSM_WINDOWS,
-            trained_on=_DATASET_NAMES[ds],
-            description=f"EVSSM trained on {_DATASET_NAMES[ds]}, run with the windowed scans the paper tests with",
+            trained_on=TEST_SET_NAMES[ds],
+            description=f"EVSSM trained on {TEST_SET_NAMES[ds]}, run with the windowed scans the paper tests with",
             paper=_EVSSM, license="MIT (kkkls/EVSSM code)", source_url=_EVSSM_DRIVE, params=17_129_472,
-            **_paper_fields("EVSSM", _DATASET_NAMES[ds]),
+            **_paper_fields("EVSSM", TEST_SET_NAMES[ds]),
             # The authors' test script names the GoPro file net_g_GoPro.pth (BasicSR 'params' inside).
             **_hub_fields(name, "net_g_GoPro.pth" if ds == "gopro" else f"AUTHORS_EVSSM_{_SHORT[ds].upper()}.pth"),
         ))
@@ -246,10 +247,10 @@ def _published() -> tuple[ModelEntry, ...]:
             f"xyscannetp-{_SHORT[ds]}", f"xyscannet-{ds}")
         out.append(ModelEntry(
             name=name, aliases=aliases, arch="xyscannet", variant="plain", config=_XYSCANP_CONFIG,
-            trained_on=_DATASET_NAMES[ds],
-            description=f"XYScanNetP (XYScanNet+, dim 144) trained on {_DATASET_NAMES[ds]}",
+            trained_on=TEST_SET_NAMES[ds],
+            description=f"XYScanNetP (XYScanNet+, dim 144) trained on {TEST_SET_NAMES[ds]}",
             paper=_XYSCAN, license="MIT (HanzhouLiu/XYScanNet code)", source_url=_XYSCAN_DRIVE[ds],
-            params=63_514_368, **_paper_fields("XYScanNet", _DATASET_NAMES[ds], _XYSCANP_NOTE),
+            params=63_514_368, **_paper_fields("XYScanNet", TEST_SET_NAMES[ds], _XYSCANP_NOTE),
             # The authors' predict scripts load results/<job>/models/best_XYScanNet_stage2.pth.
             **_hub_fields(name, "best_XYScanNet_stage2.pth"),
         ))
