@@ -211,6 +211,12 @@ class Deblurrer:
             self._init_classical()
             return
 
+        self._load_network(opts, progress, console)
+        self._check_kernel_use(opts)
+
+    def _load_network(self, opts: EngineOptions, progress: bool, console: Any) -> None:
+        """Resolve the named model, load its weights onto the device, frozen, and say what a tile
+        this small cannot do."""
         if self.device.type == "cpu":  # the scan kernel gets ready while the weights and the photo load
             ssm.preload_in_background(self.scan_backend)
         from .hub import resolve  # the Hub client is only imported when a model is resolved
@@ -233,6 +239,13 @@ class Deblurrer:
                 if isinstance(self.tile, int) else None)
         if warn:
             self._say(warn)
+
+    def _check_kernel_use(self, opts: EngineOptions) -> None:
+        """Which networks take the camera-shake options, and whether the default runs its hybrid path.
+
+        The papers' networks learned GoPro's blur and take no kernel; on the default, the options
+        that steer estimation mean nothing while ``--deconv off`` skips it.
+        """
         is_default = self.resolved.entry is not None and self.resolved.entry.name == registry.DEFAULT_NAME
         if not is_default and (opts.kernel is not None or self.kernel_size or self.region_box is not None):
             given = "kernel" if opts.kernel is not None else "kernel_size" if self.kernel_size else "region"
