@@ -201,13 +201,6 @@ class ShakeEstimate:
     reasons: tuple[str, ...]
 
 
-def _touches_border(k: np.ndarray) -> bool:
-    """The engine's size criterion, restated: more than 3% of the weight in the window's outer 2 px."""
-    frame = np.ones(k.shape, dtype=bool)
-    frame[2:-2, 2:-2] = False
-    return float(k[frame].sum()) > 0.03
-
-
 def _scale_agreement(levels: list[Any]) -> float:
     """Shape agreement of the last two pyramid levels' kernels (1 = same shape)."""
     import cv2
@@ -233,7 +226,7 @@ def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int 
     is cut by its window, as the engine's does.
     """
     from .deconv import choose_region, kernel_stats
-    from .deconv.engine import MIN_SIDE, MIN_TEXTURE, SIZE_STEP
+    from .deconv.engine import MIN_SIDE, MIN_TEXTURE, SIZE_STEP, implausibility, touches_border
     from .deconv.estimate import EstimatorSettings, estimate_pyramid
     from .errors import KernelError
 
@@ -252,21 +245,13 @@ def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int 
     size = min(first_size | 1, limit)
     tried = [size]
     res = estimate_pyramid(patch, size, EstimatorSettings())
-    while size < limit and _touches_border(res.kernel):
+    while size < limit and touches_border(res.kernel):
         size = min(int(round(size * SIZE_STEP)) | 1, limit)
         tried.append(size)
         res = estimate_pyramid(patch, size, EstimatorSettings())
     stats = kernel_stats(res.kernel)
     agreement = _scale_agreement(res.levels)
-    reasons = []
-    if stats.components > 3:
-        reasons.append(f"{stats.components} separate pieces")
-    if stats.support_fraction > 0.35:
-        reasons.append(f"diffuse: covers {stats.support_fraction:.0%} of its window")
-    if stats.border_mass >= 0.05:
-        reasons.append("cut by its window (shake longer than the window?)")
-    if agreement < 0.5:
-        reasons.append(f"unstable across scales (agreement {agreement:.2f})")
+    reasons = implausibility(stats, agreement, cut="shake longer than the window?")
     return ShakeEstimate(kernel=res.kernel, stats=stats, factor=1.0 / scale, sizes_tried=tried,
                          plausible=not reasons, reasons=tuple(reasons))
 

@@ -20,11 +20,11 @@ from deblurcli import synth
 from deblurcli.batch import JOURNAL, BatchOptions, run_batch
 from deblurcli.cli import DEFAULT_BLUR_THRESHOLD, app
 from deblurcli.deconv import kernel_stats
+from deblurcli.deconv.engine import touches_border
 from deblurcli.errors import KernelError
 from deblurcli.inspect import (
     DEFAULT_THRESHOLD,
     FIRST_SIZE,
-    _touches_border,
     estimate_shake,
     inspect,
     judge,
@@ -93,7 +93,7 @@ def test_the_shake_ladder_grows_only_for_a_kernel_cut_by_its_window() -> None:
     inside[24, 5:44] = 1 / 39  # a 39 px stroke, centred, clear of the 2 px frame
     cut = np.zeros((49, 49))
     cut[24, :] = 1 / 49  # the same stroke running into the frame: 4 of 49 px in it
-    assert not _touches_border(inside) and _touches_border(cut)
+    assert not touches_border(inside) and touches_border(cut)
     # The estimate starts at the calibrated window, and a 256 px crop has room for it.
     est = estimate_shake(shaken(crop("camera"), 15, 5)[0])
     assert est.sizes_tried[0] == FIRST_SIZE and est.kernel.shape[0] == est.sizes_tried[-1]

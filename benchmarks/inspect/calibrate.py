@@ -152,8 +152,9 @@ def sizes(out: Path | None) -> None:
     from skimage import data
 
     from deblurcli.deconv import choose_region
+    from deblurcli.deconv.engine import touches_border
     from deblurcli.deconv.estimate import EstimatorSettings, estimate_pyramid
-    from deblurcli.inspect import _touches_border, _working_gray, shake_length
+    from deblurcli.inspect import _working_gray, shake_length
 
     rng = np.random.default_rng(SEED)
     rows = []
@@ -170,7 +171,7 @@ def sizes(out: Path | None) -> None:
             row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "est": {}}
             for n in SIZE_WINDOWS:
                 kk = estimate_pyramid(patch, n, EstimatorSettings()).kernel
-                row["est"][str(n)] = {"length": shake_length(kk), "cut": _touches_border(kk)}
+                row["est"][str(n)] = {"length": shake_length(kk), "cut": touches_border(kk)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     big = [r for r in rows if r["true"] >= 9]

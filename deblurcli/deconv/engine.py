@@ -165,7 +165,7 @@ def _scale_agreement(res: PyramidResult) -> float:
     return _ncc_aligned(normalise(up), last)
 
 
-def _touches_border(k: np.ndarray) -> bool:
+def touches_border(k: np.ndarray) -> bool:
     """The stated size criterion: a kernel is cut by its window if > 3% of its mass lies in the
     window's outer 2 px (a kernel that fits leaves that frame empty, since it is centred)."""
     frame = np.ones_like(k, dtype=bool)
@@ -181,20 +181,10 @@ def _upscale_kernel(k: np.ndarray, factor: float) -> np.ndarray:
     return clean_kernel(up, rel_threshold=0.02, min_mass=0.0)
 
 
-def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
-                    region: tuple[int, int, int, int] | None = None, progress: Progress | None = None,
-                    settings: EstimatorSettings | None = None) -> KernelEstimate:
-    """Estimate the camera-shake kernel of a grey (or RGB, reduced to luminance) image in [0, 1].
-
-    ``max_size``: largest kernel side in full-resolution pixels (default: a third of the
-    estimation region's short side, at most 101 px). ``region``: (x, y, w, h) to estimate from
-    instead of the automatic choice (`choose_region`). The size is chosen by a stated criterion:
-    from 35 px (at working scale) upward by x1.4 while the kernel is cut by its window (more than
-    3% of its mass in the outer 2 px, `_touches_border`), up to ``max_size``.
-    Raises `KernelError` for an image too small or too flat to estimate from.
-    """
-    t0 = time.perf_counter()
-    st = settings or EstimatorSettings()
+def _estimation_patch(gray: np.ndarray, region: tuple[int, int, int, int] | None
+                      ) -> tuple[np.ndarray, tuple[int, int, int, int], float, float]:
+    """(the luminance patch to estimate from, at working scale; its region in the photo; that
+    scale; its texture), refusing a photo or region too small or too flat to measure shake in."""
     g = _ops.luminance(np.asarray(gray, dtype=np.float32))
     h, w = g.shape
     if min(h, w) < MIN_SIDE:
@@ -221,6 +211,40 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
     texture = float(np.abs(gx).mean() + np.abs(gy).mean())
     if texture < MIN_TEXTURE:
         raise KernelError("the image is too flat to estimate camera shake from (no edges to measure it by)")
+    return patch, (x0, y0, rw, rh), scale, texture
+
+
+def implausibility(stats: KernelStats, scale_agreement: float, *, cut: str) -> list[str]:
+    """Why an estimated kernel does not look like one camera shake (empty: it does): many pieces,
+    spread over its window, cut by the window (``cut`` names the likely cause), or unstable
+    between the pyramid's last two scales. `estimate_kernel` and ``deblur inspect`` share it."""
+    reasons = []
+    if stats.components > 3:
+        reasons.append(f"{stats.components} separate pieces")
+    if stats.support_fraction > 0.35:
+        reasons.append(f"diffuse: covers {stats.support_fraction:.0%} of its window")
+    if stats.border_mass >= 0.05:
+        reasons.append(f"cut by its window ({cut})")
+    if scale_agreement < 0.5:
+        reasons.append(f"unstable across scales (agreement {scale_agreement:.2f})")
+    return reasons
+
+
+def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
+                    region: tuple[int, int, int, int] | None = None, progress: Progress | None = None,
+                    settings: EstimatorSettings | None = None) -> KernelEstimate:
+    """Estimate the camera-shake kernel of a grey (or RGB, reduced to luminance) image in [0, 1].
+
+    ``max_size``: largest kernel side in full-resolution pixels (default: a third of the
+    estimation region's short side, at most 101 px). ``region``: (x, y, w, h) to estimate from
+    instead of the automatic choice (`choose_region`). The size is chosen by a stated criterion:
+    from 35 px (at working scale) upward by x1.4 while the kernel is cut by its window (more than
+    3% of its mass in the outer 2 px, `touches_border`), up to ``max_size``.
+    Raises `KernelError` for an image too small or too flat to estimate from.
+    """
+    t0 = time.perf_counter()
+    st = settings or EstimatorSettings()
+    patch, (x0, y0, rw, rh), scale, texture = _estimation_patch(gray, region)
     limit = min(patch.shape) // 3
     if max_size is not None:
         if max_size < 3:
@@ -244,12 +268,12 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
         results.append(r)
         return r
 
-    # Grow while the kernel is cut by its window (`_touches_border`). Shrinking was measured and
+    # Grow while the kernel is cut by its window (`touches_border`). Shrinking was measured and
     # dropped: re-estimating at the support's bounding box plus 25% + 4 px, kept when its gradient
     # residual was no worse, changed 5 of Levin's 32 images and lowered the mean (32.04 against
     # 32.12 dB) for 50% more time; a window larger than the path costs little once it holds it.
     res = run(size)
-    while size < limit and _touches_border(res.kernel):
+    while size < limit and touches_border(res.kernel):
         size = min(_ops.odd(size * SIZE_STEP), limit)
         res = run(size)
     res = results[-1]
@@ -257,15 +281,7 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
     stats = kernel_stats(kernel)
     size_agreement = _ncc_aligned(results[-2].kernel, res.kernel) if len(results) > 1 else None
     scale_agreement = _scale_agreement(res)
-    reasons = []
-    if stats.components > 3:
-        reasons.append(f"{stats.components} separate pieces")
-    if stats.support_fraction > 0.35:
-        reasons.append(f"diffuse: covers {stats.support_fraction:.0%} of its window")
-    if stats.border_mass >= 0.05:
-        reasons.append("cut by its window (shake larger than max_size?)")
-    if scale_agreement < 0.5:
-        reasons.append(f"unstable across scales (agreement {scale_agreement:.2f})")
+    reasons = implausibility(stats, scale_agreement, cut="shake larger than max_size?")
     diag = Diagnostics(residual=res.residual, scale_agreement=scale_agreement, size_agreement=size_agreement,
                        noise_sigma=_ops.noise_sigma(patch), texture=texture, plausible=not reasons,
                        reasons=tuple(reasons))
