@@ -32,7 +32,7 @@ from typing import Any
 from .. import manifest, settings
 from ..errors import CheckpointError, ModelNotAvailable
 from ..safetensors_header import read_safetensors_header
-from . import get_arch
+from .archs import get_arch
 
 DEFAULT_NAME = "default"
 #: File name of the embedded default model inside ``deblurcli._weights``.
