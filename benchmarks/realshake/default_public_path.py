@@ -106,7 +106,7 @@ def summarise(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="shake,nonshake,levin")
-    ap.add_argument("--levin", type=Path, default=Path("/work/data/Levin_data"), help="Levin_data/ folder")
+    ap.add_argument("--levin", type=Path, default=Path("Levin_data"), help="Levin_data/ folder (FWen/deblur-pmp)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--kernels", type=int, default=6)
     ap.add_argument("--every", type=int, default=1,
