@@ -224,12 +224,26 @@ def summarise(rows: list[dict], rule: dict | None = None) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_set_arguments(ap: argparse.ArgumentParser) -> None:
+    """The image sets' flags, shared with default_public_path.py (which scores the same sets)."""
     ap.add_argument("--sets", default="shake,nonshake,levin")
     ap.add_argument("--levin", type=Path, default=Path("Levin_data"), help="Levin_data/ folder (FWen/deblur-pmp)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--kernels", type=int, default=6)
+
+
+def levin_missing(args: argparse.Namespace) -> bool:
+    """Say so (and return True) when the Levin set is asked for but its folder does not hold it."""
+    if "levin" in args.sets and not (args.levin / "im01_ker01.mat").is_file():
+        print(f"{args.levin}: no im01_ker01.mat here; give Levin_data/ of FWen/deblur-pmp, or drop 'levin' "
+              "from --sets", file=sys.stderr)
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_set_arguments(ap)
     ap.add_argument("--refine", action="store_true", help="also score the network applied after deconvolution")
     ap.add_argument("--rescore", type=Path, nargs="+",
                     help="recompute verdicts (the current TRUST_RULE) and the summary from results JSONs; "
@@ -247,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                    "per_image": rows}
         atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
         return 0
-    if "levin" in args.sets and not (args.levin / "im01_ker01.mat").is_file():
-        print(f"{args.levin}: no im01_ker01.mat here; give Levin_data/ of FWen/deblur-pmp, or drop 'levin' "
-              "from --sets", file=sys.stderr)
+    if levin_missing(args):
         return 2
     rows = run(args)
     s = summarise(rows)

@@ -104,11 +104,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import default_hybrid as dh
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="shake,nonshake,levin")
-    ap.add_argument("--levin", type=Path, default=Path("Levin_data"), help="Levin_data/ folder (FWen/deblur-pmp)")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--kernels", type=int, default=6)
+    dh.add_set_arguments(ap)
     ap.add_argument("--every", type=int, default=1,
                     help="score every N-th image of each set only (4: a quarter, bands and kinds still mixed)")
     ap.add_argument("--from-log", type=Path, help="summarise the JSON lines an earlier run printed")
@@ -119,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_log:
         rows = [json.loads(line) for line in args.from_log.read_text().splitlines() if line.startswith("{\"set\"")]
     else:
-        if "levin" in args.sets and not (args.levin / "im01_ker01.mat").is_file():
-            print(f"{args.levin}: no im01_ker01.mat here; give Levin_data/ of FWen/deblur-pmp, or drop 'levin' "
-                  "from --sets", file=sys.stderr)
+        if dh.levin_missing(args):
             return 2
         rows = run(args)
     s = summarise(rows)
