@@ -40,6 +40,7 @@ from .commands.common import (
     out,
 )
 from .commands.common import error as _error
+from .commands.common import leave as _leave
 from .commands.common import make_deblurrer as _make_deblurrer
 from .commands.common import say as _say
 from .commands.common import second_interrupt_exits_now as _second_interrupt_exits_now
@@ -542,7 +543,10 @@ def inspect_cmd(
 def main() -> None:
     """Console-script entry point (also ``python -m deblurcli``, which should still call itself deblur)."""
     _second_interrupt_exits_now()
-    app(prog_name="deblur")
+    try:
+        app(prog_name="deblur")
+    except SystemExit as done:
+        _leave(done.code)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,34 @@ def test_convert_unknown_architecture_names_the_file(tmp_path: Path, capfd: pyte
     assert code == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"error: {src}: could not recognise the architecture"), lines
     assert "--arch" in lines[0]
+
+
+_LEAVE = """
+import atexit, sys, threading, time, torch
+from pathlib import Path
+from deblurcli.commands.common import leave
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+if sys.argv[2] == "thread":
+    def late() -> None:
+        time.sleep(0.5)
+        (out / "thread").write_text("done")
+    threading.Thread(target=late).start()
+sys.stdout.write("unflushed output")
+leave(int(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "thread"])
+def test_the_quick_exit_keeps_output_exit_code_cleanup_and_running_threads(tmp_path: Path, mode: str) -> None:
+    """`deblur` skips torch's teardown at exit; what a user relies on must survive that."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _LEAVE, str(tmp_path), mode, "3"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "unflushed output"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    if mode == "thread":  # a live non-daemon thread gets the ordinary exit, which waits for it
+        assert (tmp_path / "thread").read_text() == "done"

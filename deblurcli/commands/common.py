@@ -162,6 +162,38 @@ def second_interrupt_exits_now() -> None:
         pass
 
 
+def leave(code: object) -> None:
+    """End the process with ``code`` (a ``SystemExit.code``) without the interpreter's teardown.
+
+    Once torch and numba are loaded, tearing down their modules takes about a second (measured:
+    0.95 s of a 1 MP photo's 8.7 s), after every output is already written and closed. So when
+    nothing can still be running, stdout and stderr are flushed, the ``atexit`` handlers run (they
+    are what libraries register for cleanup: logging, multiprocessing, temporary folders) and the
+    process ends at once. With a live non-daemon thread, or without torch loaded (``--help``, a
+    usage error), the ordinary exit runs instead, which also joins threads.
+    """
+    import atexit
+    import threading
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    busy = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    if "torch" not in sys.modules or busy:
+        sys.exit(status)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``| head``): nothing more can reach it
+            pass
+    atexit._run_exitfuncs()
+    os._exit(status)
+
+
 # -- the app: deblurcli/cli.py registers every command on it, in --help order -----------------------
 app = typer.Typer(
     name="deblur",
