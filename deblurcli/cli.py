@@ -335,11 +335,10 @@ app.command()(tools.convert)
 
 
 # -- eval ---------------------------------------------------------------------------------------------
-@app.command("eval", context_settings={"allow_extra_args": True})
+@app.command("eval")
 @handle_errors
 @engine_options()
 def eval_cmd(
-    ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", help="gopro | hide | realblur-j | realblur-r | pairs"),
     data_dir: Path = typer.Option(..., "--data-dir", help="Dataset folder (layout detected)"),
     sharp_dir: Path | None = typer.Option(None, "--sharp-dir", help="For --dataset pairs: the sharp folder"),
@@ -361,14 +360,6 @@ def eval_cmd(
     from .eval.runner import evaluate, write_csv, write_json
     from .eval.summary import paper_comparison
 
-    if ctx.args:
-        # `--json FILE` was this command's way to write the JSON result before --json became the
-        # flag it is in every other command; one such word after --json is still read that way.
-        if not json_out or report is not None or len(ctx.args) != 1:
-            raise UsageError(f"unexpected argument {ctx.args[0]!r} (see 'deblur eval -h')")
-        json_out, report = False, ctx.args[0]
-        if not quiet:
-            _say("[yellow]note:[/] ", f"--json {report} is now --report {report}")
     to_stdout = [name for name, on in (("--json", json_out), ("--report -", report == "-"),
                                        ("--csv -", csv_path == "-")) if on]
     if len(to_stdout) > 1:

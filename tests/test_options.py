@@ -206,7 +206,7 @@ def test_with_options_refuses_a_command_that_declares_an_option_twice() -> None:
 
 
 # -- eval's --json is the flag it is everywhere; the file is --report ------------------------------------------
-def test_eval_json_flag_report_file_and_old_json_path(tmp_path: Path, tiny_model: Path) -> None:
+def test_eval_json_flag_and_report_file(tmp_path: Path, tiny_model: Path) -> None:
     args = _command_args(tmp_path)["eval"] + ["--model", str(tiny_model), "--device", "cpu"]
     res = runner.invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.stderr
@@ -215,10 +215,6 @@ def test_eval_json_flag_report_file_and_old_json_path(tmp_path: Path, tiny_model
     res = runner.invoke(app, [*args, "--report", str(report), "--quiet"])
     assert res.exit_code == 0 and res.stdout == ""
     assert json.loads(report.read_text())["summary"]["count"] == 1
-    old = tmp_path / "old.json"
-    res = runner.invoke(app, [*args, "--json", str(old)])  # how it was spelt before: still works, with a note
-    assert res.exit_code == 0, res.stderr
-    assert json.loads(old.read_text())["summary"]["count"] == 1 and "--report" in res.stderr
     res = runner.invoke(app, [*args, "stray"])
     assert res.exit_code == 2 and "stray" in res.stderr
     res = runner.invoke(app, [*args, "--json", "--csv", "-"])
