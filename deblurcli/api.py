@@ -8,8 +8,8 @@ users share, so that every front end behaves the same.
 
 ``Deblurrer("shake")`` is the classical camera-shake engine (`deblurcli.shake`, no network), and
 ``Deblurrer(deconv="auto")`` (opt-in; "off" is the default) lets the embedded default deconvolve
-shake it measured and trusts; what the engine did to the last photo is in ``last_outcome`` (and
-``RestoreResult.shake``).
+shake it measured and trusts; what the engine did to the last photo this thread restored is in
+``last_outcome`` (and ``RestoreResult.shake``).
 
 The options (device, precision, tiles, strength, ...) are `deblurcli.options.EngineOptions`, the
 same object the ``deblur`` commands build from their flags: ``Deblurrer(options=opts)`` or keyword
@@ -182,8 +182,9 @@ class Deblurrer:
         # Read and checked now, so a bad file is one error before any photo is touched.
         self.kernel = None if opts.kernel is None else shake.load_kernel(opts.kernel)
         self.deconv = opts.deconv
-        #: What the engine did to the last photo restored (None: it was not asked to do anything).
-        self.last_outcome: shake.Outcome | None = None
+        # Per thread: one Deblurrer may restore photos on several threads at once, and each caller
+        # must read what was done to its own photo.
+        self._calls = threading.local()
         if opts.scan_backend != "auto" and opts.scan_backend not in ssm.BACKENDS:
             raise OptionError("scan_backend", f"unknown scan backend; choose auto, {', '.join(ssm.BACKENDS)}",
                               value=opts.scan_backend)
@@ -452,6 +453,15 @@ class Deblurrer:
     def uses_engine(self) -> bool:
         """Whether each photo goes through the deconvolution engine (shake, or the default's hybrid)."""
         return self.classical or self.hybrid
+
+    @property
+    def last_outcome(self) -> shake.Outcome | None:
+        """What the engine did to the last photo restored on the calling thread (None: nothing asked of it)."""
+        return getattr(self._calls, "outcome", None)
+
+    @last_outcome.setter
+    def last_outcome(self, outcome: shake.Outcome | None) -> None:
+        self._calls.outcome = outcome
 
     def _engine(self, pixels: np.ndarray, progress: Callable[[int, int], None] | None,
                 label: str) -> np.ndarray | None:

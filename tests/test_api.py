@@ -419,3 +419,38 @@ def test_auto_tiles_follow_pixel_count_not_side(tiny_model: Path, monkeypatch: p
     t = d.tile_for(1100, 1100)
     assert 0 < t < 700 and t % d.spec.pad_multiple == 0
     assert d.tile_for(4000, 3000) <= 1024
+
+
+def test_each_thread_reads_what_was_done_to_its_own_photo(tmp_path: Path) -> None:
+    """One Deblurrer shared by threads (a server, a pool): `last_outcome` is the calling thread's."""
+    import threading
+
+    from deblurcli.api import Deblurrer
+
+    kernel = np.zeros((5, 5), np.float32)
+    kernel[2, :] = 1.0
+    np.save(tmp_path / "k.npy", kernel)
+    d = Deblurrer("default", device="cpu", progress=False, kernel=str(tmp_path / "k.npy"))
+    photo = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    first_done, second_done = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def with_kernel() -> None:
+        d.restore(photo)
+        first_done.set()
+        second_done.wait(60)
+        seen["kernel"] = d.last_outcome
+
+    def network_only() -> None:
+        first_done.wait(60)
+        d.restore(photo, deconv=False)
+        seen["network"] = d.last_outcome
+        second_done.set()
+
+    threads = [threading.Thread(target=with_kernel), threading.Thread(target=network_only)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert seen["network"] is None
+    assert getattr(seen["kernel"], "path", None) == "kernel"
