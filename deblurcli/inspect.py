@@ -37,9 +37,9 @@ from .quality import EdgeWidth, edge_width, luma
 DEFAULT_THRESHOLD = 1.9
 #: The share of the kernel's weight whose span along the shake is reported as its length. The
 #: estimate's faint halo makes a threshold-based support overshoot; among the central shares of the
-#: weight, 85% put the most calibration lengths within 25% with the 49 px ladder start (80%,
-#: against 73% for 90% and 77% for 95%; median error -14%, -10%, -3%; calibrate.py --rules on
-#: --length's kernels). The differences are one or two of 30 cases.
+#: weight, 85% put the most calibration lengths within 25% with the half-scale estimate (76% of 53
+#: shakes of 9 px or more on the 11 photos, against 68% for 80%, 66% for 90%, 57% for 95%; median
+#: error -3.5%; ``calibrate.py --length`` then ``--rules``: results/calibrate_length.json).
 LENGTH_MASS = 0.85
 #: How sure the verdict is as a function of log(width / threshold): 0.5 at the threshold, 0.9 at
 #: about 1.3x (or 1/1.3x) it.
@@ -50,12 +50,14 @@ REGION_SIDE = 256
 #: Photos whose long side exceeds this are brought to half resolution first (the working scale), as
 #: the engine does.
 FULL_RES_MAX_SIDE = 1600
-#: The kernel is estimated at 1/REDUCTION of the working scale. Why: at the working scale the
-#: benchmark's 59 px shakes (29-49 px of support) read 15-55% short, folded inside a 49 px window,
-#: while halved they are 15-25 px strokes, the sizes the estimator resolves best; it also costs
-#: about two thirds as much. On the calibration set (``calibrate.py --length``, 30 shakes of 9 px
-#: or more) 83% of lengths came within 25% against 80% at the working scale (1.4 against 2.1 s of
-#: CPU each). Photos too small to halve (under 2 * MIN_SIDE) are estimated at the working scale.
+#: The kernel is estimated at 1/REDUCTION of the working scale. Why: at the working scale long
+#: shakes fold inside their kernel window and read short (the benchmark's 59 px shakes, 29-49 px of
+#: support: 2 of 11 within 25%), while halved they are strokes of 15-25 px, which the estimator
+#: resolves; it also costs less (1.9 against 2.6 s of CPU for a 12 MP photo's report). On the
+#: calibration set (11 photos x 6 shakes, 53 of 9 px or more) 76% of lengths came within 25%,
+#: against 55% at the working scale from the 49 px ladder start (62% with its best length rule,
+#: 95% of the weight): results/calibrate_length.json, calibrate_length_reduction1.json. Photos too
+#: small to halve (under 2 * MIN_SIDE) are estimated at the working scale.
 REDUCTION = 2
 #: First kernel window of the size ladder, at the estimation scale: the engine's 35 px, which at
 #: half the working scale spans 70 px of it (grown by x1.4 while the kernel is cut by its window).
