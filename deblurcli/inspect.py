@@ -3,15 +3,17 @@
 Two costs for two uses. `judge` is the verdict alone, for ``deblur batch --only-blurry`` over a
 whole camera roll: it measures edge width on a few hundred textured tiles (`deblurcli.quality`)
 and never builds a full-resolution float copy of the photo. `inspect` adds the blur trace: the
-camera-shake kernel from `deblurcli.deconv.estimate_kernel`, its length and direction, and the
-command to run. The verdict is the same number in both, so a photo that ``inspect`` calls
-blurred is one ``batch --only-blurry`` processes.
+camera-shake kernel (`deblurcli.deconv`'s estimator, on a half-scale copy: `estimate_shake`), its
+length and direction, and the command to run. The verdict is the same number in both, so a photo
+that ``inspect`` calls blurred is one ``batch --only-blurry`` processes.
 
 Why the verdict does not come from the kernel: the estimator, given a sharp photo, still returns
-a small blob (7-9 px of support on scikit-image's astronaut, camera and coffee), as long as a
-real 9 px shake. Edge width separates sharp from blurred without that ambiguity and costs about
-a seventeenth as much on a 12 MP photo (the benchmark: 0.10 against 1.7 s of CPU); the kernel is
-estimated only for photos judged blurred, where its length means something.
+a blob as long as a real shake (8-23 px long on the calibration set's sharp photos, and 40-55 px
+on scikit-image's brick, a soft texture that edge width also calls blurred; ``calibrate.py
+--verdict-kernels``), so the kernel's length neither clears a soft photo nor flags a shaken one
+that edge width misses. Edge width costs about a twentieth as much on a 12 MP photo (the
+benchmark: 0.12 against 2.4 s of CPU); the kernel is estimated only for photos judged blurred,
+where its length means something.
 """
 
 from __future__ import annotations
@@ -35,25 +37,34 @@ from .quality import EdgeWidth, edge_width, luma
 DEFAULT_THRESHOLD = 1.9
 #: The share of the kernel's weight whose span along the shake is reported as its length. The
 #: estimate's faint halo makes a threshold-based support overshoot; among the central shares of the
-#: weight, 85% put the most calibration lengths within 25% with the 49 px ladder start (80%,
-#: against 73% for 90% and 77% for 95%; median error -14%, -10%, -3%; calibrate.py --rules on
-#: --length's kernels). The differences are one or two of 30 cases.
+#: weight, 85% put the most calibration lengths within 25% with the half-scale estimate (76% of 53
+#: shakes of 9 px or more on the 11 photos, against 68% for 80%, 66% for 90%, 57% for 95%; median
+#: error -3.5%; ``calibrate.py --length`` then ``--rules``: results/calibrate_length.json).
 LENGTH_MASS = 0.85
 #: How sure the verdict is as a function of log(width / threshold): 0.5 at the threshold, 0.9 at
 #: about 1.3x (or 1/1.3x) it.
 _CONFIDENCE_SCALE = 0.12
-#: Side of the estimation window at working scale: a 256 px window costs a fraction of the engine's
-#: 512 px one and keeps a 12 MP photo's full report under 2 s of CPU; on it, shakes of 30-50 px
-#: of support mostly read short (the benchmark's 59 px kernels).
+#: Side of the estimation window, at the estimation scale (see REDUCTION): 256 px there is 512 px
+#: of the working image, the engine's own window, for the cost of a 256 px one.
 REGION_SIDE = 256
-#: Photos whose long side exceeds this are estimated at half resolution, as the engine does.
+#: Photos whose long side exceeds this are brought to half resolution first (the working scale), as
+#: the engine does.
 FULL_RES_MAX_SIDE = 1600
-#: First kernel window of the size ladder, at working scale (the engine starts at 35 px). On the
-#: calibration set (``calibrate.py --sizes``, 30 shakes of 9 px or more) the share of lengths within
-#: 25% was 70% with the ladder from 35 px, 73% from 49 px, 70% from 69 px (83% with a fixed 85 px
-#: window, which costs about twice the 35 px one: over the 3 s budget on 12 MP); 49 px costs about
-#: 1.2 times 35 px. The size is not what limits the length: the estimates scatter at every size.
-FIRST_SIZE = 49
+#: The kernel is estimated at 1/REDUCTION of the working scale. Why: at the working scale long
+#: shakes fold inside their kernel window and read short (the benchmark's 59 px shakes, 29-49 px of
+#: support: 2 of 11 within 25%), while halved they are strokes of 15-25 px, which the estimator
+#: resolves; it also costs less (1.9 against 2.6 s of CPU for a 12 MP photo's report). On the
+#: calibration set (11 photos x 6 shakes, 53 of 9 px or more) 76% of lengths came within 25%,
+#: against 55% at the working scale from the 49 px ladder start (62% with its best length rule,
+#: 95% of the weight): results/calibrate_length.json, calibrate_length_reduction1.json. Photos too
+#: small to halve (under 2 * MIN_SIDE) are estimated at the working scale.
+REDUCTION = 2
+#: First kernel window of the size ladder, at the estimation scale: the engine's 35 px, which at
+#: half the working scale spans 70 px of it (grown by x1.4 while the kernel is cut by its window).
+FIRST_SIZE = 35
+#: First kernel window when the estimate falls back to the working scale (`estimate_shake`): the
+#: start that put the most calibration lengths within 25% there (73%; ``calibrate.py --sizes``).
+WORKING_FIRST_SIZE = 49
 VIDEO_FRAMES = 3
 
 
@@ -187,7 +198,7 @@ def shake_length(kernel: np.ndarray, mass: float = LENGTH_MASS) -> float:
 
 @dataclass
 class ShakeEstimate:
-    """The kernel estimate `inspect` reports from, at working scale (``factor`` converts to photo pixels).
+    """The kernel estimate `inspect` reports from, at its estimation scale (``factor`` converts to photo pixels).
 
     ``plausible``/``reasons`` apply the engine's own rule (`deconv.estimate_kernel`): few pieces,
     not diffuse, not cut by its window, stable across the pyramid's last two levels.
@@ -215,26 +226,23 @@ def _scale_agreement(levels: list[Any]) -> float:
     return kernel_similarity(up / max(float(up.sum()), 1e-12), last)
 
 
-def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int = FIRST_SIZE) -> ShakeEstimate:
-    """The camera-shake kernel of a photo, estimated on one ``region_side`` window at working scale.
+def _reduced(gray: np.ndarray, factor: int) -> np.ndarray:
+    """``gray`` box-averaged by ``factor`` (area interpolation: no aliasing of the blur's edges)."""
+    import cv2
 
-    The engine's size ladder with two call-site changes (`deconv.estimate_kernel` has no parameter
-    for either): the window is ``region_side`` instead of its 512 px (cost), and the ladder starts
-    at ``first_size`` instead of 35 px. A long shake estimated in a 35 px kernel window does not
-    touch the window's border (the criterion for growing): it comes back folded and short, which
-    is why every 59 px benchmark shake read short. The ladder then grows by x1.4 while the kernel
-    is cut by its window, as the engine's does.
-    """
-    from .deconv import choose_region, kernel_stats
-    from .deconv.engine import MIN_SIDE, MIN_TEXTURE, SIZE_STEP, implausibility, touches_border
+    h, w = gray.shape
+    return cv2.resize(np.ascontiguousarray(gray, dtype=np.float32), (max(w // factor, 1), max(h // factor, 1)),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _ladder(gray: np.ndarray, region_side: int, first_size: int) -> tuple[Any, list[int]]:
+    """The engine's size ladder on the ``region_side`` window of ``gray`` richest in edges: from
+    ``first_size``, grown by x1.4 while the kernel is cut by its window (`touches_border`)."""
+    from .deconv import choose_region
+    from .deconv.engine import MIN_TEXTURE, SIZE_STEP, touches_border
     from .deconv.estimate import EstimatorSettings, estimate_pyramid
     from .errors import KernelError
 
-    arr, _ = _samples(src)
-    gray, scale = _working_gray(arr)
-    if min(gray.shape) < MIN_SIDE:
-        raise KernelError(f"the image ({gray.shape[1]}x{gray.shape[0]}) is too small to estimate camera shake "
-                          f"from; it needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
     x0, y0, rw, rh = choose_region(gray, side=region_side)
     patch = np.ascontiguousarray(gray[y0:y0 + rh, x0:x0 + rw])
     texture = float(np.abs(np.diff(patch, axis=1)).mean() + np.abs(np.diff(patch, axis=0)).mean())
@@ -249,6 +257,43 @@ def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int 
         size = min(int(round(size * SIZE_STEP)) | 1, limit)
         tried.append(size)
         res = estimate_pyramid(patch, size, EstimatorSettings())
+    return res, tried
+
+
+def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int = FIRST_SIZE,
+                   reduction: int = REDUCTION) -> ShakeEstimate:
+    """The camera-shake kernel of a photo, estimated on one ``region_side`` window at 1/``reduction``
+    of the working scale.
+
+    The engine's size ladder (`deconv.estimate_kernel` has no parameter for the scale or the window)
+    on a reduced copy: a long shake estimated at the working scale folds inside its kernel window
+    without touching the window's border (the criterion for growing) and comes back short, which
+    is why the benchmark's 59 px shakes read short; halved, it is a stroke the estimator resolves.
+    Where the reduced copy has lost its edges (a fine texture shaken by 50 px: the estimate comes
+    back empty), the kernel is estimated again at the working scale, from the 49 px window used
+    there before (``calibrate.py --sizes``).
+    """
+    from .deconv import kernel_stats
+    from .deconv.engine import MIN_SIDE, implausibility
+    from .errors import KernelError
+
+    arr, _ = _samples(src)
+    gray, scale = _working_gray(arr)
+    if min(gray.shape) < MIN_SIDE:
+        raise KernelError(f"the image ({gray.shape[1]}x{gray.shape[0]}) is too small to estimate camera shake "
+                          f"from; it needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    res = None
+    if reduction > 1 and min(gray.shape) // reduction >= MIN_SIDE:
+        try:
+            res, tried = _ladder(_reduced(gray, reduction), region_side, first_size)
+        except KernelError:  # too flat once reduced: the working scale may still have edges
+            res = None
+        if res is not None and float(res.kernel.sum()) > 0:
+            scale /= reduction
+        else:
+            res = None
+    if res is None:
+        res, tried = _ladder(gray, region_side, WORKING_FIRST_SIZE if reduction > 1 else first_size)
     stats = kernel_stats(res.kernel)
     agreement = _scale_agreement(res.levels)
     reasons = implausibility(stats, agreement, cut="shake longer than the window?")
@@ -308,8 +353,8 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
     ``shake_px`` is the extent of the estimated kernel's support along its main direction (the
     span of the central 85% of its weight, `shake_length`), in the photo's own pixels;
     ``direction_deg`` is counter-clockwise from the x axis with y up, in [0, 180).
-    ``kernel=False`` stops after the verdict. A photo too flat to estimate from keeps its verdict
-    and says why in ``note``.
+    ``kernel=False`` stops after the verdict. A photo too flat to estimate from, or whose estimate
+    is empty, keeps its verdict, with no length, and says why in ``note``.
     """
     from .errors import KernelError
 
@@ -325,10 +370,13 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
         except KernelError as exc:
             rec.note = str(exc)
         else:
-            rec.shake_px = shake_length(est.kernel) * est.factor
-            rec.direction_deg = float(est.stats.direction_deg)
-            rec.kernel_plausible = est.plausible
-            rec.kernel = est.kernel
+            if float(est.kernel.sum()) <= 0:  # the estimator found no stroke: say so rather than "0 px"
+                rec.note = "no camera-shake trace could be measured (the edges left are too faint)"
+            else:
+                rec.shake_px = shake_length(est.kernel) * est.factor
+                rec.direction_deg = float(est.stats.direction_deg)
+                rec.kernel_plausible = est.plausible
+                rec.kernel = est.kernel
     rec.suggestion = _suggest(label, rec)
     rec.seconds = time.perf_counter() - t0
     return rec

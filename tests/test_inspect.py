@@ -101,6 +101,33 @@ def test_the_shake_ladder_grows_only_for_a_kernel_cut_by_its_window() -> None:
         estimate_shake(np.full((256, 256), 0.5, np.float32))
 
 
+def test_a_long_shake_is_not_read_short() -> None:
+    # A 59 px kernel window, the benchmark's longest (where most lengths used to read short), on a
+    # 512 px photo: the length comes within the benchmark's 25%.
+    blurred, k = shaken(crop("camera", 512), 59, 59)
+    rec = inspect(blurred)
+    truth = kernel_stats(k).extent_px
+    assert rec.blurred and rec.shake_px is not None
+    assert abs(rec.shake_px - truth) <= 0.25 * truth, (rec.shake_px, truth)
+
+
+def test_an_empty_estimate_is_no_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The estimator can return an all-zero kernel (edges too faint): the report then has no length
+    # and says why, rather than a "0 px" shake.
+    from deblurcli import inspect as inspect_mod
+
+    real = inspect_mod.estimate_shake
+
+    def empty(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - forwards to the real signature
+        est = real(*args, **kw)
+        est.kernel = np.zeros_like(est.kernel)
+        return est
+
+    monkeypatch.setattr(inspect_mod, "estimate_shake", empty)
+    rec = inspect(shaken(crop("camera"), 15, 5)[0])
+    assert rec.blurred and rec.shake_px is None and rec.kernel is None and rec.note
+
+
 def test_suggested_scale_brings_the_shake_inside_training() -> None:
     assert suggested_scale(30, 41) == 1
     assert suggested_scale(60, 41) == 2  # 60 > 1.2 * 41, 30 is not

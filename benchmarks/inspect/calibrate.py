@@ -6,17 +6,29 @@ is not tuned on the cases it is judged by. Two modes:
 
 * ``--verdict``: the edge width of sharp and shaken versions of every benchmark photo, and the
   threshold that separates them best (the threshold `deblurcli.inspect.DEFAULT_THRESHOLD` is set from).
-* ``--length OUT.npz``: estimated and true kernels of 6 photos x 6 shakes, for choosing how the
+* ``--length OUT.npz``: estimated and true kernels of 11 photos x 6 shakes, for choosing how the
   reported length is read off an estimated kernel (`deblurcli.inspect.shake_length`).
 
     python benchmarks/inspect/calibrate.py --verdict [--out FILE.json]
-    python benchmarks/inspect/calibrate.py --length /tmp/calib.npz
+    python benchmarks/inspect/calibrate.py --length /tmp/calib.npz [--reduction N]
     python benchmarks/inspect/calibrate.py --rules /tmp/calib.npz [--out FILE.json]
     python benchmarks/inspect/calibrate.py --sizes [--out FILE.json]
+    python benchmarks/inspect/calibrate.py --verdict-kernels [--out FILE.json]
 
-``--sizes``: the same 36 cases, each estimated with kernel windows of 35, 49, 69 and 85 px, and
-how often each way of choosing the window (fixed, or the engine's grow-while-cut ladder from a
-given start) puts the length within 25% (`deblurcli.inspect.FIRST_SIZE` is chosen from it).
+``--verdict-kernels``: the shake length `deblurcli.inspect.estimate_shake` reads on every --verdict
+case, sharp ones included: whether the kernel could inform the verdict (it could not: sharp photos
+read as long as real shakes).
+
+``--sizes``: the same cases (36 when it was run, on the first six photos), each estimated with
+kernel windows of 35, 49, 69 and 85 px, and how often each way of choosing the window (fixed, or
+the engine's grow-while-cut ladder from a given start) puts the length within 25%, at the working
+scale (no reduction: the 49 px ladder start of the first rounds was chosen from it).
+
+``--reduction``: estimate at 1/N of the working scale (default `deblurcli.inspect.REDUCTION`). The
+reduction was chosen by scoring ``--length`` kernels with ``--reduction 1`` (the 49 px ladder start
+then in use) and ``--reduction 2`` (the engine's 35 px start) with ``--rules``, on the 11 photos:
+results/calibrate_length.json (2) and results/calibrate_length_reduction1.json (1); the 6-photo
+tables of the first rounds are in git history.
 """
 
 from __future__ import annotations
@@ -29,13 +41,15 @@ import numpy as np
 
 from deblurcli import synth
 from deblurcli.deconv import kernel_stats
-from deblurcli.inspect import REGION_SIDE, estimate_shake
+from deblurcli.inspect import REDUCTION, REGION_SIDE, estimate_shake
 from deblurcli.quality import edge_width
 
 VERDICT_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "grass", "gravel",
                   "coins", "moon", "brick")
 VERDICT_SIZES = (5, 7, 9, 11, 15, 21, 31, 45, 59)
-LENGTH_PHOTOS = ("camera", "coffee", "chelsea", "rocket", "grass", "coins")
+#: Every benchmark photo (each as its calibration crop): the first rounds used six of them, and the
+#: lengths on those six ranked the ways of estimating differently from the benchmark's eleven.
+LENGTH_PHOTOS = VERDICT_PHOTOS
 LENGTH_SIZES = (9, 15, 23, 33, 47, 59)
 SEED = 7
 
@@ -100,19 +114,50 @@ def verdict(out: Path | None) -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def length(out: str, region: int = REGION_SIDE) -> None:
+def verdict_kernels(out: Path | None) -> None:
+    """--verdict's cases (same draws), each with the length read off its estimated kernel."""
+    from deblurcli.errors import KernelError
+    from deblurcli.inspect import shake_length
+
+    rng = np.random.default_rng(SEED)
+    rows = []
+    for name in VERDICT_PHOTOS:
+        sharp = load(name)
+        forms = {"sharp": sharp, "sharp+noise": synth.add_noise(sharp, rng, sigma=(0.003, 0.01)),
+                 "sharp+jpeg85": synth.jpeg(sharp, 85)}
+        cases = [(form, img, 0.0) for form, img in forms.items()]
+        for i, size in enumerate(VERDICT_SIZES):
+            k = synth.random_kernel(size, rng)
+            b = synth.add_noise(synth.blur_image(sharp, k), rng, sigma=(0.002, 0.01))
+            if i % 2:
+                b = synth.jpeg(b, 90)
+            cases.append((f"shake{size}", b, float(kernel_stats(k).extent_px)))
+        for form, img, true_px in cases:
+            try:
+                e = estimate_shake(img)
+                length_px: float | None = round(shake_length(e.kernel) * e.factor, 2)
+            except KernelError:
+                length_px = None
+            rows.append({"photo": name, "form": form, "true_px": true_px, "length_px": length_px,
+                         **{k: round(v, 3) for k, v in _widths(img).items()}})
+            print(json.dumps(rows[-1]), flush=True)
+    sharp_len = [r["length_px"] for r in rows if r["true_px"] == 0 and r["length_px"] is not None]
+    result = {"sharp_length_range": [min(sharp_len), max(sharp_len)], "rows": rows}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def length(out: str, region: int = REGION_SIDE, reduction: int = REDUCTION) -> None:
     rng = np.random.default_rng(SEED)
     true, est, scale = [], [], []
     for name in LENGTH_PHOTOS:
-        from skimage import data
-
-        img = getattr(data, name)().astype(np.float32) / 255.0
-        h, w = img.shape[:2]
-        img = img[: h * 3 // 4] if h > w else img[:, : w * 3 // 4]
+        img = load(name)
         for size in LENGTH_SIZES:
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            e = estimate_shake(b, region_side=region)
+            e = estimate_shake(b, region_side=region, reduction=reduction,
+                               first_size=35 if reduction > 1 else 49)
             true.append(k)
             est.append(e.kernel)
             scale.append(e.factor)
@@ -149,8 +194,6 @@ SIZE_WINDOWS = (35, 49, 69, 85)
 
 
 def sizes(out: Path | None) -> None:
-    from skimage import data
-
     from deblurcli.deconv import choose_region
     from deblurcli.deconv.engine import touches_border
     from deblurcli.deconv.estimate import EstimatorSettings, estimate_pyramid
@@ -159,9 +202,7 @@ def sizes(out: Path | None) -> None:
     rng = np.random.default_rng(SEED)
     rows = []
     for name in LENGTH_PHOTOS:
-        img = getattr(data, name)().astype(np.float32) / 255.0
-        h, w = img.shape[:2]
-        img = img[: h * 3 // 4] if h > w else img[:, : w * 3 // 4]
+        img = load(name)
         for size in LENGTH_SIZES:
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
@@ -203,19 +244,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="with --verdict: write the rows as JSON")
     ap.add_argument("--length", metavar="OUT.npz")
     ap.add_argument("--region", type=int, default=REGION_SIDE, help="with --length: estimation window side")
+    ap.add_argument("--reduction", type=int, default=REDUCTION, help="with --length: estimate at 1/N of the "
+                    "working scale (1: at the working scale, with the 49 px ladder start used there)")
     ap.add_argument("--rules", metavar="NPZ", help="score the ways of reading a length off --length's kernels")
     ap.add_argument("--sizes", action="store_true", help="score the kernel windows' sizes on the length cases")
+    ap.add_argument("--verdict-kernels", action="store_true", help="the kernel's length on every --verdict case")
     args = ap.parse_args()
     if args.sizes:
         sizes(args.out)
     if args.verdict:
         verdict(args.out)
+    if args.verdict_kernels:
+        verdict_kernels(args.out)
     if args.length:
-        length(args.length, args.region)
+        length(args.length, args.region, args.reduction)
     if args.rules:
         length_rules(args.rules, args.out)
-    if not (args.verdict or args.length or args.rules or args.sizes):
-        ap.error("give --verdict, --sizes, --length OUT.npz or --rules NPZ")
+    if not (args.verdict or args.verdict_kernels or args.length or args.rules or args.sizes):
+        ap.error("give --verdict, --verdict-kernels, --sizes, --length OUT.npz or --rules NPZ")
 
 
 if __name__ == "__main__":
