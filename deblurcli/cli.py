@@ -473,7 +473,7 @@ def inspect_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
     save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
                                             "one input, else a folder receiving NAME_kernel.png"),
-    threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--threshold", min=1.0,
+    threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
                                     help="Edge width in pixels above which a photo counts as blurred (sharp photos "
                                     "measure about 1.3-1.8)"),
     verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "

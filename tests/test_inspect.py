@@ -306,6 +306,13 @@ def test_videos_are_judged_on_sampled_frames(tmp_path: Path) -> None:
     assert rows["shaky.mp4"]["suggestion"].startswith("deblur run")
 
 
+def test_inspect_takes_the_same_threshold_flag_as_batch(photos: dict[str, Path]) -> None:
+    shaken = str(photos["camera_shaken.png"])
+    res = CliRunner().invoke(app, ["inspect", shaken, "--json", "--verdict-only", "--blur-threshold", "50"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["blurred"] is False  # no photo's edges are 50 px wide
+
+
 def test_blur_threshold_without_only_blurry_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["batch", str(tmp_path), str(tmp_path / "out"), "--blur-threshold", "2.5"])
     assert res.exit_code == 2
