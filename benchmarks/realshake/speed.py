@@ -46,14 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         h, w, ks = SIZES[mp]
         kernel = random_kernel(ks, np.random.default_rng(mp), fill=0.9)
         blurred = blur_image(photo(h, w), kernel, linear_light=True)
+        load_before = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()
         _, est = restore_rgb(blurred)
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - c0
+        # The load average says how far wall seconds are from an idle machine's (on 2 cores,
+        # anything above 1 besides this process slows it down).
         row = {"megapixels": round(h * w / 1e6, 2), "true_kernel_px": ks, "kernel_px": int(est.kernel.shape[0]),
                "estimate_seconds": round(est.seconds, 2), "total_seconds": round(seconds, 2),
-               "cpu_seconds": round(cpu, 2), "sizes_tried": est.sizes_tried,
-               "threads": torch.get_num_threads()}
+               "cpu_seconds": round(cpu, 2), "sizes_tried": est.sizes_tried, "linear_light": est.linear_light,
+               "threads": torch.get_num_threads(),
+               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     atomic_write(args.out, json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=1) + "\n",
