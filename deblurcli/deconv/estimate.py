@@ -37,6 +37,10 @@ class EstimatorSettings:
     poor latents usable; ``k_thresh``: final kernel values under max/k_thresh are dropped;
     ``pixel_gamma``: power applied to the image before estimation (Pan's demo uses 0.8), which
     lifts shadows' edges.
+
+    Measured on Levin's 32 images (blind, mean PSNR; speed from fewer L0 steps): ``beta_max``
+    1e5 (Pan's value) 32.119 dB, 1e4 32.113 (3 of ~26 steps fewer per latent), 1e3 32.077;
+    ``kappa`` 3 instead of 2: 31.37; ``iters`` 4 instead of 5: 31.84.
     """
 
     lam_grad: float = 4e-3
@@ -45,7 +49,7 @@ class EstimatorSettings:
     iters: int = 5
     gamma: float = 2.0
     cg_iters: int = 20
-    beta_max: float = 1e5
+    beta_max: float = 1e4
     kappa: float = 2.0
     ratio: float = math.sqrt(0.5)
     coarsest: int = 5
