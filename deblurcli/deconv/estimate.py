@@ -89,12 +89,12 @@ def _latent_l0(blur_otf_num: Tensor, den_k: Tensor, den_d: Tensor, dx: Tensor, d
     beta = 2.0 * lam
     while beta < beta_max:
         h, v = _ops.grad(s)
-        small = (h * h + v * v) < (lam / beta)
+        small = torch.mul(h, h).addcmul_(v, v) < (lam / beta)
         h.masked_fill_(small, 0.0)
         v.masked_fill_(small, 0.0)
         # conj(dx) H + conj(dy) V is the spectrum of div_adjoint(h, v): one FFT instead of two.
-        num = blur_otf_num + beta * torch.fft.rfft2(_ops.div_adjoint(h, v))
-        s = torch.fft.irfft2(num / (den_k + beta * den_d), s=shape)
+        num = torch.add(blur_otf_num, torch.fft.rfft2(_ops.div_adjoint(h, v)), alpha=beta)
+        s = torch.fft.irfft2(num.div_(torch.add(den_k, den_d, alpha=beta)), s=shape)
         beta *= kappa
     return s
 
