@@ -12,7 +12,8 @@ that does it, while the blurry image itself (the trivial solution) has dense gra
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,9 +202,35 @@ def _initial_kernel(size: int) -> np.ndarray:
     return normalise(k)
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread inside, restoring the caller's count after.
+
+    The pyramid works on images of at most ~600 px a side, thousands of small operations: on
+    the 2-core machine a second thread bought nothing (1 MP photo, three runs each: 2.4-2.7 s
+    with one thread, 2.3-2.9 s with two) and, when another process held a core, cost up to 5x
+    (12.2 s), each operation waiting for the descheduled thread. Deconvolving whole photos does
+    gain from threads, so only this part is pinned.
+    """
+    n = torch.get_num_threads()
+    if n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            torch.set_num_threads(n)
+
+
 def estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings = EstimatorSettings(),
                      progress: Progress | None = None) -> PyramidResult:
     """Estimate a ``ksize`` x ``ksize`` convolution kernel from a grey image in [0, 1]."""
+    with _one_thread():
+        return _estimate_pyramid(gray, ksize, settings, progress)
+
+
+def _estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings,
+                      progress: Progress | None) -> PyramidResult:
     st = settings
     y = np.asarray(gray, dtype=np.float32)
     if st.pixel_gamma != 1.0:
