@@ -8,13 +8,19 @@ timing depends on the pixel count and the kernel size, not on the content. Targe
 <= 10 s for 1 MP and <= 40 s for 12 MP on 2 cores. Results go to results/speed.json; cpu_seconds
 is the process's CPU time (with one thread: what a dedicated core takes, on a shared machine).
 
-History (CPU seconds with one thread, ``OMP_NUM_THREADS=1``, 1 MP / 12 MP): 17.2 / 242 before
-issue 26's work; 7.3 / ~47 after it. What bought it: 4 FFTs per masked TV step instead of 5, one
-FFT per L0 latent step instead of three, the kernel's conjugate gradients on a grid of twice the
-kernel instead of the image (exact: no image-sized FFT inside the CG loop), the TV
-continuation ending at rho = 2 instead of 100 (13 steps instead of 19, same PSNR), L0 beta up to
+History (CPU seconds with one thread, ``OMP_NUM_THREADS=1``, 1 MP / 12 MP): 17.2 / 242 before issue
+26's work; 6.1 / 42.5 after it, and with 2 threads 4.4 / 31.8 s wall (load average ~1.7, i.e. one
+other busy process on the 2 cores; results/speed.json). What bought it: 4 FFTs per masked TV step
+instead of 5, one FFT per L0 latent step instead of three, the kernel's conjugate gradients on a
+grid of twice the kernel instead of the image (exact: no image-sized FFT inside the CG loop), the
+TV continuation ending at rho = 2 instead of 100 (13 steps instead of 19, same PSNR), L0 beta up to
 1e4 instead of 1e5 (-0.006 dB on Levin's set), and colour photos of 1 MP or more solving the colour
-differences at half resolution (half the deconvolution; see nonblind.HALF_CHROMA_PIXELS).
+differences at half resolution (half the deconvolution; see nonblind.HALF_CHROMA_PIXELS), and the
+kernel estimation pinned to one thread (estimate._one_thread).
+Tried and dropped (PSNR means with the true kernels, Levin / colour photos, against 33.558 / 29.173
+dB; or blind Levin against 32.119): TV growth rate 2.83 (33.454 / 29.014), TV start at 2 lam
+(33.450 / 29.038), rate 4 (- / 28.846); L0 kappa 3 (blind 31.37), 4 alternations per level (31.84),
+beta up to 1e3 (32.077).
 """
 
 from __future__ import annotations
