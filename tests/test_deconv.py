@@ -247,3 +247,73 @@ def test_restore_rgb_with_a_given_kernel_beats_its_input() -> None:
     assert _psnr(out, sharp) > _psnr(blurred, sharp) + 4
     with pytest.raises(ValueError, match="HxWx3"):
         restore_rgb(blurred[..., 0], kernel=kernel)
+
+
+def test_luma_chroma_solve_equals_per_channel_solve_on_a_grey_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Colour photos are solved as luma at full resolution and colour differences at half; on a
+    grey photo the differences are zero, so it must give what three full solves give."""
+    grey = skimage_data.camera()[100:260, 100:260].astype(np.float32) / 255.0
+    kernel = random_kernel(11, np.random.default_rng(3), fill=0.9)
+    blurred = np.repeat(blur_image(grey, kernel, linear_light=True)[..., None], 3, axis=2)
+    from deblurcli.deconv import nonblind
+
+    monkeypatch.setattr(nonblind, "HALF_CHROMA_PIXELS", 0)  # a small test photo takes the photo path
+    fast = deconvolve(blurred, kernel, linear=True)
+    full = deconvolve(blurred, kernel, linear=True, full_chroma=True)
+    assert np.abs(fast - full).max() < 2e-3
+    assert np.abs(fast[..., 0] - fast[..., 2]).max() < 2e-3
+
+
+def test_half_resolution_kernel_keeps_mass_centre_and_shape() -> None:
+    from deblurcli.deconv.nonblind import half_kernel
+
+    delta = np.zeros((9, 9), np.float32)
+    delta[4, 4] = 1
+    assert half_kernel(delta).shape == (5, 5) and half_kernel(delta)[2, 2] == pytest.approx(1.0)
+    streak = np.zeros((25, 25), np.float32)
+    streak[12, 2:23] = 1 / 21  # 21 px horizontal streak, centred
+    h = half_kernel(streak)
+    assert h.shape[0] % 2 == 1 and abs(float(h.sum()) - 1) < 1e-6
+    c = h.shape[0] // 2
+    assert np.allclose(h, h[:, ::-1], atol=1e-7) and h[c].sum() == pytest.approx(1.0)
+    assert 9 <= np.count_nonzero(h[c] > 1e-3) <= 13  # about half as long
+
+
+def test_masked_solver_fills_a_hole_in_the_data_from_the_blur_around_it() -> None:
+    """Clipped pixels are left out of the data term (mask 0): the solver must recover the sharp
+    image there from what the blur spread into the neighbours, not from the (wrong) values in
+    the hole, which an unmasked solve would reproduce."""
+    import torch
+
+    from deblurcli.deconv.nonblind import tv_deconvolve
+
+    sharp = torch.full((1, 96, 96), 0.4)
+    sharp[:, 36:60, 30:66] = 0.9
+    kernel = torch.zeros(9, 9)
+    kernel[4, :] = 1 / 9
+    otf = torch.fft.rfft2(torch.roll(torch.nn.functional.pad(kernel, (0, 87, 0, 87)), (-4, -4), (0, 1)))
+    blurred = torch.fft.irfft2(torch.fft.rfft2(sharp) * otf, s=(96, 96))
+    blurred[:, 46:50, 46:50] = 0.0  # garbage where the photo was clipped
+    mask = torch.ones(96, 96)
+    mask[46:50, 46:50] = 0.0
+    masked = tv_deconvolve(blurred, kernel, 1e-3, mask=mask, inner=2)
+    plain = tv_deconvolve(blurred, kernel, 1e-3)
+    hole = (0, slice(46, 50), slice(46, 50))
+    assert float((masked[hole] - 0.9).abs().mean()) < 0.05
+    assert float((plain[hole] - 0.9).abs().mean()) > 0.2
+
+
+def test_colour_photo_solved_with_half_resolution_chroma_is_restored_nearly_as_well(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from deblurcli.deconv import nonblind
+
+    sharp = skimage_data.astronaut()[40:200, 140:300].astype(np.float32) / 255.0
+    kernel = random_kernel(11, np.random.default_rng(2), fill=0.9)
+    blurred = blur_image(sharp, kernel, linear_light=True)
+    full = deconvolve(blurred, kernel, linear=True)
+    monkeypatch.setattr(nonblind, "HALF_CHROMA_PIXELS", 0)
+    fast = deconvolve(blurred, kernel, linear=True)
+    assert fast.shape == sharp.shape and fast.dtype == np.float32
+    assert _psnr(fast, sharp) > _psnr(full, sharp) - 1.0
+    for c in range(3):
+        assert _psnr(fast[..., c], sharp[..., c]) > _psnr(blurred[..., c], sharp[..., c]) + 3
