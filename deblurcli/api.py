@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import multiscale, shake, ssm, tiling
+from .allocator import keep_freed_memory
 from .errors import DeblurError, KernelError, OptionError, UsageError
 from .fsutil import input_as_output
 from .imageio import (
@@ -191,6 +192,8 @@ class Deblurrer:
         #: This object's scan backend, in force during its own model calls only ("auto": the process default).
         self.scan_backend = opts.scan_backend
         self.device = pick_device(opts.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # photo-sized CPU buffers reused rather than faulted in again at each step
         _check_scan_backend(opts.scan_backend, self.device)
         self.precision = pick_precision(opts.precision, self.device)
         self.tile = _parse_tile(opts.tile)

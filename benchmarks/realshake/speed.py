@@ -16,7 +16,9 @@ grid of twice the kernel instead of the image (exact: no image-sized FFT inside 
 TV continuation ending at rho = 2 instead of 100 (13 steps instead of 19, same PSNR), L0 beta up to
 1e4 instead of 1e5 (-0.006 dB on Levin's set), and colour photos of 1 MP or more solving the colour
 differences at half resolution (half the deconvolution; see nonblind.HALF_CHROMA_PIXELS), and the
-kernel estimation pinned to one thread (estimate._one_thread).
+kernel estimation pinned to one thread (estimate._one_thread). Then glibc keeping freed memory
+(`deblurcli.allocator`, which `Deblurrer` and this script turn on): 12 MP, 2 threads, idle machine,
+from the JPEG of the same photo: 40.8 s (22 s of it system time, faulting pages in) -> 29.3 s.
 Tried and dropped (PSNR means with the true kernels, Levin / colour photos, against 33.558 / 29.173
 dB; or blind Levin against 32.119): TV growth rate 2.83 (33.454 / 29.014), TV start at 2 lam
 (33.450 / 29.038), rate 4 (- / 28.846); L0 kappa 3 (blind 31.37), 4 alternations per level (31.84),
@@ -39,6 +41,7 @@ import cv2
 import numpy as np
 import torch
 
+from deblurcli.allocator import keep_freed_memory
 from deblurcli.deconv import restore_rgb
 from deblurcli.fsutil import atomic_write
 from deblurcli.synth import blur_image, random_kernel
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. what else ran)")
     args = ap.parse_args(argv)
+    keep_freed_memory()  # as Deblurrer does, so the figures are the CLI's
     rows = []
     for mp in (int(v) for v in args.sizes.split(",")):
         h, w, ks = SIZES[mp]
