@@ -1,8 +1,9 @@
 """Blind deconvolution of camera shake: estimate the blur kernel, then undo it.
 
 A classical engine, no network and no weights: coarse-to-fine kernel estimation with an L0
-gradient prior (`estimate_kernel`), robust non-blind deconvolution per colour channel
-(`deconvolve`), and both in one call (`deblur_shake`; `restore_rgb` for colour photos).
+gradient prior (`estimate_kernel`), robust non-blind deconvolution of each colour channel (from 1 MP
+as brightness plus half-resolution colour: `deconvolve`), and both in one call (`deblur_shake`;
+`restore_rgb` for colour photos).
 `assess` says whether an estimate is trustworthy uniform camera shake. Images are HxW or HxWx3 float32 sRGB in
 [0, 1]; kernels are convolution kernels (odd squares summing to 1). ``progress`` is an optional
 ``callable(fraction, text)`` for anything that takes seconds.

@@ -267,7 +267,8 @@ def _shake() -> ModelEntry:
         trained_on="no training",
         description="classical blind deconvolution for uniform camera shake only: the kernel is estimated "
                     "coarse to fine with an L0 gradient prior on the photo's luminance, then the whole photo is "
-                    "deconvolved per colour channel (masked TV, in linear light); CPU, no weights. Moving "
+                    "deconvolved (masked TV, in linear light; colour at half resolution from 1 MP); CPU, no "
+                    "weights. Moving "
                     "objects, defocus and other blur that varies across the photo are not what it models",
         license="MIT (deblurcli)", classical=True,
         # benchmarks/realshake: Levin et al. 2009's 32 photos, Levin's protocol, same flags for all,
