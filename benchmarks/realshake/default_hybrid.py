@@ -142,24 +142,20 @@ def levin_set(data_dir: Path):
             yield {"set": "levin", "photo": f"im0{i}", "kind": f"ker0{j}", "image": i, "kernel": j}, y, pair
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def measure(gens, refine: bool = False) -> list[dict]:
+    """Score every (info, blurred, truth) of ``gens``: input, network, blind deconvolution, and
+    every trust feature (`trust_features`, `region_features`, `referee_features`) with the
+    verdict of the current `TRUST_RULE`. calibrate_trust.py measures its own images with it."""
     import torch
 
     from deblurcli.api import Deblurrer
-    from deblurcli.deconv import assess, referee_features, restore_rgb, trust_features
+    from deblurcli.deconv import referee_features, restore_rgb, trust_features, verdict_from_features
+    from deblurcli.deconv.trust import region_features
     from deblurcli.errors import KernelError
 
     torch.set_num_threads(1)
     net = Deblurrer("default", device="cpu", tile=0, threads=1, progress=False)
     rows = []
-    sets = args.sets.split(",")
-    gens = []
-    if "shake" in sets:
-        gens.append(shake_set(args.size, args.kernels))
-    if "nonshake" in sets:
-        gens.append(nonshake_set(args.size))
-    if "levin" in sets:
-        gens.append(levin_set(args.levin))
     for gen in gens:
         for info, blurred, truth in gen:
             t0 = time.perf_counter()
@@ -169,8 +165,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             try:
                 out_dec, est = restore_rgb(blurred)
                 feats = trust_features(est)
+                feats.update(region_features(blurred, est))
                 feats.update(referee_features(blurred, out_net, out_dec, est))
-                verdict = assess(est, blurred=blurred, network=out_net, deconvolved=out_dec)
+                verdict = verdict_from_features(feats)
                 trusted, reason = verdict.trusted, verdict.reason
             except KernelError as exc:
                 out_dec, feats, trusted, reason = blurred, {}, False, str(exc)
@@ -185,12 +182,24 @@ def run(args: argparse.Namespace) -> list[dict]:
             row = {**info, "input": sc(blurred), "network": sc(out_net), "deconv": sc(out_dec),
                    "trusted": trusted, "reason": reason, "features": feats,
                    "network_seconds": round(t_net, 3), "deconv_seconds": round(t_dec, 3)}
-            if args.refine:
+            if refine:
                 row["deconv_then_network"] = sc(net.restore(out_dec))
             row["hybrid"] = row["deconv"] if trusted else row["network"]
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     return rows
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    sets = args.sets.split(",")
+    gens = []
+    if "shake" in sets:
+        gens.append(shake_set(args.size, args.kernels))
+    if "nonshake" in sets:
+        gens.append(nonshake_set(args.size))
+    if "levin" in sets:
+        gens.append(levin_set(args.levin))
+    return measure(gens, args.refine)
 
 
 def summarise(rows: list[dict], rule: dict | None = None) -> dict:
