@@ -173,9 +173,10 @@ def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.nda
     """The default model's decision: the photo deconvolved when the shake is trusted, else the
     network's output, or None for "run the network yourself".
 
-    First the kernel's own checks (`assess` on the estimate); only if they pass is the photo
-    deconvolved and ``network`` (the caller's network, sRGB in, sRGB out) run, so that `assess`
-    can hold the deconvolution against the network's output. On photos over
+    First the checks that need no deconvolution (`assess` on the estimate and the photo: the
+    kernel's shape and fit, and whether kernels estimated from the region's corners agree with
+    it); only if they pass is the photo deconvolved and ``network`` (the caller's network, sRGB
+    in, sRGB out) run, so that `assess` can hold the deconvolution against the network's output. On photos over
     `REFEREE_WHOLE_MAX_PIXELS` the referee reads the estimation region only, and a rejected
     photo goes back to the caller's own (streamed) network run. A photo with nothing to estimate
     from (flat, tiny) is no error here: it goes to the network, and the note says why.

@@ -15,8 +15,17 @@ Sets (all scored as PSNR on 8-bit RGB, all pixels, as `benchmarks/default_model/
 
 "Network" is ``Deblurrer("default")``; "deconv" is `deblurcli.deconv.restore_rgb` (blind);
 "hybrid" is deconv when `deblurcli.deconv.assess` trusts the estimate, else the network. Every
-row keeps `trust_features`, so the rule can be re-checked from the JSON
-(``--rescore FILE``) without estimating again. Results: results/default_hybrid.json.
+row keeps every feature the rule reads (`trust_features`, the corner kernels'
+`region_features`, the referee's `referee_features`), so a rule can be re-checked from the JSON
+(``--rescore FILE...``) without estimating again. The rule's thresholds are chosen on
+calibrate_trust.py's images, none of which is scored here. Results: results/default_hybrid.json,
+made on one shared CPU as two runs merged by ``--rescore``:
+
+    python benchmarks/realshake/default_hybrid.py --sets shake --out /tmp/hyb_shake.json
+    python benchmarks/realshake/default_hybrid.py --sets nonshake,levin --levin DIR --out /tmp/hyb_levin.json
+    python benchmarks/realshake/default_hybrid.py --rescore /tmp/hyb_shake.json /tmp/hyb_levin.json
+    python benchmarks/realshake/default_hybrid.py --rescore /tmp/hyb_shake.json /tmp/hyb_levin.json \
+        --rule calibrated --out benchmarks/realshake/results/default_hybrid_calibrated.json
 """
 
 from __future__ import annotations
@@ -257,17 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rescore", type=Path, nargs="+",
                     help="recompute verdicts (the current TRUST_RULE) and the summary from results JSONs; "
                          "their rows are merged and written to --out")
+    ap.add_argument("--rule", choices=("trust", "calibrated"), default="trust",
+                    help="with --rescore: TRUST_RULE (the default's) or CALIBRATED_RULE (calibrate_trust.py's)")
     ap.add_argument("--out", type=Path, default=RESULTS / "default_hybrid.json")
     args = ap.parse_args(argv)
-    from deblurcli.deconv import TRUST_RULE
+    from deblurcli.deconv.trust import CALIBRATED_RULE, TRUST_RULE
     from deblurcli.fsutil import atomic_write
 
     if args.rescore:
+        rule = CALIBRATED_RULE if args.rule == "calibrated" else TRUST_RULE
         rows = [r for f in args.rescore for r in json.loads(f.read_text())["per_image"]]
-        s = summarise(rows, TRUST_RULE)
+        s = summarise(rows, rule)
         print(json.dumps(s, indent=1))
-        payload = {"rule": TRUST_RULE, "rescored_from": [f.name for f in args.rescore], "summary": s,
-                   "per_image": rows}
+        payload = {"rule": rule, "rule_name": args.rule, "rescored_from": [f.name for f in args.rescore],
+                   "summary": s, "per_image": rows}
         atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
         return 0
     if levin_missing(args):
