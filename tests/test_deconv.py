@@ -251,6 +251,33 @@ def test_shape_features_tell_a_defocus_disk_from_a_camera_path() -> None:
     assert path["isotropy"] < d["isotropy"] and path["flatness"] < d["flatness"], path
 
 
+def test_assess_rejects_a_defocus_disk(referee_cases: dict) -> None:
+    """A 13 px defocus disk blurs every corner alike, but its estimate is a round blob: agreeing
+    corners do not vouch for it, and the referee sends it to the network."""
+    c = referee_cases["defocus"]
+    verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])
+    assert not verdict.trusted, verdict
+
+
+def test_agreeing_corners_outweigh_the_referee_only_for_a_stroke() -> None:
+    """The rule itself, on measured numbers: a thin kernel whose corners agree closely is trusted
+    even where the deconvolution goes well past the network's change (Levin's case), not a round
+    one, not one whose corners disagree, and never a deconvolution past the veto."""
+    from deblurcli.deconv import TRUST_RULE, verdict_from_features
+
+    r = TRUST_RULE
+    shake = {"extent_px": 20.0, "components": 1.0, "border_mass": 0.0, "scale_agreement": 0.95, "residual": 0.1,
+             "isotropy": 0.3, "corner_agreement": 0.95, "corner_misfit2": 0.05, "reblur_gain": 0.9,
+             "dec_vs_net": (r["max_dec_vs_net"] + r["corner_trust_max_dec_vs_net"]) / 2}
+    assert verdict_from_features(shake).trusted
+    round_blob = {**shake, "isotropy": (r["corner_trust_max_isotropy"] + r["max_isotropy"]) / 2}
+    corners_apart = {**shake, "corner_agreement": r["corner_trust_agreement"] - 0.2}
+    too_far = {**shake, "dec_vs_net": r["corner_trust_max_dec_vs_net"] + 0.5}
+    for f in (round_blob, corners_apart, too_far):
+        v = verdict_from_features(f)
+        assert not v.trusted and "network" in v.reason, (f, v)
+
+
 @pytest.fixture(scope="module")
 def two_shakes() -> dict:
     """A 255 px grey photo (Levin's size and kind) blurred by one 17 px shake, and the same photo

@@ -22,12 +22,17 @@ photo, seed or kernel with them: six other scikit-image pictures (``camera``, ``
 then noise (sigma 0.002 / 0.005 / 0.01 rotating) and 8-bit saving. Each image is measured with
 `default_hybrid.measure` (every trust feature, the PSNR of input, network and deconvolution).
 
-The rule is chosen by `choose`: over a small grid of thresholds, the one with the highest mean
+Two families of rules are searched, each over a small grid: ``thresholds`` (plain thresholds on
+the kernel's isotropy, the corner features and the referee, `GRID`) and ``corner_trust`` (the
+referee as it was, relaxed to one veto where the corners agree closely under a stroke-like
+kernel, plus an isotropy limit, `GRID_CORNER_TRUST`); `deblurcli.deconv.TRUST_RULE` is the
+second family's choice, `CALIBRATED_RULE` the first's. In each, the rule is chosen by `choose`:
+the one with the highest mean
 gain on the shake images among those that (a) never put a non-shake image more than 0.1 dB below
 the network, (b) deconvolve at most 1 in 20 shake images into something worse than its input
 (the rule's own doing: where the network alone is worse than the input, no rule can help); among
-equals, the one farthest inside the grid's passing region. Results: results/calibrate_trust.json (rows, the grid's
-passing rules, the chosen rule and its summary).
+equals, the one farthest inside the grid's passing region. Results: results/calibrate_trust.json (rows; per family
+the grid, the chosen rule, how many rules passed, the summary; and `TRUST_RULE`'s outcome here).
 """
 
 from __future__ import annotations
@@ -118,8 +123,18 @@ GRID: dict[str, list[float | None]] = {
     "max_dec_vs_net": [None, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
     "max_reblur_gain": [None, 0.55, 0.7, 0.8, 0.9, 1.0, 1.2],
 }
+#: The second family: the referee as before (1.5 / 0.55), relaxed to one veto where the corners
+#: agree closely (`verdict_from_features`).
+GRID_CORNER_TRUST: dict[str, list[float | None]] = {
+    "corner_trust_agreement": [None, 0.8, 0.85, 0.9, 0.95],
+    "corner_trust_misfit2": [0.1, 0.2, 0.3],
+    "corner_trust_max_dec_vs_net": [None, 2.0, 2.5, 3.0],
+    "corner_trust_max_isotropy": [None, 0.5, 0.6, 0.7],
+    "max_isotropy": [None, 0.7, 0.8, 0.9],
+}
 OFF = {"max_corner_misfit": math.inf, "min_corner_agreement": -math.inf, "max_isotropy": math.inf,
-       "max_dec_vs_net": math.inf, "max_reblur_gain": math.inf}
+       "max_dec_vs_net": math.inf, "max_reblur_gain": math.inf, "corner_trust_agreement": math.inf,
+       "corner_trust_max_dec_vs_net": math.inf, "corner_trust_max_isotropy": math.inf}
 
 
 def outcome(rows: list[dict], rule: dict) -> dict:
@@ -142,12 +157,21 @@ def outcome(rows: list[dict], rule: dict) -> dict:
             "nonshake_trusted": int(trusted_neg)}
 
 
-def choose(rows: list[dict]) -> tuple[dict, list[dict]]:
+#: What each family holds fixed (the rest of `TRUST_RULE`'s keys are the kernel's sanity checks).
+BASES: dict[str, dict[str, float]] = {
+    "thresholds": {"corner_trust_agreement": math.inf},
+    "corner_trust": {"max_dec_vs_net": 1.5, "max_reblur_gain": 0.55, "max_corner_misfit": math.inf,
+                     "min_corner_agreement": -math.inf},
+}
+
+
+def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str, float]
+           ) -> tuple[dict, list[dict]]:
     """The passing rule with the best shake gain (see the module docstring); and every passing rule."""
-    names = list(GRID)
+    names = list(grid)
     passing = []
-    for values in itertools.product(*(GRID[k] for k in names)):
-        rule = {k: (OFF[k] if v is None else v) for k, v in zip(names, values, strict=True)}
+    for values in itertools.product(*(grid[k] for k in names)):
+        rule = {**base, **{k: (OFF[k] if v is None else v) for k, v in zip(names, values, strict=True)}}
         o = outcome(rows, rule)
         if o["nonshake_worse_than_network"] == 0 and o["shake_deconvolved_worse_than_input"] * 20 <= o["shake_images"]:
             passing.append({"grid": dict(zip(names, values, strict=True)), **o})
@@ -161,7 +185,7 @@ def choose(rows: list[dict]) -> tuple[dict, list[dict]]:
         # middle of the passing region, not on its edge.
         total = 0.0
         for k in names:
-            vals = GRID[k]
+            vals = grid[k]
             i = vals.index(p["grid"][k])
             for j in (i - 1, i + 1):
                 if 0 <= j < len(vals):
@@ -183,15 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     from deblurcli.fsutil import atomic_write
 
     rows = json.loads(args.out.read_text())["per_image"] if args.choose_only else measure([calibration_set()])
-    chosen, passing = choose(rows)
-    rule = {k: v for k, v in chosen["grid"].items() if v is not None}
-    summary = summarise([dict(r) for r in rows], {**OFF, **rule})
-    print(json.dumps({"chosen": chosen, "summary": summary}, indent=1))
     from deblurcli.deconv.trust import TRUST_RULE
 
-    payload = {"seed": SEED, "grid": GRID, "chosen": chosen, "rule": rule, "summary": summary,
-               "default_rule_here": outcome(rows, TRUST_RULE),
-               "passing_rules": len(passing), "per_image": rows}
+    families = {}
+    for name, grid in (("thresholds", GRID), ("corner_trust", GRID_CORNER_TRUST)):
+        chosen, passing = choose(rows, grid, BASES[name])
+        rule = {**BASES[name], **{k: (OFF[k] if v is None else v) for k, v in chosen["grid"].items()}}
+        families[name] = {"grid": grid, "chosen": chosen, "rule": {k: str(v) for k, v in rule.items()},
+                          "passing_rules": len(passing), "summary": summarise([dict(r) for r in rows], rule)}
+    print(json.dumps({k: v["chosen"] for k, v in families.items()}, indent=1))
+    payload = {"seed": SEED, "families": families, "default_rule_here": outcome(rows, TRUST_RULE),
+               "per_image": rows}
     atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
     return 0
 
