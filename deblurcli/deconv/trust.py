@@ -199,6 +199,8 @@ def region_features(blurred: np.ndarray, estimate: KernelEstimate) -> dict[str, 
     similarity of the corner kernels to the region's. All -1 when the corners are under
     `CORNER_MIN_KERNELS` kernel widths. ``blurred`` is the photo (HxWx3 or HxW sRGB); the corners
     are estimated in the light the estimate was made in, at its working scale and kernel size.
+    Cost: four more pyramids, about the estimate's own (measured on a 1152x864 photo, one thread:
+    10.1 CPU s against 8.1 s for the estimate; on a 255 px photo about 4 s against 5-9 s).
     """
     img = np.asarray(blurred, dtype=np.float32)
     lum = _ops.luminance(img) if img.ndim == 3 else img
