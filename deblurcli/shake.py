@@ -82,13 +82,15 @@ def _deconvolve(pixels: np.ndarray, est: Any, *, progress: Progress | None) -> n
     return deconvolve(np.asarray(pixels, dtype=np.float32), est.kernel, linear=est.linear_light, progress=progress)
 
 
-def _assess(estimate: Any, **referee: np.ndarray) -> Verdict:
+def _assess(estimate: Any, **evidence: Any) -> Verdict:
     """The engine's measured trust rule (`deblurcli.deconv.assess`): uniform camera shake or not.
-    With ``blurred``, ``network`` and ``deconvolved`` it also asks the network's output as a
-    referee (the kernel's own checks do not tell moving objects or defocus from shake)."""
+    With ``blurred`` it also compares kernels estimated from the region's corners (the kernel's
+    own checks do not tell rotation or moving objects from shake); with ``network`` and
+    ``deconvolved`` too, it asks the network's output as a referee. ``features``: an earlier
+    verdict's measurements, not measured again."""
     from .deconv import assess
 
-    return assess(estimate, **referee)
+    return assess(estimate, **evidence)
 
 
 def _load_kernel(path: str | os.PathLike[str], image_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -171,9 +173,10 @@ def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.nda
     """The default model's decision: the photo deconvolved when the shake is trusted, else the
     network's output, or None for "run the network yourself".
 
-    First the kernel's own checks (`assess` on the estimate); only if they pass is the photo
-    deconvolved and ``network`` (the caller's network, sRGB in, sRGB out) run, so that `assess`
-    can hold the deconvolution against the network's output. On photos over
+    First the checks that need no deconvolution (`assess` on the estimate and the photo: the
+    kernel's shape and fit, and whether kernels estimated from the region's corners agree with
+    it); only if they pass is the photo deconvolved and ``network`` (the caller's network, sRGB
+    in, sRGB out) run, so that `assess` can hold the deconvolution against the network's output. On photos over
     `REFEREE_WHOLE_MAX_PIXELS` the referee reads the estimation region only, and a rejected
     photo goes back to the caller's own (streamed) network run. A photo with nothing to estimate
     from (flat, tiny) is no error here: it goes to the network, and the note says why.
@@ -189,20 +192,20 @@ def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.nda
         if region is not None:  # the user's own region: theirs to hear about
             raise
         return None, Outcome("network", f"no shake estimate ({exc}): network only")
-    verdict = _assess(est)
+    verdict = _assess(est, blurred=pixels)
     if not verdict.trusted:
         return None, _outcome("network", f"{verdict.reason}: network only", est, verdict)
     out = _deconvolve(pixels, est, progress=stage(0.5, 1.0))
     whole = pixels.shape[0] * pixels.shape[1] <= REFEREE_WHOLE_MAX_PIXELS
     if whole:
         net = network(pixels)
-        verdict = _assess(est, blurred=pixels, network=net, deconvolved=out)
+        verdict = _assess(est, blurred=pixels, network=net, deconvolved=out, features=verdict.features)
     else:
         x, y, w, h = est.region
         box = (slice(y, y + h), slice(x, x + w))
         net = None
         verdict = _assess(est, blurred=pixels[box], network=network(np.ascontiguousarray(pixels[box])),
-                          deconvolved=out[box])
+                          deconvolved=out[box], features=verdict.features)
     if not verdict.trusted:
         return net, _outcome("network", f"{verdict.reason}: network only", est, verdict)
     return out, _outcome("deconvolved", f"{_shake_words(est)}: deconvolved", est, verdict)

@@ -237,6 +237,89 @@ def test_assess_rejects_a_sharp_photo(referee_cases: dict) -> None:
     assert not verdict.trusted, verdict
 
 
+def test_shape_features_tell_a_defocus_disk_from_a_camera_path() -> None:
+    """A disk is round with a flat top; a hand's path is a stroke whose weights vary."""
+    from deblurcli.deconv.trust import shape_features
+
+    yy, xx = np.mgrid[:15, :15] - 7
+    disk = np.clip(6.5 - np.hypot(yy, xx), 0, 1).astype(np.float32)
+    line = np.zeros((15, 15), np.float32)
+    line[7, 2:13] = 1.0
+    d, path = shape_features(disk), shape_features(random_kernel(15, np.random.default_rng(5), fill=0.9))
+    assert d["isotropy"] > 0.95 and d["flatness"] > 0.8, d
+    assert shape_features(line)["isotropy"] < 0.05
+    assert path["isotropy"] < d["isotropy"] and path["flatness"] < d["flatness"], path
+
+
+def test_assess_rejects_a_defocus_disk(referee_cases: dict) -> None:
+    """A 13 px defocus disk blurs every corner alike, but its estimate is a round blob: agreeing
+    corners do not vouch for it, and the referee sends it to the network."""
+    c = referee_cases["defocus"]
+    verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])
+    assert not verdict.trusted, verdict
+
+
+def test_agreeing_corners_outweigh_the_referee_only_for_a_stroke() -> None:
+    """The rule itself, on measured numbers: a thin kernel whose corners agree closely is trusted
+    even where the deconvolution goes well past the network's change (Levin's case), not a round
+    one, not one whose corners disagree, and never a deconvolution past the veto."""
+    from deblurcli.deconv import TRUST_RULE, verdict_from_features
+
+    r = TRUST_RULE
+    shake = {"extent_px": 20.0, "components": 1.0, "border_mass": 0.0, "scale_agreement": 0.95, "residual": 0.1,
+             "isotropy": 0.3, "corner_agreement": 0.95, "corner_misfit2": 0.05, "reblur_gain": 0.9,
+             "dec_vs_net": (r["max_dec_vs_net"] + r["corner_trust_max_dec_vs_net"]) / 2}
+    assert verdict_from_features(shake).trusted
+    round_blob = {**shake, "isotropy": (r["corner_trust_max_isotropy"] + r["max_isotropy"]) / 2}
+    corners_apart = {**shake, "corner_agreement": r["corner_trust_agreement"] - 0.2}
+    too_far = {**shake, "dec_vs_net": r["corner_trust_max_dec_vs_net"] + 0.5}
+    for f in (round_blob, corners_apart, too_far):
+        v = verdict_from_features(f)
+        assert not v.trusted and "network" in v.reason, (f, v)
+
+
+@pytest.fixture(scope="module")
+def two_shakes() -> dict:
+    """A 255 px grey photo (Levin's size and kind) blurred by one 17 px shake, and the same photo
+    with that shake on its left half and the shake turned by 90 degrees on its right half (two
+    motions in one frame, as a moving subject gives); mild noise, each with its blind estimate."""
+    sharp = skimage_data.astronaut()[0:255, 180:435].astype(np.float32).mean(axis=2) / 255.0
+    sharp = np.repeat(sharp[..., None], 3, axis=2)
+    rng = np.random.default_rng(23)
+    k = random_kernel(17, rng, fill=0.9)
+    uniform = blur_image(sharp, k)
+    split = uniform.copy()
+    split[:, 128:] = blur_image(sharp, np.ascontiguousarray(np.rot90(k)))[:, 128:]
+    out = {}
+    for name, img in (("uniform", uniform), ("split", split)):
+        noisy = np.clip(img + rng.normal(0, 0.002, img.shape), 0, 1).astype(np.float32)
+        _, est = restore_rgb(noisy)
+        out[name] = {"blurred": noisy, "estimate": est}
+    return out
+
+
+def test_corner_kernels_agree_on_one_shake_and_not_on_two(two_shakes: dict) -> None:
+    """Kernels estimated from the photo's four corners have one shape, the whole photo's, under
+    uniform shake, and not when its halves moved differently: what tells the two apart."""
+    from deblurcli.deconv.trust import region_features
+
+    one = region_features(two_shakes["uniform"]["blurred"], two_shakes["uniform"]["estimate"])
+    two = region_features(two_shakes["split"]["blurred"], two_shakes["split"]["estimate"])
+    assert one["corner_agreement"] > two["corner_agreement"] + 0.1, (one, two)
+    assert one["corner_vs_main"] > two["corner_vs_main"] + 0.03, (one, two)
+    assert two["corner_misfit2"] > one["corner_misfit2"], (one, two)
+
+
+def test_corner_features_are_skipped_when_the_corners_are_too_small() -> None:
+    """Under `CORNER_MIN_KERNELS` kernel widths a corner holds too few edges: -1, not a guess."""
+    from deblurcli.deconv.trust import region_features
+
+    sharp = skimage_data.camera()[100:160, 100:160].astype(np.float32) / 255.0
+    blurred = np.clip(blur_image(sharp, random_kernel(15, np.random.default_rng(2), fill=0.9)), 0, 1)
+    est = estimate_kernel(blurred.astype(np.float32))
+    assert set(region_features(blurred, est).values()) == {-1.0}
+
+
 def test_restore_rgb_with_a_given_kernel_beats_its_input() -> None:
     sharp = skimage_data.coffee()[100:292, 200:392].astype(np.float32) / 255.0
     kernel = random_kernel(15, np.random.default_rng(4), fill=0.9)

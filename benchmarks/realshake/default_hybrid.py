@@ -15,8 +15,17 @@ Sets (all scored as PSNR on 8-bit RGB, all pixels, as `benchmarks/default_model/
 
 "Network" is ``Deblurrer("default")``; "deconv" is `deblurcli.deconv.restore_rgb` (blind);
 "hybrid" is deconv when `deblurcli.deconv.assess` trusts the estimate, else the network. Every
-row keeps `trust_features`, so the rule can be re-checked from the JSON
-(``--rescore FILE``) without estimating again. Results: results/default_hybrid.json.
+row keeps every feature the rule reads (`trust_features`, the corner kernels'
+`region_features`, the referee's `referee_features`), so a rule can be re-checked from the JSON
+(``--rescore FILE...``) without estimating again. The rule's thresholds are chosen on
+calibrate_trust.py's images, none of which is scored here. Results: results/default_hybrid.json,
+made on one shared CPU as two runs merged by ``--rescore``:
+
+    python benchmarks/realshake/default_hybrid.py --sets shake --out /tmp/hyb_shake.json
+    python benchmarks/realshake/default_hybrid.py --sets nonshake,levin --levin DIR --out /tmp/hyb_levin.json
+    python benchmarks/realshake/default_hybrid.py --rescore /tmp/hyb_shake.json /tmp/hyb_levin.json
+    python benchmarks/realshake/default_hybrid.py --rescore /tmp/hyb_shake.json /tmp/hyb_levin.json \
+        --rule calibrated --out benchmarks/realshake/results/default_hybrid_calibrated.json
 """
 
 from __future__ import annotations
@@ -142,24 +151,20 @@ def levin_set(data_dir: Path):
             yield {"set": "levin", "photo": f"im0{i}", "kind": f"ker0{j}", "image": i, "kernel": j}, y, pair
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def measure(gens, refine: bool = False) -> list[dict]:
+    """Score every (info, blurred, truth) of ``gens``: input, network, blind deconvolution, and
+    every trust feature (`trust_features`, `region_features`, `referee_features`) with the
+    verdict of the current `TRUST_RULE`. calibrate_trust.py measures its own images with it."""
     import torch
 
     from deblurcli.api import Deblurrer
-    from deblurcli.deconv import assess, referee_features, restore_rgb, trust_features
+    from deblurcli.deconv import referee_features, restore_rgb, trust_features, verdict_from_features
+    from deblurcli.deconv.trust import region_features
     from deblurcli.errors import KernelError
 
     torch.set_num_threads(1)
     net = Deblurrer("default", device="cpu", tile=0, threads=1, progress=False)
     rows = []
-    sets = args.sets.split(",")
-    gens = []
-    if "shake" in sets:
-        gens.append(shake_set(args.size, args.kernels))
-    if "nonshake" in sets:
-        gens.append(nonshake_set(args.size))
-    if "levin" in sets:
-        gens.append(levin_set(args.levin))
     for gen in gens:
         for info, blurred, truth in gen:
             t0 = time.perf_counter()
@@ -169,8 +174,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             try:
                 out_dec, est = restore_rgb(blurred)
                 feats = trust_features(est)
+                feats.update(region_features(blurred, est))
                 feats.update(referee_features(blurred, out_net, out_dec, est))
-                verdict = assess(est, blurred=blurred, network=out_net, deconvolved=out_dec)
+                verdict = verdict_from_features(feats)
                 trusted, reason = verdict.trusted, verdict.reason
             except KernelError as exc:
                 out_dec, feats, trusted, reason = blurred, {}, False, str(exc)
@@ -185,12 +191,24 @@ def run(args: argparse.Namespace) -> list[dict]:
             row = {**info, "input": sc(blurred), "network": sc(out_net), "deconv": sc(out_dec),
                    "trusted": trusted, "reason": reason, "features": feats,
                    "network_seconds": round(t_net, 3), "deconv_seconds": round(t_dec, 3)}
-            if args.refine:
+            if refine:
                 row["deconv_then_network"] = sc(net.restore(out_dec))
             row["hybrid"] = row["deconv"] if trusted else row["network"]
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     return rows
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    sets = args.sets.split(",")
+    gens = []
+    if "shake" in sets:
+        gens.append(shake_set(args.size, args.kernels))
+    if "nonshake" in sets:
+        gens.append(nonshake_set(args.size))
+    if "levin" in sets:
+        gens.append(levin_set(args.levin))
+    return measure(gens, args.refine)
 
 
 def summarise(rows: list[dict], rule: dict | None = None) -> dict:
@@ -248,17 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rescore", type=Path, nargs="+",
                     help="recompute verdicts (the current TRUST_RULE) and the summary from results JSONs; "
                          "their rows are merged and written to --out")
+    ap.add_argument("--rule", choices=("trust", "calibrated"), default="trust",
+                    help="with --rescore: TRUST_RULE (the default's) or CALIBRATED_RULE (calibrate_trust.py's)")
     ap.add_argument("--out", type=Path, default=RESULTS / "default_hybrid.json")
     args = ap.parse_args(argv)
-    from deblurcli.deconv import TRUST_RULE
+    from deblurcli.deconv.trust import CALIBRATED_RULE, TRUST_RULE
     from deblurcli.fsutil import atomic_write
 
     if args.rescore:
+        rule = CALIBRATED_RULE if args.rule == "calibrated" else TRUST_RULE
         rows = [r for f in args.rescore for r in json.loads(f.read_text())["per_image"]]
-        s = summarise(rows, TRUST_RULE)
+        s = summarise(rows, rule)
         print(json.dumps(s, indent=1))
-        payload = {"rule": TRUST_RULE, "rescored_from": [f.name for f in args.rescore], "summary": s,
-                   "per_image": rows}
+        payload = {"rule": rule, "rule_name": args.rule, "rescored_from": [f.name for f in args.rescore],
+                   "summary": s, "per_image": rows}
         atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
         return 0
     if levin_missing(args):

@@ -1,0 +1,236 @@
+"""Choose the trust rule's thresholds on images that nothing else scores.
+
+    python benchmarks/realshake/calibrate_trust.py                 # measure, then choose
+    python benchmarks/realshake/calibrate_trust.py --choose-only   # choose again from the saved rows
+
+`default_hybrid.py` scores the rule on evaluate.py's five photos and on Levin's set; thresholds
+picked there would be measured on the images they were fitted to. This calibration set shares no
+photo, seed or kernel with them: six other scikit-image pictures (``camera``, ``coins``,
+``brick``, ``gravel`` as grey fed as RGB, Levin's kind; ``hubble_deep_field`` and
+``immunohistochemistry`` in colour), 255x255 off-centre crops (Levin's size), blurred from seed
+`SEED` with:
+
+- ``shake`` (positives): four `deblurcli.synth.random_kernel` kernels per photo, sizes drawn from
+  9-17, 13-27, 19-29 and 31-41 px, alternately in linear light and on sRGB values;
+- ``gopro``: `default_hybrid.gopro_like` (rotating camera and a crossing object);
+- ``varying``: three kernels blended across the frame (`spatially_varying_blur`);
+- ``split``: the left half blurred by one kernel and the right half by another (two shakes in
+  one photo, as a moving subject gives);
+- ``defocus``: a disk of radius 3-7 px in linear light;
+- ``sharp``: no blur;
+
+then noise (sigma 0.002 / 0.005 / 0.01 rotating) and 8-bit saving. Each image is measured with
+`default_hybrid.measure` (every trust feature, the PSNR of input, network and deconvolution).
+
+Two families of rules are searched, each over a small grid: ``thresholds`` (plain thresholds on
+the kernel's isotropy, the corner features and the referee, `GRID`) and ``corner_trust`` (the
+referee as it was, relaxed to one veto where the corners agree closely under a stroke-like
+kernel, plus an isotropy limit, `GRID_CORNER_TRUST`); `deblurcli.deconv.TRUST_RULE` is the
+second family's choice, `CALIBRATED_RULE` the first's. In each, `choose` takes the rule with the
+highest mean gain on the shake images among those that (a) never put a non-shake image more than
+0.1 dB below the network, (b) deconvolve at most 1 in 20 shake images into something worse than
+its input (the rule's own doing: where the network alone is worse than the input, no rule can
+help); among equals, the one farthest inside the grid's passing region. Results:
+results/calibrate_trust.json (rows; per family the grid, the chosen rule, how many rules passed,
+the summary; and `TRUST_RULE`'s outcome here).
+
+Measured (54 images; 24 shake): ``thresholds`` chose isotropy <= 0.7, corner misfit <= 0.6,
+corner agreement >= 0.5, dec_vs_net <= 2.5, re-blur gain <= 0.9 (+3.05 dB on the shake images);
+``corner_trust`` chose agreement >= 0.8 and second misfit <= 0.1 under isotropy <= 0.6, veto
+dec_vs_net > 2.0, isotropy <= 0.7 (+2.88 dB); the referee alone (1.5 / 0.55) +2.46 dB; all with
+no non-shake image below the network. Honest history: the first family was scored first and broke
+the non-shake guarantee there; the second family (and its stroke condition, after a unit test's
+13 px defocus disk) was designed after seeing that result and the scored rows' features, though
+its thresholds were still chosen here only. The rows were measured once on a shared CPU
+(``measure``) and are reused by ``--choose-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+RESULTS = HERE / "results"
+SEED = 90210
+NOISE = (0.002, 0.005, 0.01)
+GREY = ("camera", "coins", "brick", "gravel")
+COLOUR = ("hubble_deep_field", "immunohistochemistry")
+SHAKE_BANDS = ((9, 17), (13, 27), (19, 29), (31, 41))
+
+
+def load_calibration_photos() -> list[tuple[str, np.ndarray]]:
+    """Off-centre 255x255 crops (a third of the way in), grey ones repeated as RGB."""
+    from skimage import data
+
+    out = []
+    for name in GREY + COLOUR:
+        img = getattr(data, name)().astype(np.float32) / 255.0
+        side = 255
+        h, w = img.shape[:2]
+        y0, x0 = (h - side) // 3, (w - side) // 3
+        crop = img[y0:y0 + side, x0:x0 + side]
+        out.append((name, np.repeat(crop[..., None], 3, axis=2) if crop.ndim == 2 else crop[..., :3]))
+    return out
+
+
+def split_blur(sharp: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Left half blurred by ``a``, right half by ``b`` (in linear light): two shakes in one photo."""
+    from deblurcli.synth import blur_image
+
+    left, right = blur_image(sharp, a), blur_image(sharp, b)
+    out = left.copy()
+    out[:, sharp.shape[1] // 2:] = right[:, sharp.shape[1] // 2:]
+    return out
+
+
+def calibration_set():
+    """(info, blurred, truth) for every calibration image, from `SEED`."""
+    from default_hybrid import _u8, disk, gopro_like
+
+    from deblurcli.synth import blur_image, random_kernel, spatially_varying_blur
+
+    rng = np.random.default_rng(SEED)
+    photos = load_calibration_photos()
+    for p, (name, sharp) in enumerate(photos):
+        other = photos[(p + 1) % len(photos)][1]
+        cases = []
+        for i, (lo, hi) in enumerate(SHAKE_BANDS):
+            ks = int(rng.integers(lo // 2, hi // 2 + 1)) * 2 + 1
+            domain = "linear" if (i + p) % 2 == 0 else "srgb"
+            cases.append(("shake", {"kind": domain, "kernel_size": ks},
+                          blur_image(sharp, random_kernel(ks, rng), linear_light=domain == "linear"), sharp))
+        g, t = gopro_like(sharp, other, rng)
+        cases.append(("nonshake", {"kind": "gopro"}, g, t))
+        ks3 = [random_kernel(int(rng.integers(7, 15)) * 2 + 1, rng) for _ in range(3)]
+        cases.append(("nonshake", {"kind": "varying"}, spatially_varying_blur(sharp, ks3, rng), sharp))
+        ka, kb = (random_kernel(int(rng.integers(8, 14)) * 2 + 1, rng) for _ in range(2))
+        cases.append(("nonshake", {"kind": "split"}, split_blur(sharp, ka, kb), sharp))
+        radius = float(rng.uniform(3, 7))
+        cases.append(("nonshake", {"kind": "defocus", "radius": round(radius, 2)},
+                      blur_image(sharp, disk(radius), linear_light=True), sharp))
+        cases.append(("nonshake", {"kind": "sharp"}, sharp, sharp))
+        for c, (kind_set, extra, blurred, truth) in enumerate(cases):
+            noise = NOISE[(p + c) % len(NOISE)]
+            b = blurred + rng.normal(0, noise, sharp.shape).astype(np.float32)
+            yield ({"set": kind_set, "photo": name, **extra, "noise": noise},
+                   _u8(b).astype(np.float32) / 255.0, truth)
+
+
+#: The thresholds `choose` searches; None leaves that check out.
+GRID: dict[str, list[float | None]] = {
+    "max_corner_misfit": [None, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0],
+    "min_corner_agreement": [None, 0.5, 0.6, 0.7, 0.8],
+    "max_isotropy": [None, 0.6, 0.7, 0.8, 0.9],
+    "max_dec_vs_net": [None, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
+    "max_reblur_gain": [None, 0.55, 0.7, 0.8, 0.9, 1.0, 1.2],
+}
+#: The second family: the referee as before (1.5 / 0.55), relaxed to one veto where the corners
+#: agree closely (`verdict_from_features`).
+GRID_CORNER_TRUST: dict[str, list[float | None]] = {
+    "corner_trust_agreement": [None, 0.8, 0.85, 0.9, 0.95],
+    "corner_trust_misfit2": [0.1, 0.2, 0.3],
+    "corner_trust_max_dec_vs_net": [None, 2.0, 2.5, 3.0],
+    "corner_trust_max_isotropy": [None, 0.5, 0.6, 0.7],
+    "max_isotropy": [None, 0.7, 0.8, 0.9],
+}
+OFF = {"max_corner_misfit": math.inf, "min_corner_agreement": -math.inf, "max_isotropy": math.inf,
+       "max_dec_vs_net": math.inf, "max_reblur_gain": math.inf, "corner_trust_agreement": math.inf,
+       "corner_trust_max_dec_vs_net": math.inf, "corner_trust_max_isotropy": math.inf}
+
+
+def outcome(rows: list[dict], rule: dict) -> dict:
+    """What a rule does to the rows: mean shake gain, the guarantees' counts."""
+    from deblurcli.deconv import verdict_from_features
+
+    shake_gain, worse_input, worse_net, trusted_neg = [], 0, 0, 0
+    for r in rows:
+        trusted = bool(r["features"]) and verdict_from_features(r["features"], rule).trusted
+        hybrid = r["deconv"] if trusted else r["network"]
+        if r["set"] == "shake":
+            shake_gain.append(hybrid - r["input"])
+            worse_input += trusted and hybrid < r["input"]
+        else:
+            worse_net += hybrid < r["network"] - 0.1
+            trusted_neg += trusted
+    n = len(shake_gain)
+    return {"shake_gain_db": round(float(np.mean(shake_gain)), 3) if n else 0.0, "shake_images": n,
+            "shake_deconvolved_worse_than_input": int(worse_input), "nonshake_worse_than_network": int(worse_net),
+            "nonshake_trusted": int(trusted_neg)}
+
+
+#: What each family holds fixed (the rest of `TRUST_RULE`'s keys are the kernel's sanity checks).
+BASES: dict[str, dict[str, float]] = {
+    "thresholds": {"corner_trust_agreement": math.inf},
+    "corner_trust": {"max_dec_vs_net": 1.5, "max_reblur_gain": 0.55, "max_corner_misfit": math.inf,
+                     "min_corner_agreement": -math.inf},
+}
+
+
+def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str, float]
+           ) -> tuple[dict, list[dict]]:
+    """The passing rule with the best shake gain (see the module docstring); and every passing rule."""
+    names = list(grid)
+    passing = []
+    for values in itertools.product(*(grid[k] for k in names)):
+        rule = {**base, **{k: (OFF[k] if v is None else v) for k, v in zip(names, values, strict=True)}}
+        o = outcome(rows, rule)
+        if o["nonshake_worse_than_network"] == 0 and o["shake_deconvolved_worse_than_input"] * 20 <= o["shake_images"]:
+            passing.append({"grid": dict(zip(names, values, strict=True)), **o})
+    if not passing:
+        raise SystemExit("no rule in the grid keeps the guarantees on the calibration set")
+    best = max(p["shake_gain_db"] for p in passing)
+    top = [p for p in passing if p["shake_gain_db"] >= best - 1e-9]
+
+    def margin(p: dict) -> float:
+        # How many grid steps each threshold could move and still pass: prefer the rule in the
+        # middle of the passing region, not on its edge.
+        total = 0.0
+        for k in names:
+            vals = grid[k]
+            i = vals.index(p["grid"][k])
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(vals):
+                    q = {**p["grid"], k: vals[j]}
+                    total += any(x["grid"] == q for x in passing)
+        return total
+
+    chosen = max(top, key=margin)
+    return chosen, passing
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--choose-only", action="store_true", help="reuse the rows in --out")
+    ap.add_argument("--out", type=Path, default=RESULTS / "calibrate_trust.json")
+    args = ap.parse_args(argv)
+    from default_hybrid import measure, summarise
+
+    from deblurcli.fsutil import atomic_write
+
+    rows = json.loads(args.out.read_text())["per_image"] if args.choose_only else measure([calibration_set()])
+    from deblurcli.deconv.trust import TRUST_RULE
+
+    families = {}
+    for name, grid in (("thresholds", GRID), ("corner_trust", GRID_CORNER_TRUST)):
+        chosen, passing = choose(rows, grid, BASES[name])
+        rule = {**BASES[name], **{k: (OFF[k] if v is None else v) for k, v in chosen["grid"].items()}}
+        families[name] = {"grid": grid, "chosen": chosen, "rule": {k: str(v) for k, v in rule.items()},
+                          "passing_rules": len(passing), "summary": summarise([dict(r) for r in rows], rule)}
+    print(json.dumps({k: v["chosen"] for k, v in families.items()}, indent=1))
+    payload = {"seed": SEED, "families": families, "default_rule_here": outcome(rows, TRUST_RULE),
+               "per_image": rows}
+    atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
