@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,22 +72,28 @@ def _widths(img: np.ndarray) -> dict:
     return {"edge_px": ew.width_px, "ratio": max(ew.widths.values()) / min(ew.widths.values())}
 
 
-def verdict(out: Path | None) -> None:
+def _verdict_cases() -> Iterator[tuple[str, str, np.ndarray, float]]:
+    """The verdict's cases, (photo, form, image, true support in px; 0 when sharp): each photo sharp
+    in three forms, then shaken by VERDICT_SIZES; one draw order, so --verdict and
+    --verdict-kernels see the same images."""
     rng = np.random.default_rng(SEED)
-    rows = []
     for name in VERDICT_PHOTOS:
         sharp = load(name)
         forms = {"sharp": sharp, "sharp+noise": synth.add_noise(sharp, rng, sigma=(0.003, 0.01)),
                  "sharp+jpeg85": synth.jpeg(sharp, 85)}
         for form, img in forms.items():
-            rows.append({"photo": name, "form": form, "true_px": 0.0, **_widths(img)})
+            yield name, form, img, 0.0
         for i, size in enumerate(VERDICT_SIZES):
             k = synth.random_kernel(size, rng)
             b = synth.add_noise(synth.blur_image(sharp, k), rng, sigma=(0.002, 0.01))
             if i % 2:
                 b = synth.jpeg(b, 90)
-            rows.append({"photo": name, "form": f"shake{size}", "true_px": float(kernel_stats(k).extent_px),
-                         **_widths(b)})
+            yield name, f"shake{size}", b, float(kernel_stats(k).extent_px)
+
+
+def verdict(out: Path | None) -> None:
+    rows = [{"photo": name, "form": form, "true_px": true_px, **_widths(img)}
+            for name, form, img, true_px in _verdict_cases()]
     candidates = np.round(np.arange(1.5, 3.01, 0.05), 2)
     right = {float(t): sum((r["edge_px"] > t) == (r["true_px"] > 0) for r in rows) / len(rows) for t in candidates}
     best = max(right.values())
@@ -119,28 +126,16 @@ def verdict_kernels(out: Path | None) -> None:
     from deblurcli.errors import KernelError
     from deblurcli.inspect import shake_length
 
-    rng = np.random.default_rng(SEED)
     rows = []
-    for name in VERDICT_PHOTOS:
-        sharp = load(name)
-        forms = {"sharp": sharp, "sharp+noise": synth.add_noise(sharp, rng, sigma=(0.003, 0.01)),
-                 "sharp+jpeg85": synth.jpeg(sharp, 85)}
-        cases = [(form, img, 0.0) for form, img in forms.items()]
-        for i, size in enumerate(VERDICT_SIZES):
-            k = synth.random_kernel(size, rng)
-            b = synth.add_noise(synth.blur_image(sharp, k), rng, sigma=(0.002, 0.01))
-            if i % 2:
-                b = synth.jpeg(b, 90)
-            cases.append((f"shake{size}", b, float(kernel_stats(k).extent_px)))
-        for form, img, true_px in cases:
-            try:
-                e = estimate_shake(img)
-                length_px: float | None = round(shake_length(e.kernel) * e.factor, 2)
-            except KernelError:
-                length_px = None
-            rows.append({"photo": name, "form": form, "true_px": true_px, "length_px": length_px,
-                         **{k: round(v, 3) for k, v in _widths(img).items()}})
-            print(json.dumps(rows[-1]), flush=True)
+    for name, form, img, true_px in _verdict_cases():
+        try:
+            e = estimate_shake(img)
+            length_px: float | None = round(shake_length(e.kernel) * e.factor, 2)
+        except KernelError:
+            length_px = None
+        rows.append({"photo": name, "form": form, "true_px": true_px, "length_px": length_px,
+                     **{k: round(v, 3) for k, v in _widths(img).items()}})
+        print(json.dumps(rows[-1]), flush=True)
     sharp_len = [r["length_px"] for r in rows if r["true_px"] == 0 and r["length_px"] is not None]
     result = {"sharp_length_range": [min(sharp_len), max(sharp_len)], "rows": rows}
     if out is not None:
