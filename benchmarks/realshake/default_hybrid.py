@@ -242,6 +242,11 @@ def summarise(rows: list[dict], rule: dict | None = None) -> dict:
     return out
 
 
+def _printable(rule: dict) -> dict:
+    """The rule as strict JSON: a threshold switched off (infinite) is written "off"."""
+    return {k: "off" if isinstance(v, float) and math.isinf(v) else v for k, v in rule.items()}
+
+
 def add_set_arguments(ap: argparse.ArgumentParser) -> None:
     """The image sets' flags, shared with default_public_path.py (which scores the same sets)."""
     ap.add_argument("--sets", default="shake,nonshake,levin")
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for f in args.rescore for r in json.loads(f.read_text())["per_image"]]
         s = summarise(rows, rule)
         print(json.dumps(s, indent=1))
-        payload = {"rule": rule, "rule_name": args.rule, "rescored_from": [f.name for f in args.rescore],
+        payload = {"rule": _printable(rule), "rule_name": args.rule, "rescored_from": [f.name for f in args.rescore],
                    "summary": s, "per_image": rows}
         atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
         return 0
@@ -287,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     s = summarise(rows)
     print(json.dumps(s, indent=1))
-    payload = {"rule": TRUST_RULE, "threads": os.environ.get("OMP_NUM_THREADS"), "summary": s, "per_image": rows}
+    payload = {"rule": _printable(TRUST_RULE), "threads": os.environ.get("OMP_NUM_THREADS"), "summary": s,
+               "per_image": rows}
     atomic_write(args.out, json.dumps(payload, indent=1) + "\n", make_parents=True)
     return 0
 
