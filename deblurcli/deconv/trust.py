@@ -20,18 +20,18 @@ Thresholds chosen on `benchmarks/realshake/calibrate_trust.py`'s images (six pho
 kernels no scored set uses; 255 px crops; gopro-like, blended, two-shake, defocus and sharp
 negatives), then scored once (`benchmarks/realshake/default_hybrid.py`, results/default_hybrid.json;
 gain over the input, PSNR): on evaluate.py's 60 shaken photos +3.08 dB on linear-light blur and
-+2.39 dB on sRGB-applied blur (network alone +2.02 / +1.48), none worse than its input; on 20
-non-shake cases (rotating camera with a moving object, blended kernels, defocus, sharp photos)
-none trusted, so never below the network; on Levin's 32 real shakes 28.25 dB (27.66 with the rule
-before the corner features; the deconvolution alone 32.13; 15 of 32 trusted). With the engine
-before its speed work the same rule gave +3.20 / +2.17 and 28.62 dB (16 trusted). The issue's
-30 dB is not reached by a calibrated rule. Re-scoring every rule of the calibration grids on the scored rows (after the fact, no
-held-out claim): the corner-trust family holds rules that keep every non-shake case within 0.1 dB
-of the network with Levin at 31.08 dB (no veto, no stroke condition), but they trust a 13 px
-defocus disk the tests hold to the network; the plain-threshold family (`CALIBRATED_RULE`) reaches
-29.17 dB at best with that guarantee. The corner misfit of a single corner is unreliable (a corner
-with few edges, sky or a dark coat, gives a kernel made up from noise), hence the second-largest
-misfit and the second-lowest agreement.
++2.39 dB on sRGB-applied blur (network alone +2.02 / +1.48), none worse than its input; on 20 non-
+shake cases (rotating camera with a moving object, blended kernels, defocus, sharp photos) none
+trusted, so never below the network; on Levin's 32 real shakes 28.25 dB (27.66 with the rule before
+the corner features; the deconvolution alone 32.13; 15 of 32 trusted). With the engine before its
+speed work the same rule gave +3.20 / +2.17 and 28.62 dB (16 trusted). The issue's 30 dB is not
+reached by a calibrated rule. Re-scoring every rule of the calibration grids on the scored rows
+(after the fact, no held-out claim): the corner-trust family holds rules that keep every non-shake
+case within 0.1 dB of the network with Levin at 31.08 dB (no veto, no stroke condition), but they
+trust a 13 px defocus disk the tests hold to the network; the plain-threshold family
+(`CALIBRATED_RULE`) reaches 29.17 dB at best with that guarantee. The corner misfit of a single
+corner is unreliable (a corner with few edges, sky or a dark coat, gives a kernel made up from
+noise), hence the second-largest misfit and the second-lowest agreement.
 """
 
 from __future__ import annotations
