@@ -36,7 +36,7 @@ def test_eval_json_recomputes_from_saved_images(tmp_path: Path, tiny_model: Path
     _gopro_tree(tmp_path / "GOPRO_Large")
     save = tmp_path / "saved"
     res = runner.invoke(app, ["eval", "--dataset", "gopro", "--data-dir", str(tmp_path / "GOPRO_Large"),
-                              "--model", str(tiny_model), "--save-dir", str(save), "--json", "-", "--quiet"])
+                              "--model", str(tiny_model), "--save-dir", str(save), "--json", "--quiet"])
     assert res.exit_code == 0, res.stderr
     result = json.loads(res.stdout)
     assert result["dataset"] == "gopro" and result["protocol"] == "matlab"
