@@ -64,7 +64,14 @@ def _start(out: Path, module: str = "deblurcli.train") -> subprocess.Popen[bytes
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "DEBLUR_SCAN_BACKEND": "torch"}
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=_as_in_a_terminal)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a foreground command. A test run started in the background (``cmd &``, nohup)
+    ignores SIGINT, and its children inherit that (as they should), which would make the SIGINT
+    case here a test of the runner's launch rather than of the trainer."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _training(proc: subprocess.Popen[bytes], out: Path) -> set[int]:
