@@ -54,6 +54,12 @@ from .video.options import VideoOptions
 #: (tests/test_inspect.py checks that the two agree).
 DEFAULT_BLUR_THRESHOLD = 1.9
 
+
+def _blur_threshold_opt(what: str) -> Any:
+    """``--blur-threshold``, one flag with one default and range for `batch` and `inspect`."""
+    return typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
+                        help=f"{what} (sharp photos measure about 1.3-1.8)")
+
 # The options several commands share (engine, output, video) are declared once: EngineOptions in
 # deblurcli/options.py, VideoOptions in deblurcli/video/options.py, the rest in deblurcli/commands/common.py.
 
@@ -198,9 +204,8 @@ def batch(
     lossless: bool = LosslessOpt,
     only_blurry: bool = typer.Option(False, "--only-blurry", help="Restore only the files judged blurred (as "
                                      "'deblur inspect' judges); the others are reported as skipped, with no output"),
-    blur_threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
-                                         help="With --only-blurry: edge width in px above which a file counts as "
-                                         "blurred (sharp photos: about 1.3-1.8)"),
+    blur_threshold: float = _blur_threshold_opt("With --only-blurry: edge width in px above which a file counts "
+                                                "as blurred"),
     keep_original_if_worse: bool = typer.Option(False, "--keep-original-if-worse", help="Where an output measures "
                                                 "less sharp than its input, write the input instead"),
     quiet: bool = QuietOpt,
@@ -473,9 +478,7 @@ def inspect_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
     save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
                                             "one input, else a folder receiving NAME_kernel.png"),
-    threshold: float = typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
-                                    help="Edge width in pixels above which a photo counts as blurred (sharp photos "
-                                    "measure about 1.3-1.8)"),
+    threshold: float = _blur_threshold_opt("Edge width in px above which a photo counts as blurred"),
     verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
                                       "length or direction"),
     allow_large: bool = AllowLargeOpt,

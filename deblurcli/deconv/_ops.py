@@ -148,12 +148,15 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
                     np.float32(1.055) * x ** np.float32(1 / 2.4) - np.float32(0.055)).astype(np.float32)
 
 
+#: Rec. 709 luma weights (R, G, B): the channel mix with the best signal-to-noise ratio for edges.
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 709 luma weights: the channel mix with the best signal-to-noise ratio for edges."""
+    """The `LUMA` mix of an HxWx3 image (an HxW one is already grey)."""
     if rgb.ndim == 2:
         return np.asarray(rgb, dtype=np.float32)
-    w = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    return np.asarray(rgb[..., :3], dtype=np.float32) @ w
+    return np.asarray(rgb[..., :3], dtype=np.float32) @ LUMA
 
 
 def noise_sigma(gray: np.ndarray) -> float:

@@ -224,7 +224,7 @@ def _solve(planes: np.ndarray, k: np.ndarray, weight: float, clipped: np.ndarray
     return x[..., :h, :w].numpy()
 
 
-LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+LUMA = _ops.LUMA
 # Photos from this many pixels up have their colour differences solved at half resolution. Below
 # it a photo is a crop or a thumbnail whose colour detail is per pixel (on the 256 px crops of
 # benchmarks/default_model/evaluate.py's shaken set, halving costs 0.48 dB with the true kernels:
