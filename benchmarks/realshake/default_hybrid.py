@@ -151,10 +151,12 @@ def levin_set(data_dir: Path):
             yield {"set": "levin", "photo": f"im0{i}", "kind": f"ker0{j}", "image": i, "kernel": j}, y, pair
 
 
-def measure(gens, refine: bool = False) -> list[dict]:
+def measure(gens, refine: bool = False, kernels: list | None = None) -> list[dict]:
     """Score every (info, blurred, truth) of ``gens``: input, network, blind deconvolution, and
     every trust feature (`trust_features`, `region_features`, `referee_features`) with the
-    verdict of the current `TRUST_RULE`. calibrate_trust.py measures its own images with it."""
+    verdict of the current `TRUST_RULE`. calibrate_trust.py measures its own images with it.
+    ``kernels``: a list to append each row's estimated kernel to (None where there is none), so
+    a new shape feature can be tried without estimating again."""
     import torch
 
     from deblurcli.api import Deblurrer
@@ -179,7 +181,9 @@ def measure(gens, refine: bool = False) -> list[dict]:
                 verdict = verdict_from_features(feats)
                 trusted, reason = verdict.trusted, verdict.reason
             except KernelError as exc:
-                out_dec, feats, trusted, reason = blurred, {}, False, str(exc)
+                out_dec, feats, trusted, reason, est = blurred, {}, False, str(exc), None
+            if kernels is not None:
+                kernels.append(None if est is None else np.asarray(est.kernel, np.float32))
             t_dec = time.perf_counter() - t0
             def sc(x: np.ndarray, _info: dict = info, _truth=truth) -> float:
                 if _info["set"] == "levin":
@@ -208,7 +212,11 @@ def run(args: argparse.Namespace) -> list[dict]:
         gens.append(nonshake_set(args.size))
     if "levin" in sets:
         gens.append(levin_set(args.levin))
-    return measure(gens, args.refine)
+    kernels: list | None = [] if args.save_kernels else None
+    rows = measure(gens, args.refine, kernels)
+    if args.save_kernels:
+        np.savez_compressed(args.save_kernels, **{f"k{i}": k for i, k in enumerate(kernels) if k is not None})
+    return rows
 
 
 def summarise(rows: list[dict], rule: dict | None = None) -> dict:
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rule", choices=("trust", "calibrated"), default="trust",
                     help="with --rescore: TRUST_RULE (the default's) or CALIBRATED_RULE (calibrate_trust.py's)")
     ap.add_argument("--out", type=Path, default=RESULTS / "default_hybrid.json")
+    ap.add_argument("--save-kernels", type=Path, help="also save the estimated kernels (npz, k<row>) here")
     args = ap.parse_args(argv)
     from deblurcli.deconv.trust import CALIBRATED_RULE, TRUST_RULE
     from deblurcli.fsutil import atomic_write

@@ -100,18 +100,26 @@ def random_kernel(size: int, rng: np.random.Generator, *, fill: float | None = N
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd integer, got {size}")
-    kernel = np.zeros((size, size), dtype=np.float64)
-    c = (size - 1) / 2
     if size == 1:
-        kernel[0, 0] = 1.0
-        return kernel.astype(np.float32)
+        return np.ones((1, 1), dtype=np.float32)
     steps = int(rng.integers(24, 97)) if steps is None else steps
     jitter = float(np.exp(rng.uniform(np.log(0.01), np.log(0.35)))) if jitter is None else jitter
     pull = float(rng.uniform(0.0, 0.012)) if pull is None else pull
     jerk_p = float(rng.uniform(0.0, 0.04)) if jerk_p is None else jerk_p
     fill = float(rng.uniform(0.6, 1.0)) if fill is None else fill
 
-    path = _shake_path(rng, steps, jitter, pull, jerk_p)
+    return _rasterise(_shake_path(rng, steps, jitter, pull, jerk_p), size, fill)
+
+
+def _rasterise(path: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """A camera path (complex polyline, equal time per segment) as a centred ``size x size`` kernel.
+
+    The path is shifted so its time-average position sits on the centre pixel, scaled so its
+    farthest point reaches ``fill`` of the half-width, and splatted bilinearly at points at most
+    0.2 px apart (which keeps the centre of mass exactly): slow parts come out brighter.
+    """
+    kernel = np.zeros((size, size), dtype=np.float64)
+    c = (size - 1) / 2
     # Time-average of a polyline walked at constant speed per segment = mean of segment midpoints.
     mids = 0.5 * (path[:-1] + path[1:])
     path = path - mids.mean()
@@ -140,6 +148,48 @@ def random_kernel(size: int, rng: np.random.Generator, *, fill: float | None = N
     out = (kernel / kernel.sum()).astype(np.float32)
     out /= out.sum(dtype=np.float64)  # renormalise after rounding to float32
     return out
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, corr: int) -> np.ndarray:
+    """``n`` samples of unit-variance Gaussian noise correlated over about ``corr`` samples
+    (white noise through a Hann window): a hand's speed and turning change smoothly."""
+    w = np.hanning(2 * corr + 1)
+    x = np.convolve(rng.standard_normal(n + 2 * corr), w, mode="valid")
+    return x / max(float(x.std()), 1e-9)
+
+
+def hand_shake_kernel(size: int, rng: np.random.Generator, *, fill: float | None = None,
+                      curl: float | None = None) -> np.ndarray:
+    """A camera-shake kernel drawn the way a hand moves, float32 ``size x size``, summing to 1.
+
+    `random_kernel`'s path has a capped, nearly constant speed, so its kernels are even-weighted
+    strokes. A hand holding a camera does not move at one speed: it starts, accelerates or brakes
+    and turns, and the exposure records where it lingered as heavy spots on a faint trail; a
+    tremor that keeps turning one way curls the path into a compact loop or blob. Here the
+    speed is a smooth random function times a ramp (accelerating, braking, or a stop in the
+    middle), the heading turns at a steady rate ``curl`` (total turn over the exposure, radians;
+    default: drawn, about one kernel in three curled past 1.5 pi) plus a smooth wobble, and a
+    small fast tremor is added on top. Rasterised like `random_kernel` (equal time per sample,
+    centred on the time-average, ``fill`` of the half-width, default random in [0.6, 1]).
+    Written from that physical description for the trust rule's calibration
+    (`benchmarks/realshake/calibrate_trust.py`); it is fitted to no recorded kernel.
+    """
+    if size < 3 or size % 2 == 0:
+        raise ValueError(f"kernel size must be an odd integer >= 3, got {size}")
+    steps = 240
+    t = np.linspace(0.0, 1.0, steps)
+    ramp = {0: t, 1: 1.0 - t, 2: np.abs(2.0 * t - 1.0), 3: np.ones_like(t)}[int(rng.integers(0, 4))]
+    speed = (0.15 + ramp) * np.exp(float(rng.uniform(0.2, 0.8)) * _smooth_noise(rng, steps, 30))
+    if curl is None:
+        curl = float(rng.uniform(0.0, 1.5)) * math.pi if rng.random() < 0.65 else float(rng.uniform(1.5, 3.5)) * math.pi
+    curl *= 1.0 if rng.random() < 0.5 else -1.0
+    heading = float(rng.uniform(0.0, 2.0 * math.pi)) + curl * t + float(rng.uniform(0.1, 0.6)) * _smooth_noise(
+        rng, steps, 25)
+    path = np.concatenate(([0j], np.cumsum(speed * np.exp(1j * heading)) / steps))
+    extent = float(np.abs(path - path.mean()).max())
+    tremor = (rng.standard_normal(steps + 1) + 1j * rng.standard_normal(steps + 1)) * 0.01 * extent
+    fill = float(rng.uniform(0.6, 1.0)) if fill is None else fill
+    return _rasterise(path + tremor, size, fill)
 
 
 def _pad_kernel(kernel: np.ndarray, size: int) -> np.ndarray:
