@@ -231,6 +231,19 @@ def test_hybrid_is_never_worse_than_the_network_on_blur_that_is_not_shake(refere
     assert _psnr(hybrid, c["sharp"]) >= _psnr(c["network"], c["sharp"]) - 0.1, verdict
 
 
+def test_an_empty_estimate_is_a_kernel_error_not_a_crash(referee_cases: dict) -> None:
+    """The estimator once gave back an all-zero kernel: the default model must hear a KernelError
+    (and run the network), not a ValueError from deconvolving with it."""
+    import dataclasses
+
+    from deblurcli.deconv.trust import blur_light
+
+    c = referee_cases["shake"]
+    empty = dataclasses.replace(c["estimate"], kernel=np.zeros_like(c["estimate"].kernel))
+    with pytest.raises(KernelError):
+        blur_light(c["blurred"].mean(axis=2), empty)
+
+
 def test_assess_rejects_a_sharp_photo(referee_cases: dict) -> None:
     c = referee_cases["sharp"]
     verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])

@@ -219,6 +219,7 @@ GRID_DISK: dict[str, list[float | None]] = {
     "corner_trust_max_disk_likeness": [None, 0.8, 0.85, 0.9, 0.95],
     "max_isotropy": [None, 0.6, 0.7, 0.8, 0.9],
     "round_min_disk_likeness": [0.0, 0.8, 0.85, 0.9, 0.95],
+    "corner_trust_min_extent_px": [0.0, 8.0, 10.0, 12.0],
 }
 OFF = {"max_corner_misfit": math.inf, "min_corner_agreement": -math.inf, "max_isotropy": math.inf,
        "max_dec_vs_net": math.inf, "max_reblur_gain": math.inf, "corner_trust_agreement": math.inf,
@@ -257,7 +258,8 @@ class Table:
         agreed = ((f["corner_agreement"] >= r["corner_trust_agreement"]) & (f["corner_misfit2"] >= 0.0)
                   & (f["corner_misfit2"] <= r["corner_trust_misfit2"])
                   & (np.where(self.valid, f["isotropy"], 1.0) <= r["corner_trust_max_isotropy"])
-                  & (f["disk_likeness"] <= r["corner_trust_max_disk_likeness"]))
+                  & (f["disk_likeness"] <= r["corner_trust_max_disk_likeness"])
+                  & (f["extent_px"] >= r["corner_trust_min_extent_px"]))
         ok &= f["dec_vs_net"] <= np.where(agreed, r["corner_trust_max_dec_vs_net"], r["max_dec_vs_net"])
         ok &= agreed | (f["reblur_gain"] <= r["max_reblur_gain"])
         return ok
@@ -286,9 +288,11 @@ BASES: dict[str, dict[str, float]] = {
 }
 
 
-def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str, float]
+def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str, float], interior: bool = False
            ) -> tuple[dict, list[dict]]:
-    """The passing rule with the best shake gain (see the module docstring); and every passing rule."""
+    """The passing rule with the best shake gain (see the module docstring); and every passing rule.
+    ``interior``: only among passing rules whose every one-step neighbour in the grid passes too
+    (a rule one step from failing here is likely to fail on other images)."""
     names = list(grid)
     table = Table(rows)
     passing = []
@@ -299,14 +303,10 @@ def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str
             passing.append({"grid": dict(zip(names, values, strict=True)), **o})
     if not passing:
         raise SystemExit("no rule in the grid keeps the guarantees on the calibration set")
-    best = max(p["shake_gain_db"] for p in passing)
-    top = [p for p in passing if p["shake_gain_db"] >= best - 1e-9]
     passed = {tuple(p["grid"][k] for k in names) for p in passing}
 
-    def margin(p: dict) -> float:
-        # How many grid steps each threshold could move and still pass: prefer the rule in the
-        # middle of the passing region, not on its edge.
-        total = 0.0
+    def neighbours(p: dict) -> list[tuple]:
+        out = []
         for i, k in enumerate(names):
             vals = grid[k]
             at = vals.index(p["grid"][k])
@@ -314,8 +314,19 @@ def choose(rows: list[dict], grid: dict[str, list[float | None]], base: dict[str
                 if 0 <= j < len(vals):
                     q = [p["grid"][n] for n in names]
                     q[i] = vals[j]
-                    total += tuple(q) in passed
-        return total
+                    out.append(tuple(q))
+        return out
+
+    pool = [p for p in passing if all(q in passed for q in neighbours(p))] if interior else passing
+    if not pool:
+        raise SystemExit("no rule in the grid keeps the guarantees with every neighbour on the calibration set")
+    best = max(p["shake_gain_db"] for p in pool)
+    top = [p for p in pool if p["shake_gain_db"] >= best - 1e-9]
+
+    def margin(p: dict) -> float:
+        # How many grid steps each threshold could move and still pass: prefer the rule in the
+        # middle of the passing region, not on its edge.
+        return float(sum(q in passed for q in neighbours(p)))
 
     chosen = max(top, key=margin)
     return chosen, passing
@@ -326,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--choose-only", action="store_true", help="reuse the rows in --out")
     ap.add_argument("--out", type=Path, default=RESULTS / "calibrate_trust.json")
     ap.add_argument("--save-kernels", type=Path, help="also save the estimated kernels (npz, k<row>) here")
+    ap.add_argument("--resume-log", type=Path,
+                    help="the stdout of an interrupted run: its rows (one JSON per line) are kept and their images "
+                         "not measured again")
     args = ap.parse_args(argv)
     from default_hybrid import measure, summarise
 
@@ -335,9 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = json.loads(args.out.read_text())["per_image"]
     else:
         kernels: list = []
-        rows = measure([calibration_set(), hand_set()], kernels=kernels)
+        done = [] if args.resume_log is None else \
+            [json.loads(line) for line in args.resume_log.read_text().splitlines() if line.startswith("{")]
+        rows = done + measure([calibration_set(), hand_set()], kernels=kernels, skip=len(done))
         if args.save_kernels:
-            np.savez_compressed(args.save_kernels, **{f"k{i}": k for i, k in enumerate(kernels) if k is not None})
+            np.savez_compressed(args.save_kernels, **{f"k{i + len(done)}": k for i, k in enumerate(kernels)
+                                                      if k is not None})
         # Saved before choosing, so a failed choice never costs the measurement.
         atomic_write(args.out.with_suffix(".rows.json"), json.dumps({"per_image": rows}) + "\n", make_parents=True)
     from deblurcli.deconv import verdict_from_features
@@ -345,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     families = {}
     for name, grid in (("thresholds", GRID), ("corner_trust", GRID_CORNER_TRUST), ("disk_corner", GRID_DISK)):
-        chosen, passing = choose(rows, grid, BASES[name])
+        chosen, passing = choose(rows, grid, BASES[name], interior=name == "disk_corner")
         rule = {**BASES[name], **{k: (OFF[k] if v is None else v) for k, v in chosen["grid"].items()}}
         # The vectorised verdicts must be the rule's own.
         assert list(Table(rows).trusted(rule)) == [bool(r["features"]) and verdict_from_features(r["features"], rule)

@@ -151,12 +151,13 @@ def levin_set(data_dir: Path):
             yield {"set": "levin", "photo": f"im0{i}", "kind": f"ker0{j}", "image": i, "kernel": j}, y, pair
 
 
-def measure(gens, refine: bool = False, kernels: list | None = None) -> list[dict]:
+def measure(gens, refine: bool = False, kernels: list | None = None, skip: int = 0) -> list[dict]:
     """Score every (info, blurred, truth) of ``gens``: input, network, blind deconvolution, and
     every trust feature (`trust_features`, `region_features`, `referee_features`) with the
     verdict of the current `TRUST_RULE`. calibrate_trust.py measures its own images with it.
     ``kernels``: a list to append each row's estimated kernel to (None where there is none), so
-    a new shape feature can be tried without estimating again."""
+    a new shape feature can be tried without estimating again. ``skip``: leave out the first
+    this many images (already measured by an interrupted run)."""
     import torch
 
     from deblurcli.api import Deblurrer
@@ -167,8 +168,12 @@ def measure(gens, refine: bool = False, kernels: list | None = None) -> list[dic
     torch.set_num_threads(1)
     net = Deblurrer("default", device="cpu", tile=0, threads=1, progress=False)
     rows = []
+    seen = 0
     for gen in gens:
         for info, blurred, truth in gen:
+            seen += 1
+            if seen <= skip:
+                continue
             t0 = time.perf_counter()
             out_net = net.restore(blurred)
             t_net = time.perf_counter() - t0
@@ -180,8 +185,10 @@ def measure(gens, refine: bool = False, kernels: list | None = None) -> list[dic
                 feats.update(referee_features(blurred, out_net, out_dec, est))
                 verdict = verdict_from_features(feats)
                 trusted, reason = verdict.trusted, verdict.reason
-            except KernelError as exc:
-                out_dec, feats, trusted, reason, est = blurred, {}, False, str(exc), None
+            except (KernelError, ValueError) as exc:
+                # ValueError: an estimate the engine itself cannot deconvolve with (seen once, on
+                # a calibration image; the default would fail on it too, reported to the engine).
+                out_dec, feats, trusted, reason, est = blurred, {}, False, f"{type(exc).__name__}: {exc}", None
             if kernels is not None:
                 kernels.append(None if est is None else np.asarray(est.kernel, np.float32))
             t_dec = time.perf_counter() - t0
@@ -213,7 +220,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     if "levin" in sets:
         gens.append(levin_set(args.levin))
     kernels: list | None = [] if args.save_kernels else None
-    rows = measure(gens, args.refine, kernels)
+    done = [] if args.resume_log is None else \
+        [json.loads(line) for line in args.resume_log.read_text().splitlines() if line.startswith("{")]
+    rows = done + measure(gens, args.refine, kernels, skip=len(done))
     if args.save_kernels:
         np.savez_compressed(args.save_kernels, **{f"k{i}": k for i, k in enumerate(kernels) if k is not None})
     return rows
@@ -283,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --rescore: TRUST_RULE (the default's) or CALIBRATED_RULE (calibrate_trust.py's)")
     ap.add_argument("--out", type=Path, default=RESULTS / "default_hybrid.json")
     ap.add_argument("--save-kernels", type=Path, help="also save the estimated kernels (npz, k<row>) here")
+    ap.add_argument("--resume-log", type=Path,
+                    help="the stdout of an interrupted run: its rows (one JSON per line) are kept and their images "
+                         "not measured again")
     args = ap.parse_args(argv)
     from deblurcli.deconv.trust import CALIBRATED_RULE, TRUST_RULE
     from deblurcli.fsutil import atomic_write

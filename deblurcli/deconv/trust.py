@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import KernelError
 from . import _ops
 from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel, kernel_similarity
 from .estimate import estimate_pyramid
@@ -81,6 +82,9 @@ TRUST_RULE: dict[str, float] = {
     # kernel for defocus. The stroke condition of the corner trust likewise, by the disk test.
     "round_min_disk_likeness": 0.0,
     "corner_trust_max_disk_likeness": math.inf,
+    # A kernel made up on a sharp photo is a small blob, alike at every corner: the corner trust
+    # needs a shake at least this long.
+    "corner_trust_min_extent_px": 0.0,
 }
 
 #: The first family `calibrate_trust.py` searched (plain thresholds on the shape, the corners and
@@ -324,7 +328,8 @@ def verdict_from_features(f: dict[str, float], rule: dict[str, float] | None = N
     agreed = (f.get("corner_agreement", -1.0) >= r["corner_trust_agreement"]
               and 0.0 <= f.get("corner_misfit2", -1.0) <= r["corner_trust_misfit2"]
               and f.get("isotropy", 1.0) <= r["corner_trust_max_isotropy"]
-              and f.get("disk_likeness", 1.0) <= r["corner_trust_max_disk_likeness"])
+              and f.get("disk_likeness", 1.0) <= r["corner_trust_max_disk_likeness"]
+              and f["extent_px"] >= r["corner_trust_min_extent_px"])
     max_dec = r["corner_trust_max_dec_vs_net"] if agreed else r["max_dec_vs_net"]
     checks += [
         (f.get("dec_vs_net", 0.0) > max_dec,
@@ -389,6 +394,11 @@ def blur_light(gray: np.ndarray, estimate: KernelEstimate) -> tuple[bool, float]
     x0, y0, w, h = estimate.region
     region = np.asarray(gray[y0:y0 + h, x0:x0 + w], dtype=np.float32)
     kernel = estimate.kernel
+    if not float(np.asarray(kernel, dtype=np.float64).clip(0, None).sum()) > 0:
+        # Seen once (a calibration photo of blended, turned kernels): the estimator gave back an
+        # all-zero kernel without a KernelError. There is nothing to deconvolve with; the default
+        # model hears a KernelError and runs the network, --model shake says why.
+        raise KernelError("the estimate came out empty (no weight anywhere in the kernel): nothing to deconvolve with")
     if estimate.scale != 1.0:
         region = _ops.resize(torch.from_numpy(np.ascontiguousarray(region)),
                              (max(round(h * estimate.scale), 8), max(round(w * estimate.scale), 8))).numpy()
