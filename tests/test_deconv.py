@@ -280,13 +280,15 @@ def test_agreeing_corners_outweigh_the_referee_only_for_a_stroke() -> None:
 
     r = TRUST_RULE
     shake = {"extent_px": 20.0, "components": 1.0, "border_mass": 0.0, "scale_agreement": 0.95, "residual": 0.1,
-             "isotropy": 0.3, "corner_agreement": 0.95, "corner_misfit2": 0.05, "reblur_gain": 0.9,
-             "dec_vs_net": (r["max_dec_vs_net"] + r["corner_trust_max_dec_vs_net"]) / 2}
+             "isotropy": 0.3, "disk_likeness": 0.5, "corner_agreement": 0.95, "corner_misfit2": 0.05,
+             "reblur_gain": 0.9, "dec_vs_net": (r["max_dec_vs_net"] + r["corner_trust_max_dec_vs_net"]) / 2}
     assert verdict_from_features(shake).trusted
     round_blob = {**shake, "isotropy": (r["corner_trust_max_isotropy"] + r["max_isotropy"]) / 2}
     corners_apart = {**shake, "corner_agreement": r["corner_trust_agreement"] - 0.2}
     too_far = {**shake, "dec_vs_net": r["corner_trust_max_dec_vs_net"] + 0.5}
-    for f in (round_blob, corners_apart, too_far):
+    disk_like = {**shake, "disk_likeness": r["corner_trust_max_disk_likeness"] + 0.05}
+    made_up = {**shake, "extent_px": r["corner_trust_min_extent_px"] - 2.0}
+    for f in (round_blob, corners_apart, too_far, disk_like, made_up):
         v = verdict_from_features(f)
         assert not v.trusted and "network" in v.reason, (f, v)
 
