@@ -48,11 +48,12 @@ farthest inside the grid's passing region. Results: results/calibrate_trust.json
 the grid, the chosen rule, how many rules passed, the summary; and `TRUST_RULE`'s outcome here).
 
 Measured on all 122 (58 shake; network alone +1.19 dB, deconvolving every estimate +3.16 dB but
-with 33 non-shake images below the network and 11 shake images worse than their input): ``disk_corner`` chose isotropy > 0.7 with disk
-likeness >= 0.8 as defocus, corner trust at agreement >= 0.8 and second misfit <= 0.3 for a
-kernel of isotropy <= 0.6, disk likeness <= 0.85 and extent >= 8 px, veto 2.0: +2.51 dB, no
-non-shake image below the network, none worse than its input (the rule before, `PREVIOUS_TRUST_RULE`,
-+2.19 dB here, 2 worse than their input; ``corner_trust``'s choice +2.48, ``thresholds``' +2.41).
+with 33 non-shake images below the network and 11 shake images worse than their input):
+``disk_corner`` chose isotropy > 0.7 with disk likeness >= 0.8 as defocus, corner trust at
+agreement >= 0.8 and second misfit <= 0.3 for a kernel of isotropy <= 0.6, disk likeness <= 0.85
+and extent >= 8 px, veto 2.0: +2.51 dB, no non-shake image below the network, none worse than its
+input (the rule before, `PREVIOUS_TRUST_RULE`, +2.19 dB here, 2 worse than their input;
+``corner_trust``'s choice +2.48, ``thresholds``' +2.41).
 What binds: one ``varying`` blend on ``brick`` whose corners agree (0.92, second misfit 0.09)
 under a 25 px stroke; its deconvolution is 2.7 dB below the network, and any corner-trust veto
 above 2.0 trusts it. With it allowed, the grid reaches +2.77 dB; with two, +3.13.
