@@ -68,15 +68,17 @@ def test_disk_likeness_reads_a_flat_top_and_a_sharp_rim_not_roundness() -> None:
 
 
 def test_a_round_kernel_is_defocus_only_if_it_looks_like_a_disk() -> None:
-    """`TRUST_RULE` on measured numbers: a round knot of a hand's path (not disk-like) passes the
-    defocus test and is left to the referee; a round, disk-like kernel is refused as defocus."""
-    from deblurcli.deconv import TRUST_RULE, verdict_from_features
+    """`HAND_CALIBRATED_RULE` on measured numbers: a round knot of a hand's path (not disk-like)
+    passes the defocus test and is left to the referee; a round, disk-like kernel is refused as
+    defocus. The default (`TRUST_RULE`) refuses every round kernel."""
+    from deblurcli.deconv import verdict_from_features
+    from deblurcli.deconv.trust import HAND_CALIBRATED_RULE as r
 
-    r = TRUST_RULE
     knot = {"extent_px": 14.0, "components": 1.0, "border_mass": 0.0, "scale_agreement": 0.95, "residual": 0.1,
             "isotropy": r["max_isotropy"] + 0.1, "disk_likeness": r["round_min_disk_likeness"] - 0.1,
             "corner_agreement": 0.95, "corner_misfit2": 0.05, "reblur_gain": 0.5, "dec_vs_net": 1.0}
-    assert verdict_from_features(knot).trusted
+    assert verdict_from_features(knot, r).trusted
     disk = {**knot, "disk_likeness": r["round_min_disk_likeness"] + 0.1}
-    v = verdict_from_features(disk)
-    assert not v.trusted and "defocus" in v.reason, v
+    for f, rule in ((disk, r), (knot, None)):
+        v = verdict_from_features(f, rule)
+        assert not v.trusted and "defocus" in v.reason, v

@@ -19,15 +19,30 @@ as direct evidence of one shake and relax the referee to one veto (`TRUST_RULE`,
 Thresholds chosen on `benchmarks/realshake/calibrate_trust.py`'s images (six photos, seeds and
 kernels no scored set uses; 255 px crops; gopro-like, blended, two-shake, defocus and sharp
 negatives), then scored once (`benchmarks/realshake/default_hybrid.py`, results/default_hybrid.json;
-gain over the input, PSNR): on evaluate.py's 60 shaken photos +3.08 dB on linear-light blur and
-+2.39 dB on sRGB-applied blur (network alone +2.02 / +1.48), none worse than its input; on 20 non-
-shake cases (rotating camera with a moving object, blended kernels, defocus, sharp photos) none
-trusted, so never below the network; on Levin's 32 real shakes 28.25 dB (27.66 with the rule before
-the corner features; the deconvolution alone 32.13; 15 of 32 trusted). With the engine before its
-speed work the same rule gave +3.20 / +2.17 and 28.62 dB (16 trusted). The issue's 30 dB is not
-reached by a calibrated rule. Re-scoring every rule of the calibration grids on the scored rows
-(after the fact, no held-out claim): the corner-trust family holds rules that keep every non-shake
-case within 0.1 dB of the network with Levin at 31.08 dB (no veto, no stroke condition), but they
+gain over the input, PSNR; re-measured after `_ops.LUMA`, same figures): on evaluate.py's 60
+shaken photos +3.08 dB on linear-light blur and +2.39 dB on sRGB-applied blur (network alone
++2.02 / +1.48), none worse than its input; on 20 non-shake cases (rotating camera with a moving
+object, blended kernels, defocus, sharp photos) none trusted, so never below the network; on
+Levin's 32 real shakes 28.25 dB (the deconvolution alone 32.13; 15 of 32 trusted). The issue's
+30 dB and +2.5 dB on sRGB blur are not reached by a calibrated rule.
+
+The calibration was then made to represent what failed on Levin's set (`calibrate_trust.hand_set`,
+68 more images): camera paths drawn as a hand moves (`deblurcli.synth.hand_shake_kernel`: speed
+that ramps and lingers, turns that curl into compact knots), defocus of 3-7 px, blends of a
+kernel and turned copies whose corners nearly agree, four more photos. A defocus test that reads
+a disk's flat top and sharp rim (`disk_likeness`) and a corner trust that needs a stroke that is
+not disk-like and at least 8 px long were added, and the calibration's choice on all 122 images
+(`HAND_CALIBRATED_RULE`: +2.51 dB on its 58 shake images against +2.19 for this rule, no
+guarantee broken there) was scored once: sRGB +2.17 dB (two images worse than their input), linear
++3.08, one varying blend trusted 1.3 dB below the network, Levin 28.53 dB (16 trusted). It broke
+the guarantees this rule keeps, so this rule stays the default. Looked at after that score (no
+held-out claim): what it wrongly let through were a round, not disk-like sRGB shake estimate that
+the plain referee then passed (dec_vs_net 1.43), and a shake and a blend whose corners agreed
+under the looser second misfit (0.12, 0.16). On the calibration set one corner-agreeing blend
+(``varying`` on ``brick``) binds every relaxation of the veto: the features measured here do not
+tell a corner-agreeing blend from one shake. Re-scoring every rule of the first grids on the
+scored rows as measured before (after the fact): the corner-trust family holds rules that keep every non-shake case
+within 0.1 dB of the network with Levin at 31.08 dB (no veto, no stroke condition), but they
 trust a 13 px defocus disk the tests hold to the network; the plain-threshold family
 (`CALIBRATED_RULE`) reaches 29.17 dB at best with that guarantee. The corner misfit of a single
 corner is unreliable (a corner with few edges, sky or a dark coat, gives a kernel made up from
@@ -65,38 +80,42 @@ TRUST_RULE: dict[str, float] = {
     "max_components": 3,  # a camera path is one stroke, or nearly
     "min_scale_agreement": 0.5,  # the kernel must persist from the coarser pyramid level
     "max_residual": 0.7,  # share of gradient energy the estimate leaves unexplained
-    # Rounder than this AND disk-like (`disk_likeness`, flat top and sharp rim) at least this
-    # much: defocus, not a camera path. A round knot of a hand's path is not a disk.
+    # Rounder than this (and disk-like, `disk_likeness`, at least ``round_min_disk_likeness``;
+    # 0: any round kernel): defocus, or blur averaged over directions, not a camera path.
     "max_isotropy": 0.7,
-    "round_min_disk_likeness": 0.8,
+    "round_min_disk_likeness": 0.0,
     "max_corner_misfit": math.inf,  # off: one corner with few edges makes it up
     "min_corner_agreement": -math.inf,  # off
     "max_dec_vs_net": 1.5,  # `referee_features`, only when the network's output is given
     "max_reblur_gain": 0.55,
     # Corners agreeing this well (`region_features`: second-lowest pairwise similarity,
-    # second-largest misfit) under a stroke-like kernel (isotropy at most 0.6, disk likeness at
-    # most 0.85) at least 8 px long (a kernel made up on a sharp photo is a small blob, alike at
-    # every corner) relax the referee to the one veto on ``dec_vs_net``: direct evidence of one
-    # shake outweighs the network.
+    # second-largest misfit) under a stroke-like kernel (isotropy at most 0.6; the disk-likeness
+    # and extent conditions off here) relax the referee to the one veto on ``dec_vs_net``:
+    # direct evidence of one shake outweighs the network.
     "corner_trust_agreement": 0.8,
-    "corner_trust_misfit2": 0.3,
+    "corner_trust_misfit2": 0.1,
     "corner_trust_max_isotropy": 0.6,
-    "corner_trust_max_disk_likeness": 0.85,
-    "corner_trust_min_extent_px": 8.0,
+    "corner_trust_max_disk_likeness": math.inf,
+    "corner_trust_min_extent_px": 0.0,
     "corner_trust_max_dec_vs_net": 2.0,
 }
 
-#: The default's rule before the hand-shake calibration (chosen on the first 54 calibration
-#: images), kept to re-score with.
-PREVIOUS_TRUST_RULE: dict[str, float] = {**TRUST_RULE, "round_min_disk_likeness": 0.0, "corner_trust_misfit2": 0.1,
-                                         "corner_trust_max_disk_likeness": math.inf,
-                                         "corner_trust_min_extent_px": 0.0}
+#: `calibrate_trust.py`'s choice after the hand-shake images were added (``disk_corner`` family,
+#: 122 calibration images): a round kernel is defocus only if disk-like, and a wider corner trust
+#: for strokes that are not disk-like and at least 8 px long. +2.51 dB on the calibration shake
+#: images against +2.19 for `TRUST_RULE`, both guarantees kept there; scored once on
+#: default_hybrid.py's sets it broke them (results/default_hybrid_hand.json: a varying blend
+#: trusted, 1.3 dB below the network; sRGB shake +2.17 dB against +2.39, two images worse than
+#: their input; Levin 28.53 dB against 28.25), so it is not the default. Kept to re-score with.
+HAND_CALIBRATED_RULE: dict[str, float] = {**TRUST_RULE, "round_min_disk_likeness": 0.8, "corner_trust_misfit2": 0.3,
+                                          "corner_trust_max_disk_likeness": 0.85, "corner_trust_min_extent_px": 8.0}
+
 
 #: The first family `calibrate_trust.py` searched (plain thresholds on the shape, the corners and
 #: the referee) and its choice there. Scored on default_hybrid.py's sets it gives Levin 29.46 dB
 #: but leaves one blend of kernels below the network and lowers the shake gains to +2.46 / +2.00 dB
 #: (results/default_hybrid_calibrated.json); kept to re-score with, not used.
-CALIBRATED_RULE: dict[str, float] = {**PREVIOUS_TRUST_RULE, "max_isotropy": 0.7, "max_corner_misfit": 0.6,
+CALIBRATED_RULE: dict[str, float] = {**TRUST_RULE, "max_isotropy": 0.7, "max_corner_misfit": 0.6,
                                      "min_corner_agreement": 0.5, "max_dec_vs_net": 2.5, "max_reblur_gain": 0.9,
                                      "corner_trust_agreement": math.inf}
 
