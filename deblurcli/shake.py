@@ -185,8 +185,9 @@ def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.nda
     Up to `REFEREE_WHOLE_MAX_PIXELS`, with more than one thread allowed (`thread_budget`), the
     network runs on the whole photo from the start, on another thread beside the estimate (which
     keeps one thread by design): its output is needed whatever the verdict, as the referee or as
-    the answer, and it takes less time than the estimate (1 MP: 2.4 against 3.0 CPU s). Then
-    ``network`` may be called from that thread. One thread allowed: one step after another.
+    the answer, and it takes less time than the estimate (1 MP, one thread each: 2.3 against 3.2
+    CPU s; speed_hybrid.py). Then ``network`` may be called from that thread. One thread allowed:
+    one step after another, as before.
     """
     if kernel is not None:
         out, _ = _restore(pixels, kernel=kernel, progress=progress)
