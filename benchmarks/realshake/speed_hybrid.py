@@ -27,6 +27,28 @@ decision; ``--save-outputs``/``--compare-outputs`` keep and compare the restored
 ``--cli N``: N runs of ``python -m deblurcli run PHOTO -o OUT --deconv auto --device cpu --threads T``
 per photo (a fresh process each: start-up included), with the 1-minute load average before each,
 as the machine is shared. The issue's (#26) target: 8 s end to end on 2 cores.
+
+Results (results/speed_hybrid_*.json; 2-core machine shared with three other agents, load 4-10,
+so wall seconds here are a busy machine's: the CPU seconds are the cost). CPU seconds per stage,
+one thread (``_before_1t`` and ``_1t``: identical pixels and features, as one thread takes the
+sequential path), ``shaken`` / ``srgb`` / ``defocus`` / ``split``:
+
+    estimate        3.21 / 3.44+3.23 / 3.43 / 3.17+3.36   (srgb, split: blur_light asks for a second)
+    blur_light      1.19 / 1.05 / 1.17 / 1.03               (two grey deconvolutions of the region)
+    corners         6.80 / 7.74 /   -  / 7.75               (four pyramids, 1.6-1.9 s each)
+    deconvolve      2.69 / 2.34 /   -  / 2.30
+    network         2.31 / 2.28 / 2.38 / 2.24               (referee or fallback: whole photo)
+    referee         0.99 / 0.67 /   -  / 0.65
+
+With two threads (``_2t``, ``_before_2t``: what ran beside what) the hybrid now runs the network
+on a second thread from the start, beside the estimate (one thread each), and the four corner
+pyramids two at a time. On an idle 2-core machine the stages above (with blur_light, deconvolve,
+network and referee at about half their CPU seconds on two threads, as their split over threads
+in ``_before_2t`` says) add up to 14.1 s before, plus 4.3 s of start-up: 18.4 s, the issue's
+measured figure. The same sum for the new schedule: max(estimate 3.2, network 2.3) + blur_light
+0.8 + corners 3.4-3.7 + deconvolve 1.5 + referee 0.5 = 9.4-9.7 s, so about 13.7-14 s end to end
+for ``shaken`` (defocus: 9.6 -> 8.3 s; split: 21.9 -> 17.1 s). Measured CPU seconds of the
+whole command are unchanged (about 23 s for ``shaken``, start-up included).
 """
 
 from __future__ import annotations
