@@ -49,6 +49,15 @@ measured figure. The same sum for the new schedule: max(estimate 3.2, network 2.
 0.8 + corners 3.4-3.7 + deconvolve 1.5 + referee 0.5 = 9.4-9.7 s, so about 13.7-14 s end to end
 for ``shaken`` (defocus: 9.6 -> 8.3 s; split: 21.9 -> 17.1 s). Measured CPU seconds of the
 whole command are unchanged (about 23 s for ``shaken``, start-up included).
+
+Not measured here: that gain in wall seconds. On the shared machine (load 3-10) a process gets
+about one core whatever its thread count, so two threads cannot show it, and the command's wall
+time before and after was within the noise (``shaken``, 3 runs each, load 2.6-5: 21.8-32.2 s
+before, 28.8-31.7 s after). The four corner pyramids alone, one after another against two at a
+time (same process, same photo): 12.5 against 6.8 s wall at load 4, then 10.8 against 14.0 s at
+load 5.5; CPU 7.0 against 7.8 s (each thread about 10% slower beside the other). So on a busy
+machine two threads may cost up to about 10% on the corners; on two free cores the corners take
+about half the time.
 """
 
 from __future__ import annotations
