@@ -109,7 +109,8 @@ def start_pinned(pool: ThreadPoolExecutor, fn: Callable[..., R], *args: object, 
     leaves the caller's thread as it was. One kernel estimate is thousands of small operations
     and runs on one thread by design (`estimate._one_thread`); two of them on two threads run
     side by side, as torch releases the GIL inside each operation (1 MP photo, four corner
-    estimates: the same CPU seconds, half the wall time, bit-identical kernels).
+    estimates two at a time: bit-identical kernels, about 10% more CPU seconds, so a little over
+    half the wall time on two free cores; on a machine busy with other work, no gain).
     """
 
     def pinned() -> R:
