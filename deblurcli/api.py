@@ -490,9 +490,14 @@ class Deblurrer:
                 raise KernelError(f"{label}: {exc}; give the blur yourself with {{kernel}} FILE, or use the "
                                   "default model", names=("kernel",)) from None
         else:
+            caller = threading.get_ident()
+
             def network(img: np.ndarray) -> np.ndarray:
-                """The network alone on the photo (or its estimation region), as `restore` runs it."""
-                res = self._scaled(img, progress)
+                """The network alone on the photo (or its estimation region), as `restore` runs it.
+
+                `shake.try_deconvolve` may run it on a thread of its own beside the estimate; from
+                there it reports no progress, so the one bar follows the caller's thread."""
+                res = self._scaled(img, progress if threading.get_ident() == caller else None)
                 assert res is not None
                 return np.clip(res, 0.0, 1.0, out=res)
 

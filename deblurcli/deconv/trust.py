@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from ..errors import KernelError
 from . import _ops
-from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel, kernel_similarity
+from .engine import KernelEstimate, Progress, deblur_shake, estimate_kernel, kernel_similarity, map_threads
 from .estimate import estimate_pyramid
 from .kernels import normalise
 from .nonblind import deconvolve
@@ -275,11 +275,13 @@ def region_features(blurred: np.ndarray, estimate: KernelEstimate) -> dict[str, 
     main = np.asarray(estimate.kernel, dtype=np.float32)
     if main.shape[0] != n:
         main = normalise(_ops.resize(torch.from_numpy(np.ascontiguousarray(main)), (n, n)).numpy())
-    corners = [patch[:ch, :cw], patch[:ch, pw - cw:], patch[ph - ch:, :cw], patch[ph - ch:, pw - cw:]]
+    corners = [np.ascontiguousarray(c) for c in
+               (patch[:ch, :cw], patch[:ch, pw - cw:], patch[ph - ch:, :cw], patch[ph - ch:, pw - cw:])]
+    # The four estimates side by side, up to `thread_budget` at a time: each runs on one thread
+    # anyway, so the kernels and latents are the very ones of a plain loop; the fits stay here.
+    estimates = map_threads(lambda c: estimate_pyramid(c, n), corners)
     excess, energy, ks = [], [], []
-    for c in corners:
-        c = np.ascontiguousarray(c)
-        res = estimate_pyramid(c, n)
+    for c, res in zip(corners, estimates, strict=True):
         err_main, ref = _gradient_fit(res.latent, c, main)
         err_own, _ = _gradient_fit(res.latent, c, res.kernel)
         excess.append(err_main - err_own)

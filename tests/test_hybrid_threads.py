@@ -1,0 +1,72 @@
+"""``--deconv auto`` decides and restores alike on one thread and on two.
+
+With more than one thread, `shake.try_deconvolve` runs the network beside the kernel estimate and
+`region_features` estimates the region's corners two at a time. The suite often runs with
+``OMP_NUM_THREADS=1``, where neither happens, so these tests ask for the threads themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from deblurcli.synth import blur_image, random_kernel
+
+skimage_data = pytest.importorskip("skimage.data")
+SIDE = 192
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    """A sharp astronaut crop and the same shaken by a 15 px kernel (as test_shake_model's)."""
+    sharp = skimage_data.astronaut()[20:20 + SIDE, 150:150 + SIDE].astype(np.float32) / 255.0
+    rng = np.random.default_rng(3)
+    shaken = np.clip(blur_image(sharp, random_kernel(15, rng, fill=0.9), linear_light=True)
+                     + rng.normal(0, 0.002, sharp.shape), 0, 1).astype(np.float32)
+    return {"sharp": sharp, "shaken": shaken}
+
+
+def _restore(pixels: np.ndarray, threads: int, deconv: str = "auto") -> tuple[np.ndarray, Any, int]:
+    """The default model on ``threads`` threads: the result, what the engine did, and the thread
+    count a thread started afterwards begins with (the process's count is put back after)."""
+    from deblurcli.api import Deblurrer
+
+    before = torch.get_num_threads()
+    try:
+        d = Deblurrer("default", device="cpu", progress=False, deconv=deconv, threads=threads)
+        out = d.restore(pixels)
+        seen: list[int] = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert torch.get_num_threads() == threads  # the caller's own count, after the workers' one
+        return out, d.last_outcome, seen[0]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_two_threads_deconvolve_a_shaken_photo_as_one_does(photos: dict[str, np.ndarray]) -> None:
+    one, o1, _ = _restore(photos["shaken"], 1)
+    two, o2, later = _restore(photos["shaken"], 2)
+    assert o1.path == o2.path == "deconvolved", (o1.note, o2.note)
+    np.testing.assert_array_equal(o1.kernel, o2.kernel)
+    f1, f2 = o1.verdict.features, o2.verdict.features
+    assert f1.keys() == f2.keys()
+    # Estimates run on one thread either way: the kernel's and the corners' figures are the same
+    # numbers; the referee's read the network, whose sums may round otherwise on one thread.
+    assert {k: v for k, v in f1.items() if k.startswith("corner_")} == \
+        {k: v for k, v in f2.items() if k.startswith("corner_")}
+    assert all(abs(f1[k] - f2[k]) <= 1e-5 for k in f1)
+    np.testing.assert_allclose(two, one, atol=1e-5)
+    assert later == 2  # threads started later are not left on the workers' one thread
+
+
+def test_two_threads_leave_a_sharp_photo_to_the_network_as_it_runs_alone(photos: dict[str, np.ndarray]) -> None:
+    hybrid, outcome, _ = _restore(photos["sharp"], 2)
+    alone, _, _ = _restore(photos["sharp"], 2, deconv="off")
+    assert outcome.path == "network", outcome.note
+    np.testing.assert_allclose(hybrid, alone, atol=1e-5)
