@@ -244,6 +244,28 @@ def test_an_empty_estimate_is_a_kernel_error_not_a_crash(referee_cases: dict) ->
         blur_light(c["blurred"].mean(axis=2), empty)
 
 
+def _faint_texture(amplitude: float, seed: int = 0) -> np.ndarray:
+    """A low-contrast, noisy grey image: texture barely above its noise (a faint cell scan, fog)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((200, 200)).astype(np.float32)
+    x = (x + np.roll(x, 1, 0) + np.roll(x, 1, 1) + np.roll(x, (1, 1), (0, 1))) / 4
+    return (0.5 + amplitude * x / x.std() + 0.003 * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("amplitude", [0.002, 0.02])
+def test_faint_texture_gives_a_kernel_or_a_kernel_error_never_an_empty_kernel(amplitude: float) -> None:
+    """Where edge selection left no gradient, the kernel step zeroed the kernel and the next latent
+    step spread NaN to every level: an all-zero 'estimate' came back. Now a step with nothing to
+    learn from keeps the kernel, and an image where no step could be made is a KernelError."""
+    try:
+        est = estimate_kernel(_faint_texture(amplitude))
+    except KernelError as exc:
+        assert "noise" in str(exc)
+        return
+    assert np.isfinite(est.kernel).all() and est.kernel.sum() == pytest.approx(1.0, abs=1e-4)
+    assert math.isfinite(est.diagnostics.residual)
+
+
 def test_assess_rejects_a_sharp_photo(referee_cases: dict) -> None:
     c = referee_cases["sharp"]
     verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])

@@ -333,6 +333,8 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
         size = min(_ops.odd(size * SIZE_STEP), limit)
         res = run(size)
     res = results[-1]
+    if res.kernel_steps == 0:
+        raise KernelError("no edge in the image stands out from its noise: nothing to estimate camera shake from")
     kernel = _upscale_kernel(res.kernel, 1.0 / scale)
     stats = kernel_stats(kernel)
     size_agreement = _ncc_aligned(results[-2].kernel, res.kernel) if len(results) > 1 else None

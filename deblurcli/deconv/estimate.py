@@ -75,6 +75,9 @@ class PyramidResult:
     latent: np.ndarray
     residual: float
     levels: list[LevelTrace] = field(default_factory=list)
+    #: Kernel updates made (a step with no edge left to learn from keeps the kernel as it was): 0
+    #: means the kernel is still the initial streak, which no photo evidence shaped.
+    kernel_steps: int = 0
 
 
 def _latent_l0(blur_otf_num: Tensor, den_k: Tensor, den_d: Tensor, dx: Tensor, dy: Tensor, start: Tensor,
@@ -246,6 +249,7 @@ def _estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings,
     residual = 1.0
     total_steps = n_levels * st.iters
     step = 0
+    kernel_steps = 0
     for s in range(n_levels - 1, -1, -1):
         scale = st.ratio ** s
         kl = _ops.odd(ksize * scale)
@@ -274,7 +278,13 @@ def _estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings,
                     weak = (sx * sx + sy * sy) < thr
                 sx, sy = sx.masked_fill(weak, 0.0), sy.masked_fill(weak, 0.0)
                 thr /= 1.1
-            kt = _prune(_kernel_ls(sx, sy, bx, by, kt, st.gamma, st.cg_iters))
+            k_new = _kernel_ls(sx, sy, bx, by, kt, st.gamma, st.cg_iters)
+            # No edge survived the selection (a faint, low-contrast photo): there is no evidence
+            # to move the kernel by, and a step on nothing zeroes it (then the next latent step
+            # divides by it, and NaN spreads to every level). The kernel stays as it was.
+            if bool(torch.isfinite(k_new).all()) and float(k_new.max()) > 0:
+                kt = _prune(k_new)
+                kernel_steps += 1
             lam = max(lam / st.lam_decay, st.lam_min)
             step += 1
             if progress is not None:
@@ -294,4 +304,4 @@ def _estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings,
         levels.append(LevelTrace(size=kl, image_hw=(hl, wl), kernel=k.copy(), residual=residual))
         latent = lat.numpy()
     final = clean_kernel(k, rel_threshold=1.0 / st.k_thresh, min_mass=0.0)
-    return PyramidResult(kernel=final, latent=latent, residual=residual, levels=levels)
+    return PyramidResult(kernel=final, latent=latent, residual=residual, levels=levels, kernel_steps=kernel_steps)
