@@ -31,9 +31,11 @@ import numpy as np
 from .errors import DeblurError
 from .quality import EdgeWidth, edge_width, luma
 
-#: Edge width (px) above which a photo is judged blurred: the middle of the range of thresholds
-#: (1.85-2.0) that separate sharp from shaken best on the calibration set
-#: (``benchmarks/inspect/calibrate.py --verdict``; benchmarks/inspect/results/), disjoint from the benchmark.
+#: Edge width (px) above which a photo is judged blurred, compared with the width weighted by how
+#: directional it is (`deblurcli.quality.EdgeWidth.blur_px`): inside the range of thresholds
+#: (1.90-1.91 with the anisotropy's power 0.3; 1.85-2.0 for the plain width, round 1) that separate
+#: sharp from shaken best on the calibration set (``benchmarks/inspect/calibrate.py --verdict``;
+#: benchmarks/inspect/results/calibrate_verdict.json), disjoint from the benchmark.
 DEFAULT_THRESHOLD = 1.9
 #: The share of the kernel's weight whose span along the shake is reported as its length. The
 #: estimate's faint halo makes a threshold-based support overshoot; among the central shares of the
@@ -111,7 +113,8 @@ class Inspection:
 
 
 def verdict(width_px: float, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool, float]:
-    """(blurred, confidence) from an edge width: a logistic in log(width / threshold)."""
+    """(blurred, confidence) from the verdict's edge width (`EdgeWidth.blur_px`): a logistic in
+    log(width / threshold)."""
     if threshold <= 0:
         raise ValueError(f"threshold must be a positive edge width in pixels, got {threshold}")
     z = math.log(max(width_px, 1e-6) / threshold) / _CONFIDENCE_SCALE
@@ -151,7 +154,7 @@ def judge(src: Any, threshold: float = DEFAULT_THRESHOLD, *, allow_large: bool =
     t0 = time.perf_counter()
     arr, label = _samples(src, allow_large)
     ew = _measure(arr, label)
-    blurred, conf = verdict(ew.width_px, threshold)
+    blurred, conf = verdict(ew.blur_px, threshold)
     return Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
                       width=int(arr.shape[1]), height=int(arr.shape[0]), seconds=time.perf_counter() - t0)
 
@@ -361,7 +364,7 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
     t0 = time.perf_counter()
     arr, label = _samples(src, allow_large)
     ew = _measure(arr, label)
-    blurred, conf = verdict(ew.width_px, threshold)
+    blurred, conf = verdict(ew.blur_px, threshold)
     rec = Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
                      width=int(arr.shape[1]), height=int(arr.shape[0]))
     if blurred and kernel:

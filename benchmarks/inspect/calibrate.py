@@ -5,7 +5,9 @@ seed 7, other crops (each photo's left or top 3/4) and its own noise, so that a 
 is not tuned on the cases it is judged by. Two modes:
 
 * ``--verdict``: the edge width of sharp and shaken versions of every benchmark photo, and the
-  threshold that separates them best (the threshold `deblurcli.inspect.DEFAULT_THRESHOLD` is set from).
+  threshold that separates them best (the threshold `deblurcli.inspect.DEFAULT_THRESHOLD` is set from);
+  since round 3 also for the width weighted by its anisotropy (`deblurcli.quality.EdgeWidth.blur_px`),
+  per power of the anisotropy (the power `deblurcli.quality.ANISOTROPY_POWER` is chosen from).
 * ``--length OUT.npz``: estimated and true kernels of 11 photos x 6 shakes, for choosing how the
   reported length is read off an estimated kernel (`deblurcli.inspect.shake_length`).
 
@@ -43,7 +45,7 @@ import numpy as np
 from deblurcli import synth
 from deblurcli.deconv import kernel_stats
 from deblurcli.inspect import REDUCTION, REGION_SIDE, estimate_shake
-from deblurcli.quality import edge_width
+from deblurcli.quality import ANISOTROPY_POWER, ANISOTROPY_REF, edge_width
 
 VERDICT_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "grass", "gravel",
                   "coins", "moon", "brick")
@@ -69,7 +71,7 @@ def load(name: str) -> np.ndarray:
 
 def _widths(img: np.ndarray) -> dict:
     ew = edge_width(img)
-    return {"edge_px": ew.width_px, "ratio": max(ew.widths.values()) / min(ew.widths.values())}
+    return {"edge_px": ew.width_px, "ratio": ew.anisotropy, "blur_px": ew.blur_px}
 
 
 def _verdict_cases() -> Iterator[tuple[str, str, np.ndarray, float]]:
@@ -113,8 +115,20 @@ def verdict(out: Path | None) -> None:
     directional = {"best": top, "rules_at_best": len([g for g in grid if g[0] == top]),
                    "example_rule_T_T2_Q": next(g[1:] for g in grid if g[0] == top),
                    "sharp_ratio_range": [min(sharp_ratio), max(sharp_ratio)]}
+    # Round 3: the width weighted by its anisotropy, width * (ratio / ANISOTROPY_REF) ** power
+    # (`EdgeWidth.blur_px`): for each power, the share right at each threshold, and the thresholds at best.
+    fine = np.round(np.arange(1.5, 3.001, 0.01), 2)
+    weighted = {}
+    for power in np.round(np.arange(0.0, 0.51, 0.05), 2):
+        score = [r["edge_px"] * (r["ratio"] / ANISOTROPY_REF) ** power for r in rows]
+        acc = {float(t): sum((v > t) == (r["true_px"] > 0) for v, r in zip(score, rows, strict=True)) / len(rows)
+               for t in fine}
+        top_p = max(acc.values())
+        weighted[float(power)] = {"best": top_p, "thresholds_at_best": [min(t for t, v in acc.items() if v == top_p),
+                                                                       max(t for t, v in acc.items() if v == top_p)]}
     result = {"cases": len(rows), "right_by_threshold": right, "best": best, "best_thresholds": chosen,
-              "directional_ratio_rule": directional, "rows": rows}
+              "directional_ratio_rule": directional, "anisotropy_weighted": weighted,
+              "chosen_power": ANISOTROPY_POWER, "chosen_ref": ANISOTROPY_REF, "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
