@@ -1,11 +1,12 @@
 """Which photos are blurred, and how: the library behind ``deblur inspect`` (issue #29).
 
 Two costs for two uses. `judge` is the verdict alone, for ``deblur batch --only-blurry`` over a
-whole camera roll: it measures edge width on a few hundred textured tiles (`deblurcli.quality`)
-and never builds a full-resolution float copy of the photo. `inspect` adds the blur trace: the
-camera-shake kernel (`deblurcli.deconv`'s estimator, at several scales that must agree: `measure_shake`), its
-length and direction, and the command to run. The verdict is the same number in both, so a photo
-that ``inspect`` calls blurred is one ``batch --only-blurry`` processes.
+whole camera roll: it measures edge width on a few hundred textured tiles, weighted by how
+directional it is (`deblurcli.quality.EdgeWidth.blur_px`), and never builds a full-resolution
+float copy of the photo. `inspect` adds the blur trace: the camera-shake kernel
+(`deblurcli.deconv`'s estimator, at several scales that must agree: `measure_shake`), its length
+and direction, and the command to run. The verdict is the same number in both, so a photo that
+``inspect`` calls blurred is one ``batch --only-blurry`` processes.
 
 Why the verdict does not come from the kernel: the estimator, given a sharp photo, still returns
 a blob as long as a real shake (8-23 px long on the calibration set's sharp photos, and 40-55 px
@@ -71,14 +72,17 @@ WORKING_FIRST_SIZE = 49
 #: ("half": half of ``region_side``, else ``region_side``), first kernel window of the ladder).
 #: Half scale on a 128 px window, a third of the scale on a 256 px window (the ladder from 25 px,
 #: about the 35 px start scaled by 2/3), then the working scale on 256 px from WORKING_FIRST_SIZE.
-#: Chosen on the calibration set (53 shakes of 9 px or more): the single half-scale estimate of
-#: round 2 put 70% within 25% (68% alone and 2 empty, filled by the working scale); this order and
-#: AGREEMENT 79% (the third estimate made for 32% of them); the median of all three always, 81%;
-#: other triples and pairs among five ways of estimating (also half scale on 256 px, and with
-#: twice the L0 weight) 66-81% (``calibrate.py --consensus``: results/calibrate_consensus.json).
+#: Chosen on the calibration set (53 shakes of 9 px or more; ``calibrate.py --consensus``:
+#: results/calibrate_consensus.json): the single half-scale estimate of round 2 put 70% within 25%
+#: (68% alone, 2 empty ones filled by the working scale); this order with AGREEMENT 79%, the third
+#: estimate made for 32% of the photos; the median of all three always 81%, but the third always
+#: costs a 12 MP photo's report about 1.2 s more (3.1 s of CPU); each alone 55-72%; the least
+#: diffuse kernel of two or three (the "blob" test: participation ratio per pixel of length)
+#: 57-75%. On the benchmark this did not carry over: 69% within 25% before and after
+#: (results/bench_inspect.json), four lengths gained and four lost.
 CONSENSUS: tuple[tuple[int, str, int], ...] = ((2, "half", 35), (3, "full", 25), (1, "full", 49))
-#: Two lengths whose ratio is at most this agree (the 25% of the issue's criterion); 1.15-1.35 did
-#: as well on the calibration set, 1.5 worse.
+#: Two lengths whose ratio is at most this agree (the 25% of the issue's criterion); 1.15-1.5 did
+#: as well on the calibration set (the third estimate made for 49-19% of the photos).
 AGREEMENT = 1.25
 VIDEO_FRAMES = 3
 
