@@ -4,9 +4,15 @@ Two costs for two uses. `judge` is the verdict alone, for ``deblur batch --only-
 whole camera roll: it measures edge width on a few hundred textured tiles, weighted by how
 directional it is (`deblurcli.quality.EdgeWidth.blur_px`), and never builds a full-resolution
 float copy of the photo. `inspect` adds the blur trace: the camera-shake kernel
-(`deblurcli.deconv`'s estimator, at several scales that must agree: `measure_shake`), its length
-and direction, and the command to run. The verdict is the same number in both, so a photo that
+(`deblurcli.deconv`'s estimator, on a half-scale copy: `estimate_shake`), its length and
+direction, and the command to run. The verdict is the same number in both, so a photo that
 ``inspect`` calls blurred is one ``batch --only-blurry`` processes.
+
+Why one estimate and not a consensus of several (round 3, ``calibrate.py --consensus``): a
+blob kernel (the moon, brick) reads two or three times too long, and estimates at other scales and
+windows make other mistakes, so the length two of three agree on was tried: 79% of the
+calibration lengths within 25% against 70%, but 69% on the benchmark as before (four gained, four
+lost), for 0.5-0.9 s more CPU on a 12 MP photo and over 3 s when the third estimate is needed.
 
 Why the verdict does not come from the kernel: the estimator, given a sharp photo, still returns
 a blob as long as a real shake (8-23 px long on the calibration set's sharp photos, and 40-55 px
@@ -40,9 +46,10 @@ from .quality import EdgeWidth, edge_width, luma
 DEFAULT_THRESHOLD = 1.9
 #: The share of the kernel's weight whose span along the shake is reported as its length. The
 #: estimate's faint halo makes a threshold-based support overshoot; among the central shares of the
-#: weight, 85% put the most calibration lengths within 25% with the half-scale estimate (76% of 53
-#: shakes of 9 px or more on the 11 photos, against 68% for 80%, 66% for 90%, 57% for 95%; median
-#: error -3.5%; ``calibrate.py --length`` then ``--rules``: results/calibrate_length.json).
+#: weight, 85% put the most calibration lengths within 25% with the half-scale estimate (70% of 53
+#: shakes of 9 px or more on the 11 photos, against 64% for 80%, 68% for 90%, 62% for 95%; median
+#: error -5.5%; ``calibrate.py --length`` then ``--rules``: results/calibrate_length.json, rerun
+#: in round 3 with the estimator as it is now: round 2's run had 76%, 68%, 66% and 57%).
 LENGTH_MASS = 0.85
 #: How sure the verdict is as a function of log(width / threshold): 0.5 at the threshold, 0.9 at
 #: about 1.3x (or 1/1.3x) it.
@@ -68,22 +75,6 @@ FIRST_SIZE = 35
 #: First kernel window when the estimate falls back to the working scale (`estimate_shake`): the
 #: start that put the most calibration lengths within 25% there (73%; ``calibrate.py --sizes``).
 WORKING_FIRST_SIZE = 49
-#: `measure_shake`'s estimates, in the order made: (reduction of the working scale, window side
-#: ("half": half of ``region_side``, else ``region_side``), first kernel window of the ladder).
-#: Half scale on a 128 px window, a third of the scale on a 256 px window (the ladder from 25 px,
-#: about the 35 px start scaled by 2/3), then the working scale on 256 px from WORKING_FIRST_SIZE.
-#: Chosen on the calibration set (53 shakes of 9 px or more; ``calibrate.py --consensus``:
-#: results/calibrate_consensus.json): the single half-scale estimate of round 2 put 70% within 25%
-#: (68% alone, 2 empty ones filled by the working scale); this order with AGREEMENT 79%, the third
-#: estimate made for 32% of the photos; the median of all three always 81%, but the third always
-#: costs a 12 MP photo's report about 1.2 s more (3.1 s of CPU); each alone 55-72%; the least
-#: diffuse kernel of two or three (the "blob" test: participation ratio per pixel of length)
-#: 57-75%. On the benchmark this did not carry over: 69% within 25% before and after
-#: (results/bench_inspect.json), four lengths gained and four lost.
-CONSENSUS: tuple[tuple[int, str, int], ...] = ((2, "half", 35), (3, "full", 25), (1, "full", 49))
-#: Two lengths whose ratio is at most this agree (the 25% of the issue's criterion); 1.15-1.5 did
-#: as well on the calibration set (the third estimate made for 49-19% of the photos).
-AGREEMENT = 1.25
 VIDEO_FRAMES = 3
 
 
@@ -230,10 +221,8 @@ class ShakeEstimate:
     sizes_tried: list[int]
     plausible: bool
     reasons: tuple[str, ...]
-    #: The reported length, in photo pixels: this kernel's own (`shake_length` x ``factor``), or
-    #: for `measure_shake` the consensus of ``lengths``, every estimate's own length.
+    #: The reported length, in photo pixels: `shake_length` x ``factor``.
     length_px: float = 0.0
-    lengths: list[float] = field(default_factory=list)
 
 
 def _scale_agreement(levels: list[Any]) -> float:
@@ -323,7 +312,7 @@ def _gray_for_estimate(src: Any) -> tuple[np.ndarray, float]:
 def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int = FIRST_SIZE,
                    reduction: int = REDUCTION) -> ShakeEstimate:
     """The camera-shake kernel of a photo, estimated on one ``region_side`` window at 1/``reduction``
-    of the working scale (the single estimate of rounds 1-2; `measure_shake` is what `inspect` reports).
+    of the working scale.
 
     The engine's size ladder (`deconv.estimate_kernel` has no parameter for the scale or the window)
     on a reduced copy: a long shake estimated at the working scale folds inside its kernel window
@@ -348,45 +337,6 @@ def estimate_shake(src: Any, *, region_side: int = REGION_SIDE, first_size: int 
     return ShakeEstimate(kernel=res.kernel, stats=stats, factor=1.0 / scale, sizes_tried=tried,
                          plausible=not reasons, reasons=tuple(reasons),
                          length_px=shake_length(res.kernel) / scale)
-
-
-def measure_shake(src: Any, *, region_side: int = REGION_SIDE) -> ShakeEstimate:
-    """The shake `inspect` reports: a consensus of kernel estimates at three scales (CONSENSUS).
-
-    Why several: on a smooth photo (the moon) or a periodic texture (brick) the estimator can
-    return a diffuse blob that passes the plausibility checks and reads two or three times too
-    long, and nothing in the blob alone tells it from a real curved shake (its fill, entropy and
-    peak overlap those of real strokes on the calibration set). Estimates from different scales
-    and windows make different mistakes, while a real shake reads about the same length in all
-    of them. So the two cheaper estimates are made first; if their lengths agree within
-    AGREEMENT, the length is their geometric mean, otherwise the third is made and the median of
-    the three is the length. The kernel shown (direction, ``--save-kernel``, plausibility) is the
-    estimate whose length is nearest the one reported. Raises `KernelError` when the photo is too
-    small or flat for any estimate; returns an all-zero kernel when every estimate came back empty.
-    """
-    gray, scale = _gray_for_estimate(src)
-    half = max(region_side // 2, 1)
-    plans = [dict(region_side=half if side == "half" else region_side, first_size=first, reduction=red)
-             for red, side, first in CONSENSUS]
-    found: list[ShakeEstimate] = []
-    agreed = False
-    for i, plan in enumerate(plans):
-        if i == 2 and len(found) == 2:
-            short, long_ = sorted(e.length_px for e in found)
-            agreed = long_ <= AGREEMENT * short
-            if agreed:
-                break
-        est = _estimate_at(gray, scale, **plan)
-        if est is not None:
-            found.append(est)
-    if not found:  # every reduced copy too small, flat or empty: the single working-scale estimate
-        return estimate_shake(src, region_side=region_side, reduction=1, first_size=WORKING_FIRST_SIZE)
-    lengths = [e.length_px for e in found]
-    length = math.sqrt(lengths[0] * lengths[1]) if agreed else float(np.median(lengths))
-    best = min(found, key=lambda e: abs(math.log(e.length_px / length)))
-    best.length_px = length
-    best.lengths = [round(e.length_px, 2) for e in found]
-    return best
 
 
 @functools.lru_cache(maxsize=1)
@@ -439,8 +389,7 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
     """The full report: `judge`'s verdict, and for a blurred photo the shake's length and direction.
 
     ``shake_px`` is the extent of the estimated kernel's support along its main direction (the
-    span of the central 85% of its weight, `shake_length`), in the photo's own pixels, agreed
-    between estimates at several scales (`measure_shake`);
+    span of the central 85% of its weight, `shake_length`), in the photo's own pixels;
     ``direction_deg`` is counter-clockwise from the x axis with y up, in [0, 180).
     ``kernel=False`` stops after the verdict. A photo too flat to estimate from, or whose estimate
     is empty, keeps its verdict, with no length, and says why in ``note``.
@@ -455,7 +404,7 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
                      width=int(arr.shape[1]), height=int(arr.shape[0]))
     if blurred and kernel:
         try:
-            est = measure_shake(arr, region_side=region_side)
+            est = estimate_shake(arr, region_side=region_side)
         except KernelError as exc:
             rec.note = str(exc)
         else:

@@ -8,7 +8,6 @@ which files are restored, skipped or replaced, not how well.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -127,39 +126,6 @@ def test_an_empty_estimate_is_no_length(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(inspect_mod, "_ladder", empty)
     rec = inspect(shaken(crop("camera"), 15, 5)[0])
     assert rec.blurred and rec.shake_px is None and rec.kernel is None and rec.note
-
-
-def test_the_length_is_what_the_scales_agree_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `measure_shake`: two estimates that agree give their (geometric) mean and no third is made;
-    # when they disagree (one a diffuse blob read far too long), the third settles it (median).
-    from deblurcli import inspect as inspect_mod
-
-    def faked(lengths: list[float | None]):  # noqa: ANN202 - a stand-in for _estimate_at
-        made: list[int] = []
-
-        def estimate(gray, scale, *, region_side, first_size, reduction):  # noqa: ANN001, ANN202
-            made.append(reduction)
-            value = lengths[len(made) - 1]
-            if value is None:
-                return None
-            k = np.zeros((9, 9), np.float32)
-            k[4, 4] = 1.0
-            return inspect_mod.ShakeEstimate(kernel=k, stats=None, factor=float(reduction), sizes_tried=[9],
-                                             plausible=True, reasons=(), length_px=value)
-        return estimate, made
-
-    img = crop("camera")
-    estimate, made = faked([20.0, 22.0, 90.0])
-    monkeypatch.setattr(inspect_mod, "_estimate_at", estimate)
-    est = inspect_mod.measure_shake(img)
-    assert len(made) == 2 and est.length_px == pytest.approx(math.sqrt(20.0 * 22.0))
-    estimate, made = faked([20.0, 60.0, 24.0])
-    monkeypatch.setattr(inspect_mod, "_estimate_at", estimate)
-    est = inspect_mod.measure_shake(img)
-    assert len(made) == 3 and est.length_px == 24.0 and est.factor == 1.0  # the kernel shown is the one read
-    estimate, made = faked([None, 30.0, 33.0])  # an empty estimate is no vote
-    monkeypatch.setattr(inspect_mod, "_estimate_at", estimate)
-    assert inspect_mod.measure_shake(img).length_px == pytest.approx(31.5) and len(made) == 3
 
 
 def test_suggested_scale_brings_the_shake_inside_training() -> None:

@@ -26,10 +26,12 @@ read as long as real shakes).
 window, the single estimate of round 2; half scale on 128 px; a third of the scale on 256 px; the
 working scale on 256 px), and how often each way of combining them puts the length within 25%:
 each alone, the median of each three, the estimate whose kernel is least diffuse (lowest
-participation ratio per pixel of length: the "blob" test), and the staged rule `measure_shake`
-uses (two estimates; the third only when their lengths differ by more than a ratio), for each
-order and ratio. `deblurcli.inspect.CONSENSUS` and `AGREEMENT` were chosen from it:
-results/calibrate_consensus.json.
+participation ratio per pixel of length: the "blob" test), and a staged rule (two estimates; the
+third only when their lengths differ by more than a ratio), for each order and ratio:
+results/calibrate_consensus.json. The best affordable one (half_128 + third_256, then
+working_256 beyond x1.25: 79% against 70% for round 2's estimate) was tried in `inspect` and not
+kept: 69% on the benchmark as before, for 0.5-0.9 s more CPU on a 12 MP photo (see
+`deblurcli.inspect`'s docstring).
 
 ``--sizes``: the same cases (36 when it was run, on the first six photos), each estimated with
 kernel windows of 35, 49, 69 and 85 px, and how often each way of choosing the window (fixed, or
