@@ -30,7 +30,7 @@ participation ratio per pixel of length: the "blob" test), and a staged rule (tw
 third only when their lengths differ by more than a ratio), for each order and ratio:
 results/calibrate_consensus.json. The best affordable one (half_128 + third_256, then
 working_256 beyond x1.25: 79% against 70% for round 2's estimate) was tried in `inspect` and not
-kept: 69% on the benchmark as before, for 0.5-0.9 s more CPU on a 12 MP photo (see
+kept: 69% on the benchmark against 73% for the single estimate, for 0.5-0.9 s more CPU on a 12 MP photo (see
 `deblurcli.inspect`'s docstring).
 
 ``--sizes``: the same cases (36 when it was run, on the first six photos), each estimated with
