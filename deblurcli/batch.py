@@ -706,7 +706,7 @@ class _Job:
         except DeblurError as exc:
             return rel, digest, exc
         before = _measure(img)
-        if self.opts.only_blurry and before is not None and before.width_px <= self.opts.blur_threshold:
+        if self.opts.only_blurry and before is not None and before.blur_px <= self.opts.blur_threshold:
             return rel, digest, _Sharp(before.width_px, before.sharpness)
         return rel, digest, _Measured(img, before)
 

@@ -93,3 +93,16 @@ def test_the_same_picture_reads_the_same_in_any_sample_type() -> None:
 def test_too_small_to_measure() -> None:
     with pytest.raises(ValueError, match="at least 36x36"):
         edge_width(np.zeros((20, 100), np.uint8))
+
+
+def test_the_verdicts_width_weighs_direction() -> None:
+    """`EdgeWidth.blur_px`: at the same edge width, a blur along one direction (shake) reads wider
+    than one in every direction (a soft texture, defocus)."""
+    import cv2
+
+    img = photo()
+    shaken = edge_width(box_blur(img, 7))
+    soft = edge_width(cv2.GaussianBlur(img, (0, 0), 2.0))
+    assert shaken.anisotropy > 2 * soft.anisotropy and soft.anisotropy >= 1.0
+    assert shaken.blur_px / shaken.width_px > 1.3 * soft.blur_px / soft.width_px
+    assert soft.blur_px == pytest.approx(soft.width_px * (soft.anisotropy / 1.1) ** 0.3)
