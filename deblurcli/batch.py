@@ -136,6 +136,7 @@ class _Sharp:
 
     edge_px: float
     sharpness: float
+    blur_px: float  # what was compared with the threshold (`EdgeWidth.blur_px`)
 
 
 @dataclass(frozen=True)
@@ -699,7 +700,7 @@ class _Job:
                 except DeblurError as exc:
                     return rel, digest, exc
                 if not judged.blurred:
-                    return rel, digest, _Sharp(judged.edge_px, judged.sharpness)
+                    return rel, digest, _Sharp(judged.edge_px, judged.sharpness, judged.blur_px)
             return rel, digest, src
         try:
             img = read_image(src, allow_large=self.opts.allow_large)
@@ -707,7 +708,7 @@ class _Job:
             return rel, digest, exc
         before = _measure(img)
         if self.opts.only_blurry and before is not None and before.blur_px <= self.opts.blur_threshold:
-            return rel, digest, _Sharp(before.width_px, before.sharpness)
+            return rel, digest, _Sharp(before.width_px, before.sharpness, before.blur_px)
         return rel, digest, _Measured(img, before)
 
     def journal_line(self, res: RestoreResult, digest: str, dst: Path) -> dict[str, Any]:
@@ -826,9 +827,10 @@ class _Job:
             return
         if isinstance(item, _Sharp):
             res.status, res.output = "skipped", None
-            res.notes = [f"judged sharp (edge width {item.edge_px:.2f} px <= {self.opts.blur_threshold:g}): "
+            res.notes = [f"judged sharp (blur {item.blur_px:.2f} px <= {self.opts.blur_threshold:g}): "
                          "not restored, no output"]
             self.summary.quality[res.input] = {"judged_sharp": True, "edge_px_before": round(item.edge_px, 3),
+                                               "blur_px_before": round(item.blur_px, 3),
                                                "sharpness_before": round(item.sharpness, 4)}
             self._then(self.record_sharp, res, digest, item, index)  # in journal order
             return
@@ -932,7 +934,7 @@ def _from_journal(res: RestoreResult, rec: dict[str, Any], spell: Callable[[str]
     quality = {k: rec[k] for k in _QUALITY_KEYS if k in rec}
     if rec.get("status") == "sharp":
         res.status, res.output = "skipped", None
-        res.notes = [f"judged sharp in an earlier run (edge width {rec.get('edge_px_before')} px <= "
+        res.notes = [f"judged sharp in an earlier run (blur {rec.get('blur_px_before')} px <= "
                      f"{rec.get('blur_threshold')}): not restored, no output"]
     elif rec.get("status") == "ok":
         res.status = "skipped"
@@ -942,8 +944,8 @@ def _from_journal(res: RestoreResult, rec: dict[str, Any], spell: Callable[[str]
     return quality
 
 
-_QUALITY_KEYS = ("judged_sharp", "edge_px_before", "sharpness_before", "edge_px_after", "sharpness_after", "worse",
-                 "kept_original")
+_QUALITY_KEYS = ("judged_sharp", "edge_px_before", "blur_px_before", "sharpness_before", "edge_px_after",
+                 "sharpness_after", "worse", "kept_original")
 
 
 def _measure(img: Image) -> EdgeWidth | None:

@@ -58,7 +58,8 @@ DEFAULT_BLUR_THRESHOLD = 1.9
 def _blur_threshold_opt(what: str) -> Any:
     """``--blur-threshold``, one flag with one default and range for `batch` and `inspect`."""
     return typer.Option(DEFAULT_BLUR_THRESHOLD, "--blur-threshold", min=1.0,
-                        help=f"{what} (sharp photos measure about 1.3-1.8)")
+                        help=f"{what}: the edge width in px, weighted by how directional the blur is, as inspect's "
+                        "blur_px (sharp photos measure about 1.3-1.8)")
 
 # The options several commands share (engine, output, video) are declared once: EngineOptions in
 # deblurcli/options.py, VideoOptions in deblurcli/video/options.py, the rest in deblurcli/commands/common.py.
@@ -204,8 +205,8 @@ def batch(
     lossless: bool = LosslessOpt,
     only_blurry: bool = typer.Option(False, "--only-blurry", help="Restore only the files judged blurred (as "
                                      "'deblur inspect' judges); the others are reported as skipped, with no output"),
-    blur_threshold: float = _blur_threshold_opt("With --only-blurry: edge width in px above which a file counts "
-                                                "as blurred"),
+    blur_threshold: float = _blur_threshold_opt("With --only-blurry: the blur above which a file counts as "
+                                                "blurred"),
     keep_original_if_worse: bool = typer.Option(False, "--keep-original-if-worse", help="Where an output measures "
                                                 "less sharp than its input, write the input instead"),
     quiet: bool = QuietOpt,
@@ -478,7 +479,7 @@ def inspect_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file, on stdout"),
     save_kernel: Path | None = typer.Option(None, "--save-kernel", help="Write the blur trace as a PNG: a file for "
                                             "one input, else a folder receiving NAME_kernel.png"),
-    threshold: float = _blur_threshold_opt("Edge width in px above which a photo counts as blurred"),
+    threshold: float = _blur_threshold_opt("The blur above which a photo counts as blurred"),
     verdict_only: bool = typer.Option(False, "--verdict-only", help="Only sharp or blurred (fast): no shake "
                                       "length or direction"),
     allow_large: bool = AllowLargeOpt,

@@ -93,6 +93,9 @@ class Inspection:
     confidence: float
     sharpness: float
     edge_px: float
+    #: What the verdict compares with ``--blur-threshold``: ``edge_px`` weighted by how directional
+    #: the blur is (`deblurcli.quality.EdgeWidth.blur_px`), so a report shows the number it was judged by.
+    blur_px: float = 0.0
     shake_px: float | None = None
     direction_deg: float | None = None
     kernel_plausible: bool | None = None
@@ -110,7 +113,7 @@ class Inspection:
             "shake_px": None if self.shake_px is None else round(self.shake_px, 1),
             "direction_deg": None if self.direction_deg is None else round(self.direction_deg, 1),
             "sharpness": round(self.sharpness, 4), "edge_px": round(self.edge_px, 2),
-            "kernel_plausible": self.kernel_plausible, "suggestion": self.suggestion,
+            "blur_px": round(self.blur_px, 2), "kernel_plausible": self.kernel_plausible, "suggestion": self.suggestion,
             "width": self.width, "height": self.height, "seconds": round(self.seconds, 3),
         }
         if self.frames is not None:
@@ -164,7 +167,8 @@ def judge(src: Any, threshold: float = DEFAULT_THRESHOLD, *, allow_large: bool =
     ew = _measure(arr, label)
     blurred, conf = verdict(ew.blur_px, threshold)
     return Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
-                      width=int(arr.shape[1]), height=int(arr.shape[0]), seconds=time.perf_counter() - t0)
+                      blur_px=ew.blur_px, width=int(arr.shape[1]), height=int(arr.shape[0]),
+                      seconds=time.perf_counter() - t0)
 
 
 def _working_gray(arr: np.ndarray) -> tuple[np.ndarray, float]:
@@ -401,7 +405,7 @@ def inspect(src: Any, *, threshold: float = DEFAULT_THRESHOLD, kernel: bool = Tr
     ew = _measure(arr, label)
     blurred, conf = verdict(ew.blur_px, threshold)
     rec = Inspection(file=label, blurred=blurred, confidence=conf, sharpness=ew.sharpness, edge_px=ew.width_px,
-                     width=int(arr.shape[1]), height=int(arr.shape[0]))
+                     blur_px=ew.blur_px, width=int(arr.shape[1]), height=int(arr.shape[0]))
     if blurred and kernel:
         try:
             est = estimate_shake(arr, region_side=region_side)
@@ -472,7 +476,7 @@ def inspect_video(path: str | os.PathLike[str], *, threshold: float = DEFAULT_TH
     rec.blurred = blurred
     rec.confidence = float(np.mean([r.confidence if r.blurred == blurred else 1 - r.confidence for _, r in recs]))
     rec.frames = [{"time": round(t, 3), "blurred": r.blurred, "sharpness": round(r.sharpness, 4),
-                   "edge_px": round(r.edge_px, 2)} for t, r in recs]
+                   "edge_px": round(r.edge_px, 2), "blur_px": round(r.blur_px, 2)} for t, r in recs]
     rec.suggestion = _suggest(label, rec)
     rec.seconds = time.perf_counter() - t0
     return rec

@@ -184,6 +184,10 @@ def test_batch_only_blurry_restores_exactly_the_blurred(mixed: Path, tmp_path: P
     for name in ("camera_sharp.png", "astronaut_sharp.png"):
         assert files[name]["status"] == "skipped" and files[name]["judged_sharp"]
         assert not judge(mixed / name).blurred and "output" not in files[name]  # inspect's verdict too
+        # The report shows the number the threshold was compared with, and the note says it.
+        assert files[name]["blur_px_before"] == pytest.approx(judge(mixed / name).blur_px, abs=1e-3)
+        assert files[name]["blur_px_before"] <= DEFAULT_THRESHOLD
+        assert f"blur {files[name]['blur_px_before']:.2f} px" in " ".join(files[name]["notes"])
     for name in ("camera_shaken.png", "astronaut_shaken.png"):
         assert files[name]["status"] == "ok"
         assert judge(mixed / name).blurred
@@ -196,6 +200,7 @@ def test_batch_only_blurry_restores_exactly_the_blurred(mixed: Path, tmp_path: P
     again = {f["input"]: f for f in json.loads(report.read_text())["files"]}
     assert {f["status"] for f in again.values()} == {"skipped"}
     assert again["camera_sharp.png"]["edge_px_before"] == files["camera_sharp.png"]["edge_px_before"]
+    assert again["camera_sharp.png"]["blur_px_before"] == files["camera_sharp.png"]["blur_px_before"]
     assert (out / JOURNAL).read_text() == journal
 
     # Without --only-blurry the sharp ones are work still to do, and only they are done.
