@@ -169,20 +169,26 @@ def verdict_kernels(out: Path | None) -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def length(out: str, region: int = REGION_SIDE, reduction: int = REDUCTION) -> None:
+def _length_cases() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(photo, kernel size, true kernel, shaken photo) of ``--length``, ``--consensus`` and
+    ``--sizes``: every calibration photo shaken by each of `LENGTH_SIZES`, in one seeded order (the
+    modes compare ways of estimating on the very same cases)."""
     rng = np.random.default_rng(SEED)
-    true, est, scale = [], [], []
     for name in LENGTH_PHOTOS:
         img = load(name)
         for size in LENGTH_SIZES:
             k = synth.random_kernel(size, rng)
-            b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            e = estimate_shake(b, region_side=region, reduction=reduction,
-                               first_size=35 if reduction > 1 else 49)
-            true.append(k)
-            est.append(e.kernel)
-            scale.append(e.factor)
-            print(name, size, e.stats.extent_px, flush=True)
+            yield name, size, k, synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
+
+
+def length(out: str, region: int = REGION_SIDE, reduction: int = REDUCTION) -> None:
+    true, est, scale = [], [], []
+    for name, size, k, b in _length_cases():
+        e = estimate_shake(b, region_side=region, reduction=reduction, first_size=35 if reduction > 1 else 49)
+        true.append(k)
+        est.append(e.kernel)
+        scale.append(e.factor)
+        print(name, size, e.stats.extent_px, flush=True)
     np.savez(out, true=np.array(true, dtype=object), est=np.array(est, dtype=object), scale=np.array(scale))
 
 
@@ -229,21 +235,16 @@ def consensus(out: Path | None) -> None:
 
     from deblurcli.inspect import _estimate_at, _working_gray
 
-    rng = np.random.default_rng(SEED)
     rows = []
-    for name in LENGTH_PHOTOS:
-        img = load(name)
-        for size in LENGTH_SIZES:
-            k = synth.random_kernel(size, rng)
-            b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            gray, scale = _working_gray(b)
-            row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "ways": {}}
-            for way, (red, side, first) in WAYS.items():
-                e = _estimate_at(gray, scale, region_side=side, first_size=first, reduction=red)
-                row["ways"][way] = None if e is None else {"length": round(e.length_px, 2),
-                                                           "fill": round(_fill(e.kernel), 2)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for name, size, k, b in _length_cases():
+        gray, scale = _working_gray(b)
+        row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "ways": {}}
+        for way, (red, side, first) in WAYS.items():
+            e = _estimate_at(gray, scale, region_side=side, first_size=first, reduction=red)
+            row["ways"][way] = None if e is None else {"length": round(e.length_px, 2),
+                                                       "fill": round(_fill(e.kernel), 2)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     big = [r for r in rows if r["true"] >= 9]
 
     def length(r: dict, way: str) -> float | None:
@@ -306,22 +307,17 @@ def sizes(out: Path | None) -> None:
     from deblurcli.deconv.estimate import EstimatorSettings, estimate_pyramid
     from deblurcli.inspect import _working_gray, shake_length
 
-    rng = np.random.default_rng(SEED)
     rows = []
-    for name in LENGTH_PHOTOS:
-        img = load(name)
-        for size in LENGTH_SIZES:
-            k = synth.random_kernel(size, rng)
-            b = synth.add_noise(synth.blur_image(img, k), rng, sigma=(0.002, 0.01))
-            gray, _ = _working_gray(b)
-            x0, y0, rw, rh = choose_region(gray, side=REGION_SIDE)
-            patch = np.ascontiguousarray(gray[y0:y0 + rh, x0:x0 + rw])
-            row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "est": {}}
-            for n in SIZE_WINDOWS:
-                kk = estimate_pyramid(patch, n, EstimatorSettings()).kernel
-                row["est"][str(n)] = {"length": shake_length(kk), "cut": touches_border(kk)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for name, size, k, b in _length_cases():
+        gray, _ = _working_gray(b)
+        x0, y0, rw, rh = choose_region(gray, side=REGION_SIDE)
+        patch = np.ascontiguousarray(gray[y0:y0 + rh, x0:x0 + rw])
+        row: dict = {"photo": name, "size": size, "true": float(kernel_stats(k).extent_px), "est": {}}
+        for n in SIZE_WINDOWS:
+            kk = estimate_pyramid(patch, n, EstimatorSettings()).kernel
+            row["est"][str(n)] = {"length": shake_length(kk), "cut": touches_border(kk)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     big = [r for r in rows if r["true"] >= 9]
 
     def share(pick) -> float:
