@@ -22,12 +22,16 @@ SIDE = 192
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    """A sharp astronaut crop and the same shaken by a 15 px kernel (as test_shake_model's)."""
+    """A sharp astronaut crop, the same shaken by a 15 px kernel and defocused by a 13 px disk (as
+    test_shake_model's)."""
     sharp = skimage_data.astronaut()[20:20 + SIDE, 150:150 + SIDE].astype(np.float32) / 255.0
     rng = np.random.default_rng(3)
     shaken = np.clip(blur_image(sharp, random_kernel(15, rng, fill=0.9), linear_light=True)
                      + rng.normal(0, 0.002, sharp.shape), 0, 1).astype(np.float32)
-    return {"sharp": sharp, "shaken": shaken}
+    yy, xx = np.mgrid[-6:7, -6:7]
+    disk = (xx**2 + yy**2 <= 36).astype(np.float32)
+    defocused = np.clip(blur_image(sharp, disk / disk.sum(), linear_light=True), 0, 1).astype(np.float32)
+    return {"sharp": sharp, "shaken": shaken, "defocused": defocused}
 
 
 def _restore(pixels: np.ndarray, threads: int, deconv: str = "auto") -> tuple[np.ndarray, Any, int]:
@@ -65,8 +69,15 @@ def test_two_threads_deconvolve_a_shaken_photo_as_one_does(photos: dict[str, np.
     assert later == 2  # threads started later are not left on the workers' one thread
 
 
-def test_two_threads_leave_a_sharp_photo_to_the_network_as_it_runs_alone(photos: dict[str, np.ndarray]) -> None:
-    hybrid, outcome, _ = _restore(photos["sharp"], 2)
-    alone, _, _ = _restore(photos["sharp"], 2, deconv="off")
+def test_two_threads_leave_defocus_to_the_network_as_it_runs_alone(photos: dict[str, np.ndarray]) -> None:
+    hybrid, outcome, _ = _restore(photos["defocused"], 2)
+    alone, _, _ = _restore(photos["defocused"], 2, deconv="off")
     assert outcome.path == "network", outcome.note
     np.testing.assert_allclose(hybrid, alone, atol=1e-5)
+
+
+def test_a_sharp_photo_comes_back_as_it_is_on_any_thread_count(photos: dict[str, np.ndarray]) -> None:
+    for threads in (1, 2):
+        out, outcome, _ = _restore(photos["sharp"], threads)
+        assert outcome.path == "sharp", outcome.note
+        np.testing.assert_array_equal(out, photos["sharp"])

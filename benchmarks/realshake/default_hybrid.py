@@ -170,6 +170,7 @@ def measure(gens, refine: bool = False, kernels: list | None = None, skip: int =
     from deblurcli.deconv import referee_features, restore_rgb, trust_features, verdict_from_features
     from deblurcli.deconv.trust import region_features
     from deblurcli.errors import KernelError
+    from deblurcli.inspect import judge
 
     torch.set_num_threads(1)
     net = Deblurrer("default", device="cpu", tile=0, threads=1, progress=False)
@@ -205,12 +206,14 @@ def measure(gens, refine: bool = False, kernels: list | None = None, skip: int =
                     return levin.score(x.mean(axis=2).astype(np.float64), _truth, _info["image"],
                                        _info["kernel"])["psnr"]
                 return psnr8(x, _truth)
+            seen_blurred = judge(blurred)
             row = {**info, "input": sc(blurred), "network": sc(out_net), "deconv": sc(out_dec),
                    "trusted": trusted, "reason": reason, "features": feats,
+                   "judged_blurred": seen_blurred.blurred, "blur_px": round(seen_blurred.blur_px, 3),
                    "network_seconds": round(t_net, 3), "deconv_seconds": round(t_dec, 3)}
             if refine:
                 row["deconv_then_network"] = sc(net.restore(out_dec))
-            row["hybrid"] = row["deconv"] if trusted else row["network"]
+            row["hybrid"] = hybrid_of(row)
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     return rows
@@ -234,6 +237,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def hybrid_of(row: dict) -> float:
+    """The default's (``--deconv auto``) score on a row: the input where `deblurcli.inspect.judge`
+    calls the photo sharp (``judged_blurred``; rows measured before that gate lack it), else the
+    deconvolution where the rule trusts the estimate, else the network."""
+    if row.get("judged_blurred") is False:
+        return row["input"]
+    return row["deconv"] if row["trusted"] else row["network"]
+
+
 def summarise(rows: list[dict], rule: dict | None = None) -> dict:
     """Per set and kind: mean gains over the input, images worse than the input, and how often
     the hybrid is worse than the network alone. With ``rule``, the verdicts are recomputed."""
@@ -243,7 +255,7 @@ def summarise(rows: list[dict], rule: dict | None = None) -> dict:
         if rule is not None and r["features"]:
             v = verdict_from_features(r["features"], rule)
             r["trusted"], r["reason"] = v.trusted, v.reason
-        r["hybrid"] = r["deconv"] if r["trusted"] else r["network"]
+        r["hybrid"] = hybrid_of(r)
     out: dict = {}
     groups: dict[str, list[dict]] = {}
     for r in rows:
