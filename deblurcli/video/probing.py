@@ -111,6 +111,19 @@ class VideoInfo:
     hdr: dict[str, Any] | None = None
 
 
+def side_data(frame: Any) -> list[Any]:
+    """A decoded frame's side-data entries (each with ``.type`` and its raw bytes).
+
+    PyAV 18.1.1 made ``frame.side_data`` a plain mapping, whose iteration yields the entries'
+    types; earlier releases yielded the entries themselves. Both are read here.
+    """
+    container = frame.side_data
+    keys = list(container)
+    if keys and not hasattr(keys[0], "type"):
+        return [container[k] for k in keys]
+    return keys
+
+
 def hdr_metadata(frame: Any) -> dict[str, Any] | None:
     """The HDR10 static metadata a decoded frame carries: mastering display and light levels.
 
@@ -120,7 +133,7 @@ def hdr_metadata(frame: Any) -> dict[str, Any] | None:
     too bright or washed out on many TVs, so they have to travel with the restored frames.
     """
     out: dict[str, Any] = {}
-    for sd in frame.side_data:
+    for sd in side_data(frame):
         raw = bytes(sd)
         if sd.type.name == "MASTERING_DISPLAY_METADATA" and len(raw) >= 88:
             # AVMasteringDisplayMetadata: 3x2 + 2 + 1 + 1 AVRationals (int32 num/den), 2 int flags
@@ -195,7 +208,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         depth = max((c.bits for c in fmt.components), default=8)
         matrix = None
         rotation = 0
-        for sd in first.side_data:
+        for sd in side_data(first):
             if sd.type.name == "DISPLAYMATRIX":
                 matrix = [int(v) for v in np.frombuffer(bytes(sd), dtype="<i4")[:9]]
                 rotation = int(first.rotation)
