@@ -25,6 +25,7 @@ where its length means something.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -274,6 +275,10 @@ def _ladder(gray: np.ndarray, region_side: int, first_size: int) -> tuple[Any, l
         size = min(int(round(size * SIZE_STEP)) | 1, limit)
         tried.append(size)
         res = estimate_pyramid(patch, size, EstimatorSettings())
+    if res.kernel_steps == 0:
+        # No edge ever stood out from the noise: the kernel is still the estimator's initial
+        # streak, no trace of the photo's shake. Reported as an empty estimate (no length).
+        res = dataclasses.replace(res, kernel=np.zeros_like(res.kernel))
     return res, tried
 
 

@@ -111,6 +111,23 @@ def test_a_long_shake_is_not_read_short() -> None:
     assert abs(rec.shake_px - truth) <= 0.25 * truth, (rec.shake_px, truth)
 
 
+def test_an_estimate_no_edge_could_shape_is_no_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no kernel step could be made (every edge below the noise), the estimator's initial
+    two-pixel streak must not be reported as a measured shake."""
+    import dataclasses
+
+    from deblurcli.deconv import estimate as est_mod
+
+    real = est_mod.estimate_pyramid
+
+    def unshaped(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - forwards to the real signature
+        return dataclasses.replace(real(*args, **kw), kernel_steps=0)
+
+    monkeypatch.setattr(est_mod, "estimate_pyramid", unshaped)
+    rec = inspect(shaken(crop("camera"), 15, 5)[0])
+    assert rec.blurred and rec.shake_px is None and rec.kernel is None and rec.note
+
+
 def test_an_empty_estimate_is_no_length(monkeypatch: pytest.MonkeyPatch) -> None:
     # The estimator can return an all-zero kernel (edges too faint): the report then has no length
     # and says why, rather than a "0 px" shake.
