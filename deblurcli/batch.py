@@ -70,6 +70,7 @@ from .imageio import (
     write_image,
 )
 from .imageio.formats import format_for_path
+from .inspect import sharp_note
 from .options import output_settings, upgrade_settings
 from .quality import EdgeWidth, edge_width
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
@@ -827,8 +828,7 @@ class _Job:
             return
         if isinstance(item, _Sharp):
             res.status, res.output = "skipped", None
-            res.notes = [f"judged sharp (blur {item.blur_px:.2f} px <= {self.opts.blur_threshold:g}): "
-                         "not restored, no output"]
+            res.notes = [f"{sharp_note(item.blur_px, self.opts.blur_threshold)}: not restored, no output"]
             self.summary.quality[res.input] = {"judged_sharp": True, "edge_px_before": round(item.edge_px, 3),
                                                "blur_px_before": round(item.blur_px, 3),
                                                "sharpness_before": round(item.sharpness, 4)}

@@ -225,7 +225,7 @@ def _judged_sharp(pixels: np.ndarray) -> Outcome | None:
     style, blended, defocus, Levin's) and four of the five sharp ones sharp. Asking for a kernel
     size or a region says the photo is blurred, so the caller skips this then.
     """
-    from .inspect import DEFAULT_THRESHOLD, judge
+    from .inspect import DEFAULT_THRESHOLD, judge, sharp_note
 
     try:
         seen = judge(pixels)
@@ -233,7 +233,7 @@ def _judged_sharp(pixels: np.ndarray) -> Outcome | None:
         return None
     if seen.blurred:
         return None
-    return Outcome("sharp", f"judged sharp (blur {seen.blur_px:.2f} px <= {DEFAULT_THRESHOLD:g}): left as it is "
+    return Outcome("sharp", f"{sharp_note(seen.blur_px, DEFAULT_THRESHOLD)}: left as it is "
                    "(--deconv off runs the network on it anyway)")
 
 

@@ -28,6 +28,7 @@ from deblurcli.inspect import (
     estimate_shake,
     inspect,
     judge,
+    sharp_note,
     suggested_scale,
 )
 
@@ -86,6 +87,12 @@ def test_verdict_sharp_and_shaken() -> None:
     # A sharp photo gets no kernel (its estimate would be a meaningless blob) and no command.
     rec = inspect(sharp)
     assert rec.shake_px is None and rec.suggestion is None and rec.kernel is None
+
+
+def test_the_sharp_note_never_shows_a_number_above_the_threshold_it_passed() -> None:
+    # 1.8996 px is under 1.9, and the note a user reads must not say "1.90 px <= 1.9".
+    assert sharp_note(1.8996, 1.9) == "judged sharp (blur 1.89 px <= 1.9)"
+    assert sharp_note(1.13, 2.25) == "judged sharp (blur 1.13 px <= 2.25)"  # 1.13 * 100 is 112.99999...
 
 
 def test_the_shake_ladder_grows_only_for_a_kernel_cut_by_its_window() -> None:
