@@ -95,6 +95,51 @@ def test_the_sharp_note_never_shows_a_number_above_the_threshold_it_passed() -> 
     assert sharp_note(1.13, 2.25) == "judged sharp (blur 1.13 px <= 2.25)"  # 1.13 * 100 is 112.99999...
 
 
+def test_an_implausible_estimate_on_a_dim_photo_is_retried_at_raised_contrast(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import deblurcli.inspect as insp
+
+    calls: list[float] = []
+    stroke = np.zeros((25, 25), np.float32)
+    stroke[12, 5:20] = 1 / 15
+    yy, xx = np.mgrid[-12:13, -12:13]
+    blob = (xx ** 2 + yy ** 2 <= 100).astype(np.float32)
+    assert insp.stroke_width(stroke) < 1.5  # 15 px over a length of 13 (the central 85% of the weight)
+    assert insp.stroke_width(blob) > insp.RETRY_WIDTH  # a 21 px disk spreads over ~16 px per px of length
+
+    def fake(gray: np.ndarray, scale: float, *, gain: float = 1.0, **_: object) -> insp.ShakeEstimate:
+        calls.append(gain)
+        plausible = gain != 1.0 and retried_plausible or gain == 1.0 and own_is_blob
+        k = blob / blob.sum() if gain == 1.0 and own_is_blob else stroke
+        return insp.ShakeEstimate(kernel=k, stats=kernel_stats(k), factor=1.0, sizes_tried=[5], plausible=plausible,
+                                  reasons=() if plausible else ("unstable across scales",), length_px=3.0, gain=gain)
+
+    monkeypatch.setattr(insp, "_estimate_shake", fake)
+    dim = (0.3 + 0.2 * crop("moon")).astype(np.float32)  # a photo whose contrast is a fifth of the range
+    retried_plausible, own_is_blob = True, False
+    est = estimate_shake(dim)
+    assert est.gain > 1.0 and est.plausible
+    # The gain brings the linear grey's 0.5-99.5 percentile range to RETRY_RANGE.
+    gray, _ = insp._gray_for_estimate(dim)
+    lo, hi = np.percentile(gray, [0.5, 99.5])
+    assert calls == [1.0, pytest.approx(insp.RETRY_RANGE / (hi - lo))]
+    # A retry that is no more plausible is not taken: the photo's own estimate stays.
+    calls.clear()
+    retried_plausible = False
+    est = estimate_shake(dim)
+    assert len(calls) == 2 and est.gain == 1.0
+    # A blob is retried though the engine's rule lets it pass: a camera path is a thin stroke.
+    calls.clear()
+    retried_plausible, own_is_blob = True, True
+    est = estimate_shake(dim)
+    assert len(calls) == 2 and est.gain > 1.0 and insp.stroke_width(est.kernel) < 1.5
+    # A photo with contrast to spare is not retried (raising it would only lower it), nor with retry=False.
+    calls.clear()
+    assert estimate_shake(crop("camera")).gain == 1.0 and calls == [1.0]
+    calls.clear()
+    assert estimate_shake(dim, retry=False).gain == 1.0 and calls == [1.0]
+
+
 def test_the_shake_ladder_grows_only_for_a_kernel_cut_by_its_window() -> None:
     inside = np.zeros((49, 49))
     inside[24, 5:44] = 1 / 39  # a 39 px stroke, centred, clear of the 2 px frame

@@ -33,6 +33,13 @@ working_256 beyond x1.25: 79% against 70% for round 2's estimate) was tried in `
 kept: 69% on the benchmark against 73% for the single estimate, for 0.5-0.9 s more CPU on a 12 MP photo (see
 `deblurcli.inspect`'s docstring).
 
+``--contrast`` (round 4): the --length cases estimated at each photo's own contrast and raised to
+0.6, 0.8 and 1.0 (range of the working grey), and each way of choosing: raising every photo did no
+better than never (at best 40 of 53 either way: dim photos' blobs shortened, fine textures whose
+contrast a long shake lowered came back far too short); retrying at 0.8 only the estimates that
+are implausible (43) or also blobs wider than 4-7 px (44) did best: results/calibrate_contrast.json,
+`deblurcli.inspect.estimate_shake`'s retry (at 5.5 px).
+
 ``--sizes``: the same cases (36 when it was run, on the first six photos), each estimated with
 kernel windows of 35, 49, 69 and 85 px, and how often each way of choosing the window (fixed, or
 the engine's grow-while-cut ladder from a given start) puts the length within 25%, at the working
@@ -56,7 +63,7 @@ import numpy as np
 
 from deblurcli import synth
 from deblurcli.deconv import kernel_stats
-from deblurcli.inspect import REDUCTION, REGION_SIDE, estimate_shake
+from deblurcli.inspect import REDUCTION, REGION_SIDE, estimate_shake, stroke_width
 from deblurcli.quality import ANISOTROPY_POWER, ANISOTROPY_REF, edge_width
 
 VERDICT_PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "grass", "gravel",
@@ -221,15 +228,6 @@ def length_rules(npz: str, out: Path | None) -> None:
 WAYS = {"half_256": (2, 256, 35), "half_128": (2, 128, 35), "third_256": (3, 256, 25), "working_256": (1, 256, 49)}
 
 
-def _fill(kernel: np.ndarray) -> float:
-    """Participation ratio (1 / sum of squared weights: how many pixels the weight is spread over)
-    per pixel of length: 1-3 for a thin stroke, about its length for a round blob."""
-    from deblurcli.inspect import shake_length
-
-    k = np.asarray(kernel, np.float64) / float(kernel.sum())
-    return float(1.0 / np.sum(k * k) / shake_length(k))
-
-
 def consensus(out: Path | None) -> None:
     import itertools
 
@@ -242,7 +240,7 @@ def consensus(out: Path | None) -> None:
         for way, (red, side, first) in WAYS.items():
             e = _estimate_at(gray, scale, region_side=side, first_size=first, reduction=red)
             row["ways"][way] = None if e is None else {"length": round(e.length_px, 2),
-                                                       "fill": round(_fill(e.kernel), 2)}
+                                                       "fill": round(stroke_width(e.kernel), 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     big = [r for r in rows if r["true"] >= 9]
@@ -341,6 +339,61 @@ def sizes(out: Path | None) -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
+#: --contrast's targets for the working grey's 0.5-99.5 percentile range (raise only, never lower).
+CONTRAST_TARGETS = (0.6, 0.8, 1.0)
+#: --contrast's stroke widths (`deblurcli.inspect.stroke_width`) above which an estimate is retried.
+STROKE_WIDTHS = (3, 4, 5, 5.5, 6, 7, 8, 9)
+
+
+def contrast(out: Path | None) -> None:
+    """Each length case estimated at the photo's own contrast and raised to each of CONTRAST_TARGETS,
+    and how often each way of choosing among them puts the length within 25%: one target always, or
+    the photo's own unless the engine's rule calls that kernel implausible or it is a blob wider than
+    a given stroke width (then the raised one, where it is plausible: `deblurcli.inspect.estimate_shake`'s
+    retry)."""
+    from deblurcli.inspect import _estimate_shake, _gray_for_estimate
+
+    rows = []
+    for name, size, k, b in _length_cases():
+        gray, scale = _gray_for_estimate(b)
+        lo, hi = np.percentile(gray, [0.5, 99.5])
+        row: dict = {"photo": name, "size": size, "true_px": float(kernel_stats(k).extent_px),
+                     "range": float(hi - lo)}
+        for target in (None, *CONTRAST_TARGETS):
+            gain = 1.0 if target is None else max(1.0, target / max(float(hi - lo), 1e-3))
+            e = _estimate_shake(gray, scale, region_side=REGION_SIDE, first_size=35, reduction=REDUCTION, gain=gain)
+            row["own" if target is None else f"raised_{target:g}"] = {
+                "length_px": e.length_px if float(e.kernel.sum()) > 0 else None, "plausible": e.plausible,
+                "reasons": list(e.reasons), "gain": gain,
+                "stroke_width": stroke_width(e.kernel) if float(e.kernel.sum()) > 0 else None}
+        rows.append(row)
+        print(name, size, round(row["true_px"], 1), {k: v["length_px"] and round(v["length_px"], 1)
+                                                       for k, v in row.items() if isinstance(v, dict)}, flush=True)
+
+    def within(r: dict, length: float | None) -> bool:
+        return length is not None and abs(length - r["true_px"]) <= 0.25 * r["true_px"]
+
+    big = [r for r in rows if r["true_px"] >= 9]
+    table: dict = {"own": sum(within(r, r["own"]["length_px"]) for r in big)}
+    for t in CONTRAST_TARGETS:
+        key = f"raised_{t:g}"
+        table[f"always {key}"] = sum(within(r, r[key]["length_px"]) for r in big)
+        for width in (None, *STROKE_WIDTHS):
+            def retry(own: dict, width: float | None = width) -> bool:
+                wide = width is not None and own["stroke_width"] is not None and own["stroke_width"] > width
+                return not own["plausible"] or wide
+
+            retried = [r[key] if retry(r["own"]) and r[key]["plausible"] else r["own"] for r in big]
+            when = "implausible" if width is None else f"implausible or wider than {width:g} px"
+            table[f"own unless {when}, then {key} where plausible"] = sum(
+                within(r, e["length_px"]) for r, e in zip(big, retried, strict=True))
+    result = {"cases": len(big), "within_25pct": table, "rows": rows}
+    print(json.dumps({"cases": len(big), "within_25pct": table}, indent=1))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verdict", action="store_true")
@@ -353,11 +406,14 @@ def main() -> None:
     ap.add_argument("--sizes", action="store_true", help="score the kernel windows' sizes on the length cases")
     ap.add_argument("--verdict-kernels", action="store_true", help="the kernel's length on every --verdict case")
     ap.add_argument("--consensus", action="store_true", help="score ways of combining estimates at several scales")
+    ap.add_argument("--contrast", action="store_true", help="score estimating at a raised contrast on the length cases")
     args = ap.parse_args()
     if args.sizes:
         sizes(args.out)
     if args.consensus:
         consensus(args.out)
+    if args.contrast:
+        contrast(args.out)
     if args.verdict:
         verdict(args.out)
     if args.verdict_kernels:
@@ -366,8 +422,9 @@ def main() -> None:
         length(args.length, args.region, args.reduction)
     if args.rules:
         length_rules(args.rules, args.out)
-    if not (args.verdict or args.verdict_kernels or args.length or args.rules or args.sizes or args.consensus):
-        ap.error("give --verdict, --verdict-kernels, --sizes, --consensus, --length OUT.npz or --rules NPZ")
+    if not (args.verdict or args.verdict_kernels or args.length or args.rules or args.sizes or args.consensus
+            or args.contrast):
+        ap.error("give --verdict, --verdict-kernels, --sizes, --consensus, --contrast, --length OUT.npz or --rules NPZ")
 
 
 if __name__ == "__main__":
