@@ -10,9 +10,10 @@ direction, and the command to run. The verdict is the same number in both, so a 
 
 Why one estimate (a second only for a blob on a dim photo: `estimate_shake`) and not a consensus
 of several (round 3, ``calibrate.py --consensus``): a blob kernel (the moon, brick) reads two or
-three times too long, and estimates at other scales and windows make other mistakes, so the length two of three agree on was tried: 79% of the
-calibration lengths within 25% against 70%, but on the benchmark 69% against 73% for the single
-estimate, for 0.5-0.9 s more CPU on a 12 MP photo and over 3 s when the third estimate is needed.
+three times too long, and estimates at other scales and windows make other mistakes, so the
+length two of three agree on was tried: 79% of the calibration lengths within 25% against 70%,
+but on the benchmark 69% against 73% for the single estimate, for 0.5-0.9 s more CPU on a 12 MP
+photo and over 3 s when the third estimate is needed.
 
 Why the verdict does not come from the kernel: the estimator, given a sharp photo, still returns
 a blob as long as a real shake (8-23 px long on the calibration set's sharp photos, and 40-55 px
