@@ -40,6 +40,13 @@ sequential path), ``shaken`` / ``srgb`` / ``defocus`` / ``split``:
     network         2.31 / 2.28 / 2.38 / 2.24               (referee or fallback: whole photo)
     referee         0.99 / 0.67 /   -  / 0.65
 
+After the estimator's cheaper gradient mask (round 5; ``_1t`` now holds this run, on an idle
+machine, with the same paths, reasons and features): estimate 2.68 / 2.40+2.49 / 2.20 /
+2.46+2.32, corners 5.66 / 5.55 / - / 4.98; whole photo 14.8 / 15.7 / 5.1 / 15.5 CPU s against
+15.9 / 17.8 / 5.7 / 18.4 for the code before (commit b6c352f, ``_b6c352f_1t``) run minutes later on the same idle
+machine (estimate 2.84 / 3.33+3.04 / 2.92 / 2.69+2.90, corners 6.39 / 6.03 / - / 7.03). The
+end-to-end output of ``deblur run --deconv auto`` is byte-identical.
+
 With two threads (``_2t``, ``_before_2t``: what ran beside what) the hybrid now runs the network
 on a second thread from the start, beside the estimate (one thread each), and the four corner
 pyramids two at a time. On an idle 2-core machine the stages above (with blur_light, deconvolve,
