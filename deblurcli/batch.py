@@ -70,9 +70,8 @@ from .imageio import (
     write_image,
 )
 from .imageio.formats import format_for_path
-from .inspect import sharp_note
 from .options import output_settings, upgrade_settings
-from .quality import EdgeWidth, edge_width
+from .quality import EdgeWidth, edge_width, sharp_note
 from .video import VIDEO_EXTENSIONS, VideoOptions, container_for, is_video, restore_video
 
 try:

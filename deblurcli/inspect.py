@@ -144,12 +144,6 @@ def verdict(width_px: float, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool
     return blurred, p if blurred else 1.0 - p
 
 
-def sharp_note(blur_px: float, threshold: float) -> str:
-    """"judged sharp (blur X px <= T)" with X rounded down: rounded to the nearest, a photo at 1.8996
-    px would read "1.90 px <= 1.9", as if it had been judged by a different number."""
-    return f"judged sharp (blur {math.floor(blur_px * 100 + 1e-6) / 100:.2f} px <= {threshold:g})"
-
-
 def _samples(src: Any, allow_large: bool = False) -> tuple[np.ndarray, str]:
     """Pixels (as stored: uint8/uint16/float) and a label, from a path, an Image or an array."""
     from .imageio import Image, read_image

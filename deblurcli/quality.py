@@ -218,3 +218,9 @@ def sharpness(pixels: np.ndarray) -> float:
     reflects how much fine detail the scene has.
     """
     return round(edge_width(pixels).sharpness, 4)
+
+
+def sharp_note(blur_px: float, threshold: float) -> str:
+    """"judged sharp (blur X px <= T)" with X rounded down: rounded to the nearest, a photo at 1.8996
+    px would read "1.90 px <= 1.9", as if it had been judged by a different number."""
+    return f"judged sharp (blur {math.floor(blur_px * 100 + 1e-6) / 100:.2f} px <= {threshold:g})"

@@ -225,7 +225,8 @@ def _judged_sharp(pixels: np.ndarray) -> Outcome | None:
     style, blended, defocus, Levin's) and four of the five sharp ones sharp. Asking for a kernel
     size or a region says the photo is blurred, so the caller skips this then.
     """
-    from .inspect import DEFAULT_THRESHOLD, judge, sharp_note
+    from .inspect import DEFAULT_THRESHOLD, judge
+    from .quality import sharp_note
 
     try:
         seen = judge(pixels)

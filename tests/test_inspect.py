@@ -28,9 +28,9 @@ from deblurcli.inspect import (
     estimate_shake,
     inspect,
     judge,
-    sharp_note,
     suggested_scale,
 )
+from deblurcli.quality import sharp_note
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
