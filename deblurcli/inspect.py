@@ -77,9 +77,9 @@ FIRST_SIZE = 35
 #: First kernel window when the estimate falls back to the working scale (`estimate_shake`): the
 #: start that put the most calibration lengths within 25% there (73%; ``calibrate.py --sizes``).
 WORKING_FIRST_SIZE = 49
-#: The contrast (0.5-99.5 percentile range of the working grey, linear light) an implausible
-#: estimate is retried at (`estimate_shake`), where the photo's own is lower: the best of the
-#: targets tried on the calibration cases with every estimate raised (0.6, 0.8, 1.0).
+#: The contrast (0.5-99.5 percentile range of the working grey, linear light) an implausible or
+#: blob estimate is retried at (`estimate_shake`), where the photo's own is lower: of the targets
+#: tried on the calibration cases (0.6, 0.8, 1.0), the best both raising every photo and retrying.
 RETRY_RANGE = 0.8
 #: An estimate wider than this (`stroke_width`, px) is a blob, not a camera path, and is retried like
 #: an implausible one: the middle of the widths (4-7 px) that put the most calibration lengths
