@@ -85,10 +85,10 @@ def _deconvolve(pixels: np.ndarray, est: Any, *, progress: Progress | None) -> n
 
 def _assess(estimate: Any, **evidence: Any) -> Verdict:
     """The engine's measured trust rule (`deblurcli.deconv.assess`): uniform camera shake or not.
-    With ``blurred`` it also compares kernels estimated from the region's corners (the kernel's
-    own checks do not tell rotation or moving objects from shake); with ``network`` and
-    ``deconvolved`` too, it asks the network's output as a referee. ``features``: an earlier
-    verdict's measurements, not measured again."""
+    With ``blurred``, ``network`` and ``deconvolved`` it asks the network's output as a referee,
+    and compares kernels estimated from the region's corners where that could change the verdict
+    (the kernel's own checks do not tell rotation or moving objects from shake). ``features``: an
+    earlier verdict's measurements, not measured again."""
     from .deconv import assess
 
     return assess(estimate, **evidence)
@@ -176,10 +176,10 @@ def try_deconvolve(pixels: np.ndarray, *, network: Callable[[np.ndarray], np.nda
     network's output, or None for "run the network yourself"; a photo judged sharp comes back
     as it is (`_judged_sharp`), unless a kernel size or region was asked for.
 
-    First the checks that need no deconvolution (`assess` on the estimate and the photo: the
-    kernel's shape and fit, and whether kernels estimated from the region's corners agree with
-    it); only if they pass is the photo deconvolved, so that `assess` can hold the deconvolution
-    against ``network``'s output (the caller's network, sRGB in, sRGB out). On photos over
+    First the checks that need no deconvolution (`assess` on the estimate: the kernel's shape and
+    fit); only if they pass is the photo deconvolved, so that `assess` can hold the deconvolution
+    against ``network``'s output (the caller's network, sRGB in, sRGB out), and estimate the
+    region's corners only if their agreement could still change its verdict. On photos over
     `REFEREE_WHOLE_MAX_PIXELS` the referee reads the estimation region only, and a rejected
     photo goes back to the caller's own (streamed) network run. A photo with nothing to estimate
     from (flat, tiny) is no error here: it goes to the network, and the note says why.

@@ -266,6 +266,28 @@ def test_faint_texture_gives_a_kernel_or_a_kernel_error_never_an_empty_kernel(am
     assert math.isfinite(est.diagnostics.residual)
 
 
+def test_corners_are_measured_only_when_they_could_change_the_verdict(referee_cases: dict, monkeypatch) -> None:
+    """The corner kernels cost more than the estimate itself: a shake the referee already trusts
+    is not measured again, nor one it refuses past the corners' veto; one the referee refuses by a
+    margin agreeing corners would forgive is measured, and the corners decide."""
+    from deblurcli.deconv import trust
+
+    calls = []
+    agreeing = {"corner_misfit": 0.05, "corner_misfit2": 0.02, "corner_agreement": 0.9, "corner_vs_main": 0.9}
+    monkeypatch.setattr(trust, "region_features", lambda blurred, est: calls.append(1) or dict(agreeing))
+    c = referee_cases["shake"]
+    verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])
+    assert verdict.trusted and not calls and "corner_agreement" not in verdict.features
+    assert trust.trust_features(c["estimate"])["isotropy"] <= trust.TRUST_RULE["corner_trust_max_isotropy"]
+    past_veto = assess(c["estimate"], blurred=c["blurred"], features={"dec_vs_net": 2.5, "reblur_gain": 0.3})
+    assert not past_veto.trusted and not calls
+    forgiven = assess(c["estimate"], blurred=c["blurred"], features={"dec_vs_net": 1.8, "reblur_gain": 0.3})
+    assert calls == [1] and forgiven.trusted and forgiven.features["corner_agreement"] == 0.9
+    agreeing["corner_agreement"] = 0.5
+    refused = assess(c["estimate"], blurred=c["blurred"], features={"dec_vs_net": 1.8, "reblur_gain": 0.3})
+    assert calls == [1, 1] and not refused.trusted
+
+
 def test_assess_rejects_a_sharp_photo(referee_cases: dict) -> None:
     c = referee_cases["sharp"]
     verdict = assess(c["estimate"], blurred=c["blurred"], network=c["network"], deconvolved=c["deconvolved"])

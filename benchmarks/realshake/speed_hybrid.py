@@ -9,8 +9,8 @@
 The photos: scikit-image's astronaut enlarged to 1000x1000 (cubic), blurred by a 25 px synthetic
 shake (`deblurcli.synth.random_kernel`, seed 1) in linear light (``shaken``: trusted) and on sRGB
 values (``srgb``: trusted, after `blur_light` sends it to a second estimate), by a 17 px defocus
-disk (``defocus``: refused by the kernel's own checks, before the corners), and by two shakes, one
-per half (``split``: refused by the referee, after the corners). Each is stored as a JPEG (quality
+disk (``defocus``: refused by the kernel's own checks), and by two shakes, one per half (``split``:
+refused by the referee; the corners, which could have forgiven it, do not agree). Each is stored as a JPEG (quality
 95) and read back, as the command line reads a photo.
 
 Stages are timed by wrapping the functions the hybrid calls (`Deblurrer.restore` on the decoded
@@ -30,7 +30,7 @@ as the machine is shared. The issue's (#26) target: 8 s end to end on 2 cores.
 
 Results (results/speed_hybrid_*.json; 2-core machine shared with three other agents, load 4-10,
 so wall seconds here are a busy machine's: the CPU seconds are the cost). CPU seconds per stage,
-one thread (``_before_1t`` and ``_1t``: identical pixels and features, as one thread takes the
+one thread (``_before_1t`` and the ``_1t`` of then: identical pixels and features, as one thread takes the
 sequential path), ``shaken`` / ``srgb`` / ``defocus`` / ``split``:
 
     estimate        3.21 / 3.44+3.23 / 3.43 / 3.17+3.36   (srgb, split: blur_light asks for a second)
@@ -40,14 +40,15 @@ sequential path), ``shaken`` / ``srgb`` / ``defocus`` / ``split``:
     network         2.31 / 2.28 / 2.38 / 2.24               (referee or fallback: whole photo)
     referee         0.99 / 0.67 /   -  / 0.65
 
-After the estimator's cheaper gradient mask (round 5; ``_1t`` now holds this run, on an idle
+After the estimator's cheaper gradient mask (round 5; ``_1t`` held this run until round 6's replaced it, on an idle
 machine, with the same paths, reasons and features): estimate 2.68 / 2.40+2.49 / 2.20 /
 2.46+2.32, corners 5.66 / 5.55 / - / 4.98; whole photo 14.8 / 15.7 / 5.1 / 15.5 CPU s against
 15.9 / 17.8 / 5.7 / 18.4 for the code before (commit b6c352f, ``_b6c352f_1t``) run minutes later on the same idle
 machine (estimate 2.84 / 3.33+3.04 / 2.92 / 2.69+2.90, corners 6.39 / 6.03 / - / 7.03). The
 end-to-end output of ``deblur run --deconv auto`` is byte-identical.
 
-With two threads (``_2t``, ``_before_2t``: what ran beside what) the hybrid now runs the network
+With two threads (the ``_2t`` of then, since replaced by round 6's, and ``_before_2t``: what ran
+beside what) the hybrid now runs the network
 on a second thread from the start, beside the estimate (one thread each), and the four corner
 pyramids two at a time. On an idle 2-core machine the stages above (with blur_light, deconvolve,
 network and referee at about half their CPU seconds on two threads, as their split over threads
@@ -70,6 +71,16 @@ Measured afterwards on the machine with nothing else running (load average 0.9-1
 runs included), end to end, ``deblur run PHOTO --deconv auto --device cpu --threads 2`` from a
 checkout of the code before (91c3877) and after, alternating: ``shaken`` 25.0 and 18.0 s before,
 15.3, 15.2 and 14.2 s after; ``defocus`` 9.3 -> 8.4 s; ``split`` 18.1 -> 15.6 s (one run each).
+
+Round 6, the corners only when they could change the verdict (`deconv.trust._corners_matter`:
+after the referee, for a photo it refuses by a margin agreeing corners would forgive). One thread,
+idle machine, CPU seconds per photo ``shaken`` / ``srgb`` / ``defocus`` / ``split``: 8.0 / 8.5 /
+4.3 / 14.4 (``_1t``) against 13.3 / 15.7 / 4.7 / 13.2 for the code before (6586adb,
+``_6586adb_1t``), run just before; ``--compare-outputs`` against its pixels: 0.0 on all four, and
+the same paths and reasons. End to end, two threads, ``--cli 2`` each, alternating twice with
+the code before (``_2t``, ``_6586adb_2t`` hold the second round; load 1.0-1.8): ``shaken``
+9.3-9.9 s against 13.6-14.0 s, ``srgb`` 11.3-12.2 against 14.3-16.0, ``split`` 14.0-17.2 against
+14.3-17.0 (its corners are still estimated).
 """
 
 from __future__ import annotations

@@ -381,22 +381,38 @@ def assess(estimate: KernelEstimate, *, blurred: np.ndarray | None = None, netwo
     photo whose corners give different kernels (`region_features`: rotation, moving objects,
     depth, a kernel made up from noise); and with the network's output (``network``) and the
     deconvolution (``deconvolved``) too, a deconvolution far from where the network went
-    (`referee_features`). The corner kernels cost about one more estimate, so they are measured
-    only for a kernel that passed the cheaper checks, and only when the rule reads them
-    (`TRUST_RULE` leaves the shape and corner checks off). ``features``: ones already measured
-    on this estimate (an earlier verdict's), not measured again. See `TRUST_RULE`.
+    (`referee_features`). The corner kernels cost more than the estimate itself (four pyramids:
+    5.7 of 14.8 CPU s on a 1 MP photo, speed_hybrid.py), so they are measured only for a kernel
+    that passed the cheaper checks, and only when their value could change the verdict
+    (`_corners_matter`): under `TRUST_RULE` that is a photo the referee refuses by a margin
+    agreeing corners would forgive. So a verdict's features hold the corner fields only when
+    they were measured. ``features``: ones already measured on this estimate (an earlier
+    verdict's), not measured again. See `TRUST_RULE`.
     """
     f = {**trust_features(estimate), **(features or {})}
     verdict = verdict_from_features(f, rule)
-    if not verdict.trusted or blurred is None:
-        return verdict
-    r = {**TRUST_RULE, **(rule or {})}
-    if "corner_misfit" not in f and (r["max_corner_misfit"] < math.inf or r["min_corner_agreement"] > -math.inf
-                                     or r["corner_trust_agreement"] < math.inf):
-        f.update(region_features(blurred, estimate))
+    if blurred is None or not verdict_from_features({**f, **_CORNERS_BEST}, rule).trusted:
+        return verdict  # nothing more to measure, or nothing measured could make it trusted
     if network is not None and deconvolved is not None and "dec_vs_net" not in f:
         f.update(referee_features(blurred, network, deconvolved, estimate))
+    if "corner_misfit" not in f and _corners_matter(f, rule):
+        f.update(region_features(blurred, estimate))
     return verdict_from_features(f, rule)
+
+
+#: `region_features`' fields at their most and least favourable to trust: the rule reads
+#: misfits only as upper bounds and agreement only as a lower one (-1 would mean "not measured",
+#: which no check holds against a photo, so the least favourable agreement is just above it).
+_CORNERS_BEST = {"corner_misfit": 0.0, "corner_misfit2": 0.0, "corner_agreement": 1.0, "corner_vs_main": 1.0}
+_CORNERS_WORST = {"corner_misfit": math.inf, "corner_misfit2": math.inf,
+                  "corner_agreement": math.nextafter(-1.0, 0.0), "corner_vs_main": math.nextafter(-1.0, 0.0)}
+
+
+def _corners_matter(f: dict[str, float], rule: dict[str, float] | None) -> bool:
+    """Could measuring the corners change the verdict on ``f``? Only if the verdict with the most
+    favourable corners differs from the one with the least (every check is monotone in them)."""
+    return (verdict_from_features({**f, **_CORNERS_BEST}, rule).trusted
+            != verdict_from_features({**f, **_CORNERS_WORST}, rule).trusted)
 
 
 def _reblur_rms(region: np.ndarray, kernel: np.ndarray, linear: bool) -> float:
