@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import quality as _quality
+
 Tensor = torch.Tensor
 
 
@@ -148,8 +150,7 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
                     np.float32(1.055) * x ** np.float32(1 / 2.4) - np.float32(0.055)).astype(np.float32)
 
 
-#: Rec. 709 luma weights (R, G, B): the channel mix with the best signal-to-noise ratio for edges.
-LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+LUMA = _quality.LUMA  # Rec. 709, the one definition (numpy only, for the torch-free verdict)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
