@@ -1,7 +1,8 @@
 """``--deconv auto`` decides and restores alike on one thread and on two.
 
 With more than one thread, `shake.try_deconvolve` runs the network beside the kernel estimate and
-`region_features` estimates the region's corners two at a time. The suite often runs with
+`region_features` (which `assess` calls only where the corners could change its verdict)
+estimates the region's corners two at a time. The suite often runs with
 ``OMP_NUM_THREADS=1``, where neither happens, so these tests ask for the threads themselves.
 """
 
@@ -60,8 +61,8 @@ def test_two_threads_deconvolve_a_shaken_photo_as_one_does(photos: dict[str, np.
     np.testing.assert_array_equal(o1.kernel, o2.kernel)
     f1, f2 = o1.verdict.features, o2.verdict.features
     assert f1.keys() == f2.keys()
-    # Estimates run on one thread either way: the kernel's and the corners' figures are the same
-    # numbers; the referee's read the network, whose sums may round otherwise on one thread.
+    # Estimates run on one thread either way: the kernel's and the corners' figures (where measured)
+    # are the same numbers; the referee's read the network, whose sums may round otherwise on one thread.
     assert {k: v for k, v in f1.items() if k.startswith("corner_")} == \
         {k: v for k, v in f2.items() if k.startswith("corner_")}
     assert all(abs(f1[k] - f2[k]) <= 1e-5 for k in f1)
@@ -81,3 +82,43 @@ def test_a_sharp_photo_comes_back_as_it_is_on_any_thread_count(photos: dict[str,
         out, outcome, _ = _restore(photos["sharp"], threads)
         assert outcome.path == "sharp", outcome.note
         np.testing.assert_array_equal(out, photos["sharp"])
+
+
+def test_the_corners_two_at_a_time_are_the_corners_one_after_another(photos: dict[str, np.ndarray]) -> None:
+    """`assess` skips the corners where the referee settles the verdict, so they are asked for here."""
+    from deblurcli.deconv import restore_rgb
+    from deblurcli.deconv.trust import region_features
+
+    _, est = restore_rgb(photos["shaken"])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = region_features(photos["shaken"], est)
+        torch.set_num_threads(2)
+        two = region_features(photos["shaken"], est)
+    finally:
+        torch.set_num_threads(before)
+    assert one == two and one["corner_agreement"] > -1.0, one
+
+
+def test_the_progress_ends_only_when_the_decision_is_made(photos: dict[str, np.ndarray], monkeypatch) -> None:
+    """The referee (and the corners, where they matter) run after the deconvolution: the bar
+    climbs without going back and reaches its end only once the photo is decided."""
+    from deblurcli import shake
+    from deblurcli.api import Deblurrer
+
+    net = Deblurrer("default", device="cpu", progress=False, threads=1)
+    seen: list[float] = []
+    at_checks: list[float] = []
+    assess = shake._assess
+
+    def watched(*args, **kwargs):
+        at_checks.append(max(seen, default=0.0))
+        return assess(*args, **kwargs)
+
+    monkeypatch.setattr(shake, "_assess", watched)
+    out, outcome = shake.try_deconvolve(photos["shaken"], network=net.restore,
+                                        progress=lambda f, _text: seen.append(f))
+    assert outcome.path == "deconvolved", outcome.note
+    assert len(at_checks) == 2 and at_checks[-1] < 1.0, at_checks  # the referee's check still to come
+    assert seen == sorted(seen) and seen[-1] == 1.0 and seen.count(1.0) == 1, seen[-5:]
