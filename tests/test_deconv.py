@@ -191,6 +191,34 @@ def test_automatic_size_grows_past_the_first_window_for_a_long_shake() -> None:
     assert kernel_similarity(est.kernel, kernel, max_shift=4) > 0.6
 
 
+def test_the_last_kernel_step_against_a_tv_deconvolution_sharpens_the_result() -> None:
+    """`refine_kernel`: the estimate's last kernel step reads the TV deconvolution of its region,
+    not the pyramid's cartoon latent. On four seeded shakes of one photo the deconvolution with
+    the refined kernel is better on average and no worse on any by more than rounding."""
+    from deblurcli.deconv.estimate import EstimatorSettings
+
+    sharp = skimage_data.camera()[20:340, 100:420].astype(np.float32) / 255.0
+    gains = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        blurred = np.clip(blur_image(sharp, random_kernel(21, rng, fill=0.9), linear_light=False)
+                          + rng.normal(0, 0.003, sharp.shape), 0, 1).astype(np.float32)
+        plain = estimate_kernel(blurred, settings=EstimatorSettings(refine_select=None))
+        refined = estimate_kernel(blurred)
+        gains.append(_psnr(deconvolve(blurred, refined.kernel, linear=False), sharp, 20)
+                     - _psnr(deconvolve(blurred, plain.kernel, linear=False), sharp, 20))
+    assert float(np.mean(gains)) > 0.1 and min(gains) > -0.1, gains
+
+
+def test_a_kernel_step_with_no_edge_to_read_keeps_the_kernel() -> None:
+    from deblurcli.deconv.estimate import kernel_step
+
+    k = np.zeros((9, 9), np.float32)
+    k[4, 2:7] = 0.2
+    flat = np.full((64, 64), 0.5, np.float32)
+    np.testing.assert_array_equal(kernel_step(flat, flat, k), k)
+
+
 @pytest.fixture(scope="module")
 def referee_cases() -> dict:
     """One colour photo three ways (camera shake in linear light, a defocus disk, no blur), each

@@ -16,7 +16,7 @@ grid of twice the kernel instead of the image (exact: no image-sized FFT inside 
 TV continuation ending at rho = 2 instead of 100 (13 steps instead of 19, same PSNR), L0 beta up to
 1e4 instead of 1e5 (-0.006 dB on Levin's set), and colour photos of 1 MP or more solving the colour
 differences at half resolution (half the deconvolution; see nonblind.HALF_CHROMA_PIXELS), and the
-kernel estimation pinned to one thread (estimate._one_thread). Then glibc keeping freed memory
+kernel estimation pinned to one thread (estimate.one_thread). Then glibc keeping freed memory
 (`deblurcli.allocator`, which `Deblurrer` and this script turn on): 12 MP, 2 threads, idle machine,
 from the JPEG of the same photo: 40.8 s (22 s of it system time, faulting pages in) -> 29.3 s.
 Tried and dropped (PSNR means with the true kernels, Levin / colour photos, against 33.558 / 29.173

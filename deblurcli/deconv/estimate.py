@@ -42,6 +42,11 @@ class EstimatorSettings:
     Measured on Levin's 32 images (blind, mean PSNR; speed from fewer L0 steps): ``beta_max``
     1e5 (Pan's value) 32.119 dB, 1e4 32.113 (3 of ~26 steps fewer per latent), 1e3 32.077;
     ``kappa`` 3 instead of 2: 31.37; ``iters`` 4 instead of 5: 31.84.
+
+    ``refine_select``: `deblurcli.deconv.estimate_kernel` ends with one more kernel step
+    (`kernel_step`) against the TV deconvolution of its region, keeping the latent's gradients
+    above this share of Cho & Lee's threshold (None: no such step). Why: the L0 latent is a
+    cartoon whose flattened texture the last kernel step cannot use; the TV latent keeps it.
     """
 
     lam_grad: float = 4e-3
@@ -57,6 +62,7 @@ class EstimatorSettings:
     edge_select: bool = True
     k_thresh: float = 20.0
     pixel_gamma: float = 1.0
+    refine_select: float | None = 0.5
 
 
 @dataclass
@@ -171,6 +177,27 @@ def _kernel_ls(sx: Tensor, sy: Tensor, bx: Tensor, by: Tensor, k0: Tensor, gamma
     return x
 
 
+def kernel_step(latent: np.ndarray, blurred: np.ndarray, kernel: np.ndarray,
+                settings: EstimatorSettings = EstimatorSettings(), select: float = 1.0) -> np.ndarray:
+    """One kernel step from a given ``latent`` (the sharp image's estimate) and the ``blurred``
+    image: the least-squares kernel on the latent's strongest gradients (``select`` times Cho &
+    Lee's threshold for ``kernel``'s size), from ``kernel`` as the start, pruned and cleaned as the
+    pyramid's final kernel is."""
+    lt = torch.from_numpy(np.ascontiguousarray(latent, dtype=np.float32))
+    bt = torch.from_numpy(np.ascontiguousarray(blurred, dtype=np.float32))
+    sx, sy = _valid_grads(lt)
+    bx, by = _valid_grads(bt)
+    thr = _edge_threshold(sx, sy, kernel.shape[0]) * select
+    if thr > 0:
+        weak = (sx * sx + sy * sy) < thr
+        sx, sy = sx.masked_fill(weak, 0.0), sy.masked_fill(weak, 0.0)
+    k = _kernel_ls(sx, sy, bx, by, torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32)),
+                   settings.gamma, settings.cg_iters)
+    if not (bool(torch.isfinite(k).all()) and float(k.max()) > 0):
+        return kernel  # nothing to learn from: keep the kernel, as the pyramid's steps do
+    return clean_kernel(_prune(k).numpy(), rel_threshold=1.0 / settings.k_thresh, min_mass=0.0)
+
+
 def _prune(k: Tensor) -> Tensor:
     """After each kernel step: values under 5% of the peak and pieces under 10% of the mass go."""
     arr = k.numpy().astype(np.float32)
@@ -208,7 +235,7 @@ def _initial_kernel(size: int) -> np.ndarray:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Run torch on one thread inside, restoring the caller's count after.
 
     The pyramid works on images of at most ~600 px a side, thousands of small operations: on
@@ -230,7 +257,7 @@ def _one_thread() -> Iterator[None]:
 def estimate_pyramid(gray: np.ndarray, ksize: int, settings: EstimatorSettings = EstimatorSettings(),
                      progress: Progress | None = None) -> PyramidResult:
     """Estimate a ``ksize`` x ``ksize`` convolution kernel from a grey image in [0, 1]."""
-    with _one_thread():
+    with one_thread():
         return _estimate_pyramid(gray, ksize, settings, progress)
 
 
