@@ -81,6 +81,11 @@ the same paths and reasons. End to end, two threads, ``--cli 2`` each, alternati
 the code before (``_2t``, ``_6586adb_2t`` hold the second round; load 1.0-1.8): ``shaken``
 9.3-9.9 s against 13.6-14.0 s, ``srgb`` 11.3-12.2 against 14.3-16.0, ``split`` 14.0-17.2 against
 14.3-17.0 (its corners are still estimated).
+
+Round 7, after the estimate's last kernel step against a TV deconvolution (`engine.refine_kernel`,
+about 0.2 CPU s per estimate; the same paths and reasons on these four photos): end to end, two
+threads, ``--cli 2`` (``_2t`` now holds this run; load 1.4-1.5): ``shaken`` 9.0-9.7 s, ``srgb``
+11.3-11.9, ``defocus`` 7.7, ``split`` 16.3-17.8.
 """
 
 from __future__ import annotations
