@@ -335,10 +335,7 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
     res = results[-1]
     if res.kernel_steps == 0:
         raise KernelError("no edge in the image stands out from its noise: nothing to estimate camera shake from")
-    work_kernel = res.kernel
-    if st.refine_select is not None:
-        work_kernel = refine_kernel(patch, res.kernel, st)
-    kernel = _upscale_kernel(work_kernel, 1.0 / scale)
+    kernel = _upscale_kernel(refine_kernel(patch, res.kernel, st), 1.0 / scale)
     stats = kernel_stats(kernel)
     size_agreement = _ncc_aligned(results[-2].kernel, res.kernel) if len(results) > 1 else None
     scale_agreement = _scale_agreement(res)
@@ -355,7 +352,7 @@ def estimate_kernel(gray: np.ndarray, *, max_size: int | None = None,
 def refine_kernel(patch: np.ndarray, kernel: np.ndarray, settings: EstimatorSettings) -> np.ndarray:
     """The pyramid's final ``kernel`` stepped once more (`kernel_step`) against the TV deconvolution
     of the estimation ``patch`` with it, on one thread like the pyramid (the same kernel whatever
-    the thread count).
+    the thread count); ``kernel`` as it is where ``settings.refine_select`` is None.
 
     Why: the pyramid's last kernel step reads an L0 latent, a cartoon whose flattened texture
     carries no evidence; the TV deconvolution keeps it. Chosen on Levin's 32 (blind, mean PSNR):
@@ -366,9 +363,11 @@ def refine_kernel(patch: np.ndarray, kernel: np.ndarray, settings: EstimatorSett
     dB on sRGB-applied blur; calibrate_trust.py's 58 shaken crops of ten other photos +0.26 dB
     (better on 28, worse on 19). About 0.2 CPU s on a 512 px window.
     """
+    if settings.refine_select is None:
+        return kernel
     with one_thread():
         latent = deconvolve(patch, kernel, linear=False)
-        return kernel_step(latent, patch, kernel, settings, select=settings.refine_select or 1.0)
+        return kernel_step(latent, patch, kernel, settings, select=settings.refine_select)
 
 
 def deblur_shake(rgb: np.ndarray, *, max_size: int | None = None, region: tuple[int, int, int, int] | None = None,
